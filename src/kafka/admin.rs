@@ -1,0 +1,37 @@
+//! Creates the relay's topics at start-up when they are missing.
+
+use super::{client_config, Topics};
+use crate::config::Config;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::time::Duration;
+
+/// Creates every topic of `topics` that does not exist yet; the idempotency topic is compacted.
+/// Existing topics are left as they are (their partition counts are the operator's).
+pub async fn ensure_topics(cfg: &Config, topics: &Topics) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg, &[]).create()?;
+    let replication = || TopicReplication::Fixed(cfg.topic_replication);
+    let mut new_topics: Vec<NewTopic> = std::iter::once(&topics.raw)
+        .chain(&topics.retry)
+        .chain([&topics.dlq, &topics.enriched])
+        .map(|name| NewTopic::new(name, cfg.topic_partitions, replication()))
+        .collect();
+    new_topics.push(
+        NewTopic::new(&topics.idempotency, cfg.topic_partitions, replication())
+            .set("cleanup.policy", "compact"),
+    );
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &opts).await? {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(topic = %name, error = %code, "cannot create topic")
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! The at-least-once consumer loop (after rust-rdkafka's `at_least_once` example, with
+//! concurrency): records with different keys are handled concurrently up to a bound,
+//! one key's records strictly in order, and a partition's offset is committed only up
+//! to the lowest record that is not yet fully handled.
+//!
+//! A record may carry a due time (`relay-not-before`, set on retry records). A record
+//! that is not due pauses its partition and is handed over when due; the partition is
+//! resumed then. Nothing sleeps in the receive loop, so other partitions keep flowing.
+
+use super::headers::{self, header_i64};
+use super::offsets::{OffsetTracker, Ticket};
+use crate::metrics::Metrics;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::OwnedMessage;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// What became of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Synced, skipped, or durably written to a retry or dead-letter topic: commit past it.
+    Done,
+    /// Not finished (the process is stopping): leave it for the next owner of the partition.
+    Abandoned,
+}
+
+/// Handles one record to completion. Implementations never fail: every failure is
+/// turned into a retry or dead-letter record, or into `Abandoned` during shutdown.
+pub trait MessageHandler: Send + Sync + 'static {
+    fn handle(&self, msg: OwnedMessage) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>>;
+}
+
+/// Settings of one consumer loop.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    pub max_in_flight: usize,
+    pub commit_interval: Duration,
+    /// Wait for `relay-not-before` before handing a record over (retry topics).
+    pub honour_not_before: bool,
+    /// How long shutdown waits for in-flight records before committing what is done.
+    pub drain_timeout: Duration,
+}
+
+/// Rebalance and statistics callbacks: commits finished work before partitions are taken
+/// away, and exports consumer lag.
+pub struct RelayConsumerContext {
+    tracker: Arc<OffsetTracker>,
+    metrics: Arc<Metrics>,
+    assigned: Arc<AtomicBool>,
+}
+
+impl ClientContext for RelayConsumerContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RelayConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked: Vec<(String, i32)> =
+                tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            commit_tracked(consumer, &self.tracker, Some(&revoked), CommitMode::Sync);
+            self.tracker.forget(&revoked);
+            tracing::info!(partitions = revoked.len(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.assigned.store(tpl.count() > 0, Ordering::Relaxed);
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => self.assigned.store(false, Ordering::Relaxed),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn commit_tracked<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    tracker: &OffsetTracker,
+    only: Option<&[(String, i32)]>,
+    mode: CommitMode,
+) {
+    let offsets = tracker.committable(only);
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in &offsets {
+        if tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_err() {
+            return;
+        }
+    }
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => tracker.mark_committed(&offsets),
+        Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+    }
+}
+
+type Job = (OwnedMessage, Ticket, OwnedSemaphorePermit);
+
+/// One consumer group member running a [`MessageHandler`] over its subscription.
+pub struct ConsumerLoop {
+    consumer: Arc<StreamConsumer<RelayConsumerContext>>,
+    tracker: Arc<OffsetTracker>,
+    assigned: Arc<AtomicBool>,
+    opts: ConsumerOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl ConsumerLoop {
+    /// Creates the consumer from `config` (which must carry `group.id`) and subscribes.
+    pub fn new(
+        mut config: rdkafka::ClientConfig,
+        topics: &[&str],
+        opts: ConsumerOptions,
+        metrics: Arc<Metrics>,
+    ) -> KafkaResult<Self> {
+        let tracker = Arc::new(OffsetTracker::new());
+        let assigned = Arc::new(AtomicBool::new(false));
+        // Commits are ours alone: only offsets of fully handled records are ever committed.
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        if config.get("statistics.interval.ms").is_none() {
+            config.set("statistics.interval.ms", "5000");
+        }
+        let context = RelayConsumerContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            assigned: assigned.clone(),
+        };
+        let consumer: StreamConsumer<RelayConsumerContext> = config.create_with_context(context)?;
+        consumer.subscribe(topics)?;
+        Ok(ConsumerLoop { consumer: Arc::new(consumer), tracker, assigned, opts, metrics })
+    }
+
+    /// A flag that is true while the group has assigned this member any partition.
+    pub fn assigned_flag(&self) -> Arc<AtomicBool> {
+        self.assigned.clone()
+    }
+
+    /// Receives and handles records until `shutdown` turns true, then stops receiving,
+    /// drains in-flight records (bounded by `drain_timeout`) and commits what is done.
+    pub async fn run<H: MessageHandler>(self, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.opts.max_in_flight));
+        let lanes = Arc::new(KeyLanes::default());
+        let committer = self.spawn_committer(shutdown.clone());
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            let msg = tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                m = self.consumer.recv() => m,
+            };
+            let msg = match msg {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let ticket = self.tracker.begin(msg.topic(), msg.partition(), msg.offset());
+            self.metrics.in_flight.inc();
+            let job = (msg, ticket, permit);
+            match self.due_in(&job.0) {
+                Some(wait) => self.park(job, wait, lanes.clone(), handler.clone()),
+                None => lanes.dispatch(job, handler.clone(), self.tracker.clone(), self.metrics.clone()),
+            }
+        }
+        tracing::info!(in_flight = self.tracker.in_flight(), "consumer stopping; draining");
+        let all = self.opts.max_in_flight as u32;
+        let _ = tokio::time::timeout(self.opts.drain_timeout, permits.acquire_many(all)).await;
+        committer.abort();
+        commit_tracked(&*self.consumer, &self.tracker, None, CommitMode::Sync);
+        self.consumer.unsubscribe();
+        tracing::info!("consumer stopped");
+    }
+
+    fn due_in(&self, msg: &OwnedMessage) -> Option<Duration> {
+        if !self.opts.honour_not_before {
+            return None;
+        }
+        let not_before = header_i64(msg, headers::NOT_BEFORE)?;
+        let now = now_ms();
+        (not_before > now).then(|| Duration::from_millis((not_before - now) as u64))
+    }
+
+    /// Pauses the record's partition and hands the record over when it is due. librdkafka
+    /// drops what it prefetched for a paused partition and fetches again from after this
+    /// record on resume, so nothing is skipped.
+    fn park<H: MessageHandler>(&self, job: Job, wait: Duration, lanes: Arc<KeyLanes>, handler: Arc<H>) {
+        let (topic, partition) = (job.0.topic().to_string(), job.0.partition());
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, %topic, partition, "cannot pause partition");
+        }
+        let (consumer, tracker, metrics) = (self.consumer.clone(), self.tracker.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if !tracker.is_current(&topic, partition, job.1) {
+                metrics.in_flight.dec();
+                return; // revoked while waiting; the new owner reads it again
+            }
+            lanes.dispatch(job, handler, tracker, metrics);
+            if let Err(e) = consumer.resume(&tpl) {
+                tracing::warn!(error = %e, %topic, partition, "cannot resume partition");
+            }
+        });
+    }
+
+    fn spawn_committer(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let (consumer, tracker) = (self.consumer.clone(), self.tracker.clone());
+        let interval = self.opts.commit_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = tick.tick() => commit_tracked(&*consumer, &tracker, None, CommitMode::Async),
+                }
+            }
+        })
+    }
+}
+
+/// Keeps one key's records in order: a key with a record in progress queues the next
+/// ones behind it; other keys start at once.
+#[derive(Default)]
+struct KeyLanes {
+    active: Mutex<HashMap<Vec<u8>, VecDeque<Job>>>,
+}
+
+impl KeyLanes {
+    fn dispatch<H: MessageHandler>(
+        self: &Arc<Self>,
+        job: Job,
+        handler: Arc<H>,
+        tracker: Arc<OffsetTracker>,
+        metrics: Arc<Metrics>,
+    ) {
+        let key = lane_key(&job.0);
+        {
+            let mut active = self.active.lock().expect("lanes lock");
+            if let Some(queue) = active.get_mut(&key) {
+                queue.push_back(job);
+                return;
+            }
+            active.insert(key.clone(), VecDeque::new());
+        }
+        let lanes = self.clone();
+        tokio::spawn(async move {
+            let mut next = Some(job);
+            while let Some((msg, ticket, permit)) = next.take() {
+                let (topic, partition) = (msg.topic().to_string(), msg.partition());
+                if handler.handle(msg).await == Handled::Done {
+                    tracker.complete(&topic, partition, ticket);
+                }
+                metrics.in_flight.dec();
+                drop(permit);
+                let mut active = lanes.active.lock().expect("lanes lock");
+                next = active.get_mut(&key).and_then(VecDeque::pop_front);
+                if next.is_none() {
+                    active.remove(&key);
+                }
+            }
+        });
+    }
+}
+
+/// Records without a key are independent of each other.
+fn lane_key(msg: &OwnedMessage) -> Vec<u8> {
+    match msg.key() {
+        Some(k) if !k.is_empty() => k.to_vec(),
+        _ => format!("\0{}:{}:{}", msg.topic(), msg.partition(), msg.offset()).into_bytes(),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,62 @@
+//! Names and parsing of the `relay-*` headers on retry and dead-letter records
+//! (DESIGN section 6). All values are UTF-8 strings.
+
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::Message;
+
+pub const EVENT_ID: &str = "relay-event-id";
+pub const ATTEMPT: &str = "relay-attempt";
+pub const NOT_BEFORE: &str = "relay-not-before";
+pub const ORIGINAL_TOPIC: &str = "relay-original-topic";
+pub const ORIGINAL_PARTITION: &str = "relay-original-partition";
+pub const ORIGINAL_OFFSET: &str = "relay-original-offset";
+pub const FIRST_FAILURE_AT: &str = "relay-first-failure-at";
+pub const ROUTE: &str = "relay-route";
+pub const ERROR_CLASS: &str = "relay-error-class";
+pub const ERROR: &str = "relay-error";
+pub const TRACEPARENT: &str = "traceparent";
+pub const REPLAYED_FROM: &str = "relay-replayed-from";
+
+/// Longest `relay-error` value, in bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+/// The first value of header `name` as UTF-8, if present and valid.
+pub fn header_str<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The header parsed as a number.
+pub fn header_i64(msg: &OwnedMessage, name: &str) -> Option<i64> {
+    header_str(msg, name)?.trim().parse().ok()
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_utf8_valid() {
+        let s = "é".repeat(600);
+        let t = truncate_utf8(&s, MAX_ERROR_BYTES);
+        assert!(t.len() <= MAX_ERROR_BYTES);
+        assert_eq!(t.len() % 2, 0);
+        assert_eq!(truncate_utf8("short", 10), "short");
+    }
+}

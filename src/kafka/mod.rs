@@ -1,0 +1,20 @@
+//! Everything that talks to Kafka: client settings, topic names and creation, the
+//! acknowledged producer, relay headers, and the at-least-once consumer loop.
+
+mod admin;
+mod client_config;
+mod consumer;
+pub mod headers;
+mod offsets;
+mod producer;
+mod topic_reader;
+mod topics;
+
+pub use admin::ensure_topics;
+pub use client_config::client_config;
+pub use consumer::{ConsumerLoop, ConsumerOptions, Handled, MessageHandler};
+pub use offsets::OffsetTracker;
+pub use producer::{EventProducer, ProduceError};
+pub use topic_reader::read_topic_to_end;
+pub use topics::Topics;
+pub use consumer::now_ms;

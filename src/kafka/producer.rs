@@ -1,0 +1,130 @@
+//! The acknowledged producer: `acks=all`, idempotent, bounded in time.
+//!
+//! A send either ends with the broker's acknowledgement or with an error within
+//! `RELAY_PRODUCE_TIMEOUT`; a full local queue fails at once instead of waiting, so the
+//! ingress can answer 503 quickly and never accepts what was not written.
+
+use super::client_config;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("producer queue is full")]
+    QueueFull,
+    #[error("broker did not acknowledge within {0:?}")]
+    Timeout(Duration),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Writes records and waits for `acks=all`.
+pub struct EventProducer {
+    /// Replaced when librdkafka reports a fatal (idempotence) error, which makes the old
+    /// instance unusable for good.
+    inner: RwLock<Arc<FutureProducer>>,
+    cfg: Config,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl EventProducer {
+    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+        Ok(EventProducer {
+            inner: RwLock::new(Arc::new(Self::create(cfg)?)),
+            cfg: cfg.clone(),
+            timeout: cfg.produce_timeout,
+            metrics,
+        })
+    }
+
+    fn create(cfg: &Config) -> Result<FutureProducer, KafkaError> {
+        let timeout_ms = cfg.produce_timeout.as_millis().max(1).to_string();
+        client_config(
+            cfg,
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", &timeout_ms),
+                ("linger.ms", "2"),
+                ("queue.buffering.max.messages", "200000"),
+                ("compression.type", "lz4"),
+            ],
+        )
+        .create()
+    }
+
+    fn current(&self) -> Arc<FutureProducer> {
+        self.inner.read().expect("producer lock").clone()
+    }
+
+    /// Writes one record and returns (partition, offset) once the broker acknowledged it.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(i32, i64), ProduceError> {
+        let started = Instant::now();
+        let producer = self.current();
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            owned = owned.insert(Header { key: k, value: Some(*v) });
+        }
+        let record = FutureRecord::to(topic).key(key).payload(value).headers(owned);
+        let delivery = producer.send(record, Timeout::After(Duration::ZERO));
+        // message.timeout.ms bounds the delivery; the outer timeout guards against a stuck client.
+        let result = match tokio::time::timeout(self.timeout + Duration::from_secs(1), delivery).await {
+            Err(_) => Err(ProduceError::Timeout(self.timeout)),
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))) => {
+                Err(ProduceError::QueueFull)
+            }
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
+                Err(ProduceError::Timeout(self.timeout))
+            }
+            Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
+        };
+        if result.is_ok() {
+            self.metrics.produce_duration_seconds.observe(started.elapsed().as_secs_f64());
+        } else {
+            self.replace_if_fatal(&producer);
+        }
+        result
+    }
+
+    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
+        let Some((code, reason)) = failed.client().fatal_error() else { return };
+        let mut slot = self.inner.write().expect("producer lock");
+        if Arc::ptr_eq(&slot, failed) {
+            tracing::warn!(%code, %reason, "producer hit a fatal error; creating a new one");
+            match Self::create(&self.cfg) {
+                Ok(p) => *slot = Arc::new(p),
+                Err(e) => tracing::error!(error = %e, "cannot recreate producer"),
+            }
+        }
+    }
+
+    /// Whether the cluster answers a metadata request within `timeout`.
+    pub async fn broker_reachable(&self, timeout: Duration) -> bool {
+        let producer = self.current();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Waits until every queued record is delivered or `timeout` passes.
+    pub async fn flush(&self, timeout: Duration) {
+        let producer = self.current();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+    }
+}

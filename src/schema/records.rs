@@ -1,0 +1,71 @@
+//! Rust types of the Avro schemas in `schemas/`, which are compiled in.
+
+use super::AvroRecord;
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+
+macro_rules! avro_record {
+    ($ty:ident, $file:literal) => {
+        impl AvroRecord for $ty {
+            const NAME: &'static str = stringify!($ty);
+            fn schema() -> &'static Schema {
+                static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
+                    Schema::parse_str(include_str!(concat!("../../schemas/", $file)))
+                        .expect(concat!("schemas/", $file, " is valid Avro"))
+                });
+                &SCHEMA
+            }
+        }
+    };
+}
+
+/// One webhook delivery as accepted by the ingress (`genesys.events.raw`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    pub event_id: String,
+    pub event_type: String,
+    /// `ENVELOPE` or `NOTIFICATION`.
+    pub shape: String,
+    pub conversation_id: Option<String>,
+    pub guest_id: Option<String>,
+    pub event_time_ms: Option<i64>,
+    pub received_at_ms: i64,
+    /// The JSON body exactly as delivered.
+    pub payload: String,
+    pub traceparent: Option<String>,
+}
+avro_record!(RawEvent, "raw_event.avsc");
+
+/// One participant of an [`EnrichedConversation`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationParticipant {
+    pub id: String,
+    pub purpose: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A `conversation:created` event joined with the API's conversation
+/// (`genesys.conversations.enriched`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichedConversation {
+    pub event_id: String,
+    pub conversation_id: String,
+    pub event_type: String,
+    pub event_time_ms: Option<i64>,
+    pub enriched_at_ms: i64,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub participants: Vec<ConversationParticipant>,
+    pub conversation_json: String,
+    pub event_payload: String,
+}
+avro_record!(EnrichedConversation, "enriched_conversation.avsc");
+
+/// Value on the compacted idempotency topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyMark {
+    pub handled_at_ms: i64,
+    pub event_time_ms: Option<i64>,
+}
+avro_record!(IdempotencyMark, "idempotency_mark.avsc");
