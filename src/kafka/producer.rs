@@ -29,8 +29,10 @@ pub enum ProduceError {
 /// Writes records and waits for `acks=all`.
 pub struct EventProducer {
     /// Replaced when librdkafka reports a fatal (idempotence) error, which makes the old
-    /// instance unusable for good.
+    /// instance unusable for good, or when the broker keeps rejecting its producer state
+    /// (a broker restarted without it answers every batch with an error).
     inner: RwLock<Arc<FutureProducer>>,
+    last_replaced: std::sync::Mutex<Instant>,
     cfg: Config,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -40,6 +42,7 @@ impl EventProducer {
     pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
         Ok(EventProducer {
             inner: RwLock::new(Arc::new(Self::create(cfg)?)),
+            last_replaced: std::sync::Mutex::new(Instant::now()),
             cfg: cfg.clone(),
             timeout: cfg.produce_timeout,
             metrics,
@@ -94,19 +97,26 @@ impl EventProducer {
             }
             Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
         };
-        if result.is_ok() {
-            self.metrics.produce_duration_seconds.observe(started.elapsed().as_secs_f64());
-        } else {
-            self.replace_if_fatal(&producer);
+        match &result {
+            Ok(_) => self.metrics.produce_duration_seconds.observe(started.elapsed().as_secs_f64()),
+            Err(ProduceError::Kafka(e)) => self.replace_after(&producer, e),
+            Err(_) => {}
         }
         result
     }
 
-    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
-        let Some((code, reason)) = failed.client().fatal_error() else { return };
+    fn replace_after(&self, failed: &Arc<FutureProducer>, error: &KafkaError) {
+        let fatal = failed.client().fatal_error();
+        {
+            let mut last = self.last_replaced.lock().expect("producer lock");
+            if fatal.is_none() && last.elapsed() < Duration::from_secs(2) {
+                return;
+            }
+            *last = Instant::now();
+        }
         let mut slot = self.inner.write().expect("producer lock");
         if Arc::ptr_eq(&slot, failed) {
-            tracing::warn!(%code, %reason, "producer hit a fatal error; creating a new one");
+            tracing::warn!(%error, fatal = ?fatal, "producer rejected by the broker; creating a new one");
             match Self::create(&self.cfg) {
                 Ok(p) => *slot = Arc::new(p),
                 Err(e) => tracing::error!(error = %e, "cannot recreate producer"),

@@ -1,0 +1,172 @@
+//! The webhook ingress: `POST /webhooks/genesys` checks a delivery and writes it to the raw
+//! topic, answering 202 only after the broker acknowledged the record (DESIGN section 5).
+
+mod auth;
+mod envelope;
+
+pub use auth::{AuthError, WebhookAuth, REPLAY_WINDOW_SECS};
+pub use envelope::{parse_event, record_key, EnvelopeError};
+
+use crate::config::Config;
+use crate::kafka::{headers, now_ms, EventProducer};
+use crate::metrics::Metrics;
+use crate::schema::Codec;
+use bytes::{Buf, BytesMut};
+use futures::{Stream, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use warp::http::{HeaderMap, StatusCode};
+use warp::{Filter, Reply};
+
+/// How long a client should wait before redelivering after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Everything a request needs; shared by all requests.
+pub struct Ingress {
+    producer: Arc<EventProducer>,
+    codec: Codec,
+    topic: String,
+    auth: Option<WebhookAuth>,
+    secret_header: String,
+    max_body_bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingress {
+    pub fn new(cfg: &Config, producer: Arc<EventProducer>, codec: Codec, raw_topic: String, metrics: Arc<Metrics>) -> Self {
+        Ingress {
+            producer,
+            codec,
+            topic: raw_topic,
+            auth: cfg.webhook_secret.clone().map(WebhookAuth::new),
+            secret_header: cfg.webhook_secret_header.to_ascii_lowercase(),
+            max_body_bytes: cfg.max_body_bytes,
+            metrics,
+        }
+    }
+
+    /// The warp filter serving `POST /webhooks/genesys`.
+    pub fn routes(self: Arc<Self>) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+        warp::path!("webhooks" / "genesys")
+            .and(warp::post())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::stream())
+            .then(move |headers: HeaderMap, body| {
+                let ingress = self.clone();
+                async move { ingress.handle(headers, body).await }
+            })
+    }
+
+    /// Binds `addr` and serves until `shutdown` resolves; in-flight requests finish first.
+    /// Returns the bound address and the server future.
+    pub fn bind(
+        self: Arc<Self>,
+        addr: SocketAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), warp::Error> {
+        warp::serve(self.routes()).try_bind_with_graceful_shutdown(addr, shutdown)
+    }
+
+    async fn handle<S, B>(&self, headers: HeaderMap, body: S) -> warp::reply::Response
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
+        let started = Instant::now();
+        let (status, reply) = self.accept(&headers, body).await;
+        self.metrics.ingress_requests_total.with_label_values(&[status.as_str()]).inc();
+        self.metrics.ingress_request_duration_seconds.observe(started.elapsed().as_secs_f64());
+        let mut response = warp::reply::with_status(warp::reply::json(&reply), status).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert("retry-after", RETRY_AFTER_SECS.parse().expect("valid header"));
+        }
+        response
+    }
+
+    async fn accept<S, B>(&self, headers: &HeaderMap, body: S) -> (StatusCode, serde_json::Value)
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
+        let rejected = |status, error: String| (status, serde_json::json!({"status": "rejected", "error": error}));
+        if !is_json(headers) {
+            return rejected(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type must be application/json".into());
+        }
+        let body = match read_limited(body, headers, self.max_body_bytes).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return rejected(StatusCode::PAYLOAD_TOO_LARGE, format!("body is over {} bytes", self.max_body_bytes))
+            }
+            Err(BodyError::Read(e)) => return rejected(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+        };
+        if let Some(auth) = &self.auth {
+            let static_value = headers.get(self.secret_header.as_str()).map(|v| v.as_bytes());
+            let signature = headers.get("x-relay-signature").and_then(|v| v.to_str().ok());
+            if let Err(e) = auth.verify(static_value, signature, &body, now_ms() / 1000) {
+                tracing::debug!(reason = %e, "webhook rejected: unauthenticated");
+                return rejected(StatusCode::UNAUTHORIZED, e.to_string());
+            }
+        }
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let event = match parse_event(&body, now_ms(), traceparent) {
+            Ok(e) => e,
+            Err(e) => return rejected(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let value = match self.codec.encode(&event) {
+            Ok(v) => v,
+            Err(e) => return rejected(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let mut record_headers = vec![(headers::EVENT_ID, event.event_id.as_str())];
+        if let Some(tp) = &event.traceparent {
+            record_headers.push((headers::TRACEPARENT, tp));
+        }
+        match self.producer.send(&self.topic, record_key(&event), &value, &record_headers).await {
+            Ok(_) => (StatusCode::ACCEPTED, serde_json::json!({"status": "accepted", "eventId": event.event_id})),
+            Err(e) => {
+                tracing::warn!(error = %e, event_id = %event.event_id, "cannot write event; answering 503");
+                (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "unavailable", "error": e.to_string()}))
+            }
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok()) else { return false };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+enum BodyError {
+    TooLarge,
+    Read(warp::Error),
+}
+
+/// Reads the body, refusing more than `max` bytes without buffering them.
+async fn read_limited<S, B>(mut body: S, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, BodyError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(max as u64) as usize);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(BodyError::Read)?;
+        if buf.len() + chunk.remaining() > max {
+            return Err(BodyError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.to_vec())
+}

@@ -1,0 +1,33 @@
+//! Graceful shutdown: one watch channel that every long-running piece listens to,
+//! flipped by SIGTERM or Ctrl-C.
+
+use tokio::sync::watch;
+
+/// The sending half flips to `true` once; receivers stop accepting work and drain.
+pub fn channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
+/// Resolves when `rx` turns true (or its sender is gone).
+pub async fn signalled(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Waits for SIGTERM or Ctrl-C, then flips `tx`.
+pub async fn on_signal(tx: watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    let _ = tx.send(true);
+}
