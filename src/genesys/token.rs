@@ -173,7 +173,9 @@ impl TokenSource {
             return Err(GenesysError::Status {
                 status: status.as_u16(),
                 retry_after,
-                message: outbound::error_body(&body, &[secret]),
+                // A server echoing our Authorization header would show the Basic
+                // credentials, which are the secret in base64.
+                message: outbound::error_body(&body, &[secret, &self.basic_credentials()]),
             });
         }
         // serde_json errors can quote values from the input, and this input is a token:
@@ -209,6 +211,15 @@ impl TokenSource {
             refresh_at: expires_at - margin,
             expires_at,
         })
+    }
+
+    fn basic_credentials(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.cfg.client_id,
+            self.cfg.client_secret.expose()
+        ))
     }
 
     fn count(&self, status: &str) {
