@@ -6,15 +6,21 @@
 //! - [`schema`]: Avro records and their wire formats.
 //! - [`kafka`]: producer, at-least-once consumer loop, topics, headers.
 //! - [`ingress`]: the webhook endpoint (envelope parsing, authentication).
+//! - [`genesys`]: Genesys Cloud API client, OAuth token source, webhook registration.
+//! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
+//! - `outbound` (private): failure handling shared by those HTTP clients.
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 pub mod admin_server;
 pub mod app;
 pub mod config;
+pub mod genesys;
 pub mod ingress;
 pub mod kafka;
 pub mod metrics;
+mod outbound;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
+pub mod sinks;

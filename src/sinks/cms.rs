@@ -1,0 +1,147 @@
+//! The headless CMS sink: upserts `guest_session` entries, create first and update on
+//! conflict, both under the same idempotency key so the CMS can recognise a redelivery.
+
+use std::sync::Arc;
+
+use reqwest::{StatusCode, Url};
+use serde_json::{Map, Value};
+
+use super::{send, SinkError};
+use crate::config::Secret;
+use crate::metrics::Metrics;
+
+const SINK: &str = "cms";
+const IDEMPOTENCY_HEADER: &str = "X-Idempotency-Key";
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    Created,
+    Updated,
+}
+
+/// Client of the CMS entries collection (`RELAY_CMS_URL`, e.g. `http://cms/v1/entries`).
+pub struct CmsClient {
+    entries_url: String,
+    api_key: Option<Secret>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for CmsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmsClient")
+            .field("entries_url", &self.entries_url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CmsClient {
+    pub fn new(
+        entries_url: String,
+        api_key: Option<Secret>,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        CmsClient {
+            entries_url,
+            api_key,
+            http,
+            metrics,
+        }
+    }
+
+    /// POST `{entries_url}` `{"id","type":"guest_session","fields"}` with
+    /// `X-Idempotency-Key`; a 409 means the entry exists, so PUT `{entries_url}/{id}`
+    /// with the same body and key.
+    pub async fn upsert_guest_session(
+        &self,
+        entry_id: &str,
+        fields: &Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<UpsertOutcome, SinkError> {
+        let body = serde_json::json!({ "id": entry_id, "type": "guest_session", "fields": fields });
+        let collection = self.collection_url()?;
+        let entry = entry_url(collection.clone(), entry_id)?;
+
+        let created = send(
+            &self.metrics,
+            SINK,
+            self.authorised(self.http.post(collection), idempotency_key)
+                .json(&body),
+        )
+        .await?;
+        if created.status.is_success() {
+            return Ok(UpsertOutcome::Created);
+        }
+        if created.status != StatusCode::CONFLICT {
+            return Err(created.into_error(&self.secrets()));
+        }
+
+        let updated = send(
+            &self.metrics,
+            SINK,
+            self.authorised(self.http.put(entry), idempotency_key)
+                .json(&body),
+        )
+        .await?;
+        if updated.status.is_success() {
+            Ok(UpsertOutcome::Updated)
+        } else {
+            Err(updated.into_error(&self.secrets()))
+        }
+    }
+
+    fn collection_url(&self) -> Result<Url, SinkError> {
+        Url::parse(&self.entries_url)
+            .map_err(|e| SinkError::InvalidRequest(format!("CMS URL {:?}: {e}", self.entries_url)))
+    }
+
+    fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+        idempotency_key: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = request.header(IDEMPOTENCY_HEADER, idempotency_key);
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        }
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.api_key.iter().map(Secret::expose).collect()
+    }
+}
+
+/// `{collection}/{id}` with the id percent-encoded as one segment (it comes from webhook
+/// input); `.` and `..` are refused because `Url` would silently drop them.
+fn entry_url(mut collection: Url, entry_id: &str) -> Result<Url, SinkError> {
+    if entry_id.is_empty() || entry_id == "." || entry_id == ".." {
+        return Err(SinkError::InvalidRequest(format!(
+            "{entry_id:?} is not a usable entry id"
+        )));
+    }
+    collection
+        .path_segments_mut()
+        .map_err(|_| SinkError::InvalidRequest("CMS URL cannot have a path".into()))?
+        .pop_if_empty()
+        .push(entry_id);
+    Ok(collection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_url_encodes_the_id() {
+        let base = Url::parse("http://cms:1/v1/entries/").unwrap();
+        assert_eq!(
+            entry_url(base.clone(), "a/b c").unwrap().as_str(),
+            "http://cms:1/v1/entries/a%2Fb%20c"
+        );
+        assert!(entry_url(base, "..").is_err());
+    }
+}

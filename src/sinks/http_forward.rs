@@ -1,0 +1,56 @@
+//! The reliable-forward sink: POSTs an event to the downstream backend
+//! (`RELAY_FORWARD_URL`) with headers that let the backend drop redeliveries.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{send, SinkError};
+use crate::metrics::Metrics;
+
+const SINK: &str = "forward";
+
+/// POSTs events to one downstream URL.
+pub struct HttpForwarder {
+    url: String,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for HttpForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpForwarder")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpForwarder {
+    pub fn new(url: String, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
+        HttpForwarder { url, http, metrics }
+    }
+
+    /// POST the JSON body with `X-Idempotency-Key` and `X-Relay-Event-Id`; any 2xx is
+    /// done, anything else is a [`SinkError`] for the pipeline to classify.
+    pub async fn forward(
+        &self,
+        body: &Value,
+        idempotency_key: &str,
+        event_id: &str,
+    ) -> Result<(), SinkError> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| SinkError::InvalidRequest(format!("forward URL {:?}: {e}", self.url)))?;
+        let request = self
+            .http
+            .post(url)
+            .header("X-Idempotency-Key", idempotency_key)
+            .header("X-Relay-Event-Id", event_id)
+            .json(body);
+        let answer = send(&self.metrics, SINK, request).await?;
+        if answer.status.is_success() {
+            Ok(())
+        } else {
+            Err(answer.into_error(&[]))
+        }
+    }
+}

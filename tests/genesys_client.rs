@@ -1,0 +1,768 @@
+//! The Genesys Cloud client against a purpose-built fake of the API (token endpoint,
+//! guests, conversations, paged webhooks) that counts what it is asked.
+
+use std::collections::{HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use genesys_relay::config::{GenesysConfig, Secret};
+use genesys_relay::genesys::{
+    register_webhook, GenesysClient, GenesysError, RegistrationOutcome, TokenSource, WebhookSpec,
+};
+use genesys_relay::metrics::Metrics;
+use serde_json::{json, Value};
+use warp::http::{HeaderMap, Method, Response};
+use warp::Filter;
+
+const CLIENT_ID: &str = "relay-client";
+const CLIENT_SECRET: &str = "s3cr3t-client-value";
+
+#[derive(Clone, Debug)]
+struct Logged {
+    method: Method,
+    path: String,
+    query: String,
+    bearer: Option<String>,
+    body: Bytes,
+}
+
+/// What the fake answers and what it saw.
+struct Fake {
+    token_requests: AtomicUsize,
+    token_delay: Mutex<Duration>,
+    expires_in: Mutex<u64>,
+    /// When set, the token endpoint fails with this status and echoes what it was sent.
+    token_fail: Mutex<Option<u16>>,
+    issued: Mutex<Vec<String>>,
+    revoked: Mutex<HashSet<String>>,
+    reject_all: AtomicBool,
+    api_delay: Mutex<Duration>,
+    /// The next API answers, before any normal handling: status and Retry-After.
+    script: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+    api_log: Mutex<Vec<Logged>>,
+    webhooks: Mutex<Vec<Value>>,
+    omit_page_count: AtomicBool,
+}
+
+impl Fake {
+    fn new() -> Arc<Self> {
+        Arc::new(Fake {
+            token_requests: AtomicUsize::new(0),
+            token_delay: Mutex::new(Duration::ZERO),
+            expires_in: Mutex::new(3600),
+            token_fail: Mutex::new(None),
+            issued: Mutex::new(Vec::new()),
+            revoked: Mutex::new(HashSet::new()),
+            reject_all: AtomicBool::new(false),
+            api_delay: Mutex::new(Duration::ZERO),
+            script: Mutex::new(VecDeque::new()),
+            api_log: Mutex::new(Vec::new()),
+            webhooks: Mutex::new(Vec::new()),
+            omit_page_count: AtomicBool::new(false),
+        })
+    }
+
+    fn tokens(&self) -> usize {
+        self.token_requests.load(Ordering::SeqCst)
+    }
+
+    fn log(&self) -> Vec<Logged> {
+        self.api_log.lock().unwrap().clone()
+    }
+
+    fn count(&self, method: &Method) -> usize {
+        self.log().iter().filter(|l| l.method == method).count()
+    }
+
+    fn script(&self, answers: &[(u16, Option<&'static str>)]) {
+        self.script.lock().unwrap().extend(answers.iter().copied());
+    }
+
+    async fn handle(
+        &self,
+        method: Method,
+        path: String,
+        query: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response<String> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if path == "/oauth/token" {
+            return self.token(&method, &auth, &headers, &body).await;
+        }
+
+        let bearer = auth.strip_prefix("Bearer ").map(str::to_string);
+        self.api_log.lock().unwrap().push(Logged {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            bearer: bearer.clone(),
+            body: body.clone(),
+        });
+        let delay = *self.api_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+
+        let valid = bearer.as_ref().is_some_and(|t| {
+            self.issued.lock().unwrap().contains(t) && !self.revoked.lock().unwrap().contains(t)
+        });
+        if !valid || self.reject_all.load(Ordering::SeqCst) {
+            return answer(401, format!("token rejected: {auth}"));
+        }
+        let scripted = self.script.lock().unwrap().pop_front();
+        if let Some((status, retry_after)) = scripted {
+            // Echo the credentials, as a careless server might: the client must redact.
+            let mut resp = answer(status, format!("scripted failure for {auth}"));
+            if let Some(ra) = retry_after {
+                resp.headers_mut()
+                    .insert("retry-after", ra.parse().unwrap());
+            }
+            return resp;
+        }
+
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method.clone(), segments.as_slice()) {
+            (Method::GET, ["api", "v2", "conversations", "messaging", "guests", id]) => {
+                if id.starts_with("gone-") {
+                    return answer(404, json!({"message": "guest not found"}).to_string());
+                }
+                json_answer(
+                    200,
+                    json!({
+                        "id": id,
+                        "attributes": {"cart_value": 42.5, "last_page": "/checkout"},
+                        "updatedDate": "2024-05-01T10:00:00Z"
+                    }),
+                )
+            }
+            (Method::GET, ["api", "v2", "conversations", id]) => {
+                if id.starts_with("gone-") {
+                    return answer(404, String::new());
+                }
+                json_answer(
+                    200,
+                    json!({
+                        "id": id,
+                        "startTime": "2024-05-01T10:00:00Z",
+                        "participants": [
+                            {"id": "p1", "purpose": "customer", "name": "Ada"},
+                            {"id": "p2", "purpose": "agent"}
+                        ],
+                        "divisions": [{"id": "d1"}]
+                    }),
+                )
+            }
+            (Method::GET, ["api", "v2", "webhooks"]) => self.list_webhooks(&query),
+            (Method::POST, ["api", "v2", "webhooks"]) => {
+                let spec: Value = serde_json::from_slice(&body).unwrap();
+                let mut hooks = self.webhooks.lock().unwrap();
+                let hook = json!({
+                    "id": format!("wh-{}", hooks.len() + 1),
+                    "name": spec["name"],
+                    "url": spec["url"],
+                    "enabled": spec["enabled"],
+                });
+                hooks.push(hook.clone());
+                json_answer(201, hook)
+            }
+            (Method::PUT, ["api", "v2", "webhooks", id]) => {
+                let spec: Value = serde_json::from_slice(&body).unwrap();
+                let mut hooks = self.webhooks.lock().unwrap();
+                match hooks.iter_mut().find(|h| h["id"] == *id) {
+                    Some(hook) => {
+                        hook["name"] = spec["name"].clone();
+                        hook["url"] = spec["url"].clone();
+                        hook["enabled"] = spec["enabled"].clone();
+                        json_answer(200, hook.clone())
+                    }
+                    None => answer(404, String::new()),
+                }
+            }
+            _ => answer(404, "no such route".into()),
+        }
+    }
+
+    async fn token(
+        &self,
+        method: &Method,
+        auth: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response<String> {
+        let n = self.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let delay = *self.token_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        if let Some(status) = *self.token_fail.lock().unwrap() {
+            return answer(
+                status,
+                format!("bad client {auth} (that is {CLIENT_ID}:{CLIENT_SECRET})"),
+            );
+        }
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+        );
+        let form_ok = headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/x-www-form-urlencoded")
+            && body.as_ref() == b"grant_type=client_credentials";
+        if method != Method::POST || auth != expected || !form_ok {
+            return answer(400, "invalid_client".into());
+        }
+        let token = format!("tok-{n}");
+        self.issued.lock().unwrap().push(token.clone());
+        json_answer(
+            200,
+            json!({
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": *self.expires_in.lock().unwrap()
+            }),
+        )
+    }
+
+    fn list_webhooks(&self, query: &str) -> Response<String> {
+        let param = |name: &str| -> usize {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap()
+        };
+        let (size, number) = (param("pageSize"), param("pageNumber"));
+        let hooks = self.webhooks.lock().unwrap();
+        let entities: Vec<Value> = hooks
+            .iter()
+            .skip((number - 1) * size)
+            .take(size)
+            .cloned()
+            .collect();
+        let mut page = json!({
+            "entities": entities,
+            "pageSize": size,
+            "pageNumber": number,
+            "total": hooks.len(),
+        });
+        if !self.omit_page_count.load(Ordering::SeqCst) {
+            page["pageCount"] = json!(hooks.len().div_ceil(size));
+        }
+        json_answer(200, page)
+    }
+}
+
+fn answer(status: u16, body: String) -> Response<String> {
+    Response::builder().status(status).body(body).unwrap()
+}
+
+fn json_answer(status: u16, body: Value) -> Response<String> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .unwrap()
+}
+
+/// Starts the fake on 127.0.0.1:0 and returns its base URL.
+fn start(fake: Arc<Fake>) -> String {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let routes = warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .and_then(
+            move |method, path: warp::path::FullPath, query, headers, body| {
+                let fake = fake.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        fake.handle(method, path.as_str().to_string(), query, headers, body)
+                            .await,
+                    )
+                }
+            },
+        );
+    let (addr, server) = warp::serve(routes).bind_ephemeral(([127, 0, 0, 1], 0));
+    tokio::spawn(server);
+    format!("http://{addr}")
+}
+
+fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+fn config(api_base: &str, login_base: &str) -> GenesysConfig {
+    GenesysConfig {
+        api_base: api_base.to_string(),
+        login_base: login_base.to_string(),
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+    }
+}
+
+fn client(base: &str, metrics: &Arc<Metrics>) -> GenesysClient {
+    GenesysClient::new(
+        config(base, base),
+        http(Duration::from_secs(5)),
+        metrics.clone(),
+    )
+}
+
+fn requests(metrics: &Metrics, endpoint: &str, status: &str) -> u64 {
+    metrics
+        .genesys_requests_total
+        .with_label_values(&[endpoint, status])
+        .get()
+}
+
+fn assert_no_secrets(err: &GenesysError, secrets: &[&str]) {
+    let shown = format!("{err} / {err:?}");
+    for secret in secrets {
+        assert!(!shown.contains(secret), "{secret:?} leaked into {shown}");
+    }
+}
+
+#[tokio::test]
+async fn token_is_cached_across_calls() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    let guest = client.guest("g-1").await.unwrap().expect("guest exists");
+    assert_eq!(guest.id, "g-1");
+    assert_eq!(guest.attributes["cart_value"], json!(42.5));
+    assert_eq!(guest.attributes["last_page"], json!("/checkout"));
+    assert_eq!(guest.updated_date.as_deref(), Some("2024-05-01T10:00:00Z"));
+    client.guest("g-2").await.unwrap().unwrap();
+    client.conversation("c-1").await.unwrap().unwrap();
+
+    assert_eq!(fake.tokens(), 1);
+    assert!(fake
+        .log()
+        .iter()
+        .all(|l| l.bearer.as_deref() == Some("tok-1")));
+    assert_eq!(metrics.genesys_token_refresh_total.get(), 1);
+    assert_eq!(requests(&metrics, "token", "200"), 1);
+    assert_eq!(requests(&metrics, "guest", "200"), 2);
+    assert_eq!(requests(&metrics, "conversation", "200"), 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_calls_share_one_token_request() {
+    let fake = Fake::new();
+    // A slow token endpoint keeps the refresh in flight while every task asks.
+    *fake.token_delay.lock().unwrap() = Duration::from_millis(300);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = Arc::new(client(&base, &metrics));
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.guest(&format!("g-{i}")).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(fake.tokens(), 1, "exactly one token request");
+    assert_eq!(fake.log().len(), 50);
+    assert_eq!(metrics.genesys_token_refresh_total.get(), 1);
+}
+
+#[tokio::test]
+async fn token_is_refreshed_before_it_expires() {
+    let fake = Fake::new();
+    // Lifetime 2 s: the refresh margin is min(10% = 0.2 s, 60 s), so from 1.8 s on.
+    *fake.expires_in.lock().unwrap() = 2;
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    client.guest("g-1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    client.guest("g-1").await.unwrap();
+    assert_eq!(fake.tokens(), 1, "still well within its lifetime");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    client.guest("g-1").await.unwrap();
+    assert_eq!(fake.tokens(), 2, "refreshed inside the margin");
+    let bearers: Vec<_> = fake.log().into_iter().map(|l| l.bearer.unwrap()).collect();
+    assert_eq!(bearers, ["tok-1", "tok-1", "tok-2"]);
+}
+
+#[tokio::test]
+async fn unauthorized_refreshes_the_token_once_and_retries() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    client.guest("g-1").await.unwrap().unwrap();
+    fake.revoked.lock().unwrap().insert("tok-1".into());
+    let guest = client
+        .guest("g-2")
+        .await
+        .unwrap()
+        .expect("retried with a fresh token");
+    assert_eq!(guest.id, "g-2");
+
+    assert_eq!(fake.tokens(), 2);
+    let bearers: Vec<_> = fake.log().into_iter().map(|l| l.bearer.unwrap()).collect();
+    assert_eq!(bearers, ["tok-1", "tok-1", "tok-2"]);
+    assert_eq!(requests(&metrics, "guest", "401"), 1);
+    assert_eq!(requests(&metrics, "guest", "200"), 2);
+    assert_eq!(metrics.genesys_token_refresh_total.get(), 2);
+}
+
+#[tokio::test]
+async fn a_second_unauthorized_goes_back_to_the_caller() {
+    let fake = Fake::new();
+    fake.reject_all.store(true, Ordering::SeqCst);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    let err = client.guest("g-1").await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(
+        fake.tokens(),
+        2,
+        "one initial token and exactly one refresh"
+    );
+    assert_eq!(fake.log().len(), 2);
+    assert_no_secrets(&err, &["tok-1", "tok-2", CLIENT_SECRET]);
+}
+
+#[tokio::test]
+async fn rate_limit_waits_for_retry_after_then_succeeds() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+    client.guest("warm-up").await.unwrap();
+
+    fake.script(&[(429, Some("1"))]);
+    let started = Instant::now();
+    assert!(client.guest("g-1").await.unwrap().is_some());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited {:?}",
+        started.elapsed()
+    );
+
+    // Without Retry-After the wait defaults to one second.
+    fake.script(&[(429, None)]);
+    let started = Instant::now();
+    assert!(client.conversation("c-1").await.unwrap().is_some());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(fake.log().len(), 5);
+    assert_eq!(requests(&metrics, "guest", "429"), 1);
+    assert_eq!(requests(&metrics, "conversation", "429"), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_gives_up_after_two_retries_with_retry_after() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    fake.script(&[
+        (429, Some("0")),
+        (429, Some("0")),
+        (429, Some("0")),
+        (429, Some("0")),
+    ]);
+    let err = client.guest("g-1").await.unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(err.retry_after(), Some(Duration::ZERO));
+    assert_eq!(fake.log().len(), 3, "the first try and two retries");
+    assert_eq!(requests(&metrics, "guest", "429"), 3);
+}
+
+#[tokio::test]
+async fn not_found_is_none() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    assert_eq!(client.guest("gone-1").await.unwrap(), None);
+    assert_eq!(client.conversation("gone-2").await.unwrap(), None);
+    assert_eq!(requests(&metrics, "guest", "404"), 1);
+    assert_eq!(requests(&metrics, "conversation", "404"), 1);
+}
+
+#[tokio::test]
+async fn server_error_returns_at_once_with_status_and_no_secrets() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    fake.script(&[(503, Some("7"))]);
+    let err = client.guest("g-1").await.unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(fake.log().len(), 1, "no retry inside the client");
+    assert_eq!(requests(&metrics, "guest", "503"), 1);
+    // The fake echoed the Authorization header; the body is kept, the token is not.
+    assert!(
+        err.to_string().contains("scripted failure for Bearer ***"),
+        "{err}"
+    );
+    assert_no_secrets(&err, &["tok-1", CLIENT_SECRET]);
+}
+
+#[tokio::test]
+async fn token_endpoint_failure_does_not_leak_the_client_secret() {
+    let fake = Fake::new();
+    *fake.token_fail.lock().unwrap() = Some(401);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    let err = client.guest("g-1").await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    assert_no_secrets(&err, &[CLIENT_SECRET, &basic]);
+    assert!(fake.log().is_empty(), "no API call without a token");
+    assert_eq!(requests(&metrics, "token", "401"), 1);
+    assert_eq!(metrics.genesys_token_refresh_total.get(), 0);
+    // Nor does any metric label carry it.
+    assert!(!metrics.render().contains(CLIENT_SECRET));
+}
+
+#[tokio::test]
+async fn conversation_is_decoded_and_kept_whole() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    let conv = client.conversation("c-9").await.unwrap().unwrap();
+    assert_eq!(conv.id, "c-9");
+    assert_eq!(conv.start_time.as_deref(), Some("2024-05-01T10:00:00Z"));
+    assert_eq!(conv.end_time, None);
+    assert_eq!(conv.participants.len(), 2);
+    assert_eq!(conv.participants[0].purpose.as_deref(), Some("customer"));
+    assert_eq!(conv.participants[0].name.as_deref(), Some("Ada"));
+    assert_eq!(conv.participants[1].name, None);
+    assert_eq!(conv.raw["divisions"][0]["id"], "d1");
+}
+
+#[tokio::test]
+async fn ids_are_percent_encoded_and_dot_segments_refused() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+
+    client.guest("a/b c?x").await.unwrap().unwrap();
+    client.conversation("../guests").await.unwrap().unwrap();
+    let paths: Vec<_> = fake.log().into_iter().map(|l| l.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v2/conversations/messaging/guests/a%2Fb%20c%3Fx",
+            "/api/v2/conversations/..%2Fguests"
+        ]
+    );
+
+    let err = client.guest("..").await.unwrap_err();
+    assert!(matches!(err, GenesysError::InvalidRequest(_)), "{err:?}");
+    assert_eq!(fake.log().len(), 2, "nothing sent for an unusable id");
+}
+
+#[tokio::test]
+async fn transport_failures_are_labelled_error_or_timeout() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+
+    // An API base nobody listens on: the token comes from the fake, the call fails.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let refused = GenesysClient::new(
+        config(&closed, &base),
+        http(Duration::from_secs(5)),
+        metrics.clone(),
+    );
+    let err = refused.guest("g-1").await.unwrap_err();
+    assert!(
+        matches!(err, GenesysError::Transport { timeout: false, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), None);
+    assert_eq!(requests(&metrics, "guest", "error"), 1);
+
+    *fake.api_delay.lock().unwrap() = Duration::from_secs(2);
+    let slow = GenesysClient::new(
+        config(&base, &base),
+        http(Duration::from_millis(300)),
+        metrics.clone(),
+    );
+    let err = slow.guest("g-1").await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(requests(&metrics, "guest", "timeout"), 1);
+}
+
+#[tokio::test]
+async fn invalidate_only_drops_the_token_it_names() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let tokens = TokenSource::new(
+        config(&base, &base),
+        http(Duration::from_secs(5)),
+        metrics.clone(),
+    );
+
+    assert_eq!(tokens.token().await.unwrap(), "tok-1");
+    // A task that got a 401 with an older token must not discard the current one.
+    tokens.invalidate("tok-0");
+    assert_eq!(tokens.token().await.unwrap(), "tok-1");
+    assert_eq!(fake.tokens(), 1);
+    tokens.invalidate("tok-1");
+    assert_eq!(tokens.token().await.unwrap(), "tok-2");
+    assert_eq!(fake.tokens(), 2);
+    assert!(!format!("{tokens:?}").contains("tok-2"));
+}
+
+fn seed_webhooks(fake: &Fake, n: usize) {
+    let mut hooks = fake.webhooks.lock().unwrap();
+    for i in 0..n {
+        hooks.push(json!({
+            "id": format!("other-{i}"),
+            "name": format!("someone-else-{i}"),
+            "url": format!("http://elsewhere/{i}"),
+            "enabled": true
+        }));
+    }
+}
+
+#[tokio::test]
+async fn webhook_registration_is_idempotent_across_pages() {
+    let fake = Fake::new();
+    // 55 others: pages of 25, 25 and 5, so ours lands on the third page.
+    seed_webhooks(&fake, 55);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+    let spec = WebhookSpec {
+        name: "genesys-relay".into(),
+        url: "http://relay/a".into(),
+    };
+
+    let first = register_webhook(&client, &spec).await.unwrap();
+    let id = match &first {
+        RegistrationOutcome::Created { id } => id.clone(),
+        other => panic!("expected Created, got {other:?}"),
+    };
+    assert_eq!(fake.count(&Method::GET), 3, "walked all three pages");
+    assert_eq!(fake.count(&Method::POST), 1);
+    let post = fake
+        .log()
+        .into_iter()
+        .find(|l| l.method == Method::POST)
+        .unwrap();
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"name": "genesys-relay", "url": "http://relay/a", "enabled": true})
+    );
+    let pages: Vec<_> = fake
+        .log()
+        .into_iter()
+        .filter(|l| l.method == Method::GET)
+        .map(|l| l.query)
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            "pageSize=25&pageNumber=1",
+            "pageSize=25&pageNumber=2",
+            "pageSize=25&pageNumber=3"
+        ]
+    );
+
+    let second = register_webhook(&client, &spec).await.unwrap();
+    assert_eq!(second, RegistrationOutcome::Unchanged { id: id.clone() });
+    assert_eq!(fake.count(&Method::POST), 1);
+    assert_eq!(fake.count(&Method::PUT), 0);
+
+    let moved = WebhookSpec {
+        url: "http://relay/b".into(),
+        ..spec.clone()
+    };
+    let third = register_webhook(&client, &moved).await.unwrap();
+    assert_eq!(third, RegistrationOutcome::Updated { id: id.clone() });
+    assert_eq!(fake.count(&Method::PUT), 1);
+    let put = fake
+        .log()
+        .into_iter()
+        .find(|l| l.method == Method::PUT)
+        .unwrap();
+    assert_eq!(put.path, format!("/api/v2/webhooks/{id}"));
+
+    let fourth = register_webhook(&client, &moved).await.unwrap();
+    assert_eq!(fourth, RegistrationOutcome::Unchanged { id: id.clone() });
+    assert_eq!(
+        (fake.count(&Method::POST), fake.count(&Method::PUT)),
+        (1, 1)
+    );
+
+    let hooks = fake.webhooks.lock().unwrap();
+    let ours: Vec<_> = hooks
+        .iter()
+        .filter(|h| h["name"] == "genesys-relay")
+        .collect();
+    assert_eq!(ours.len(), 1, "never a duplicate");
+    assert_eq!(ours[0]["url"], "http://relay/b");
+    assert!(requests(&metrics, "webhooks", "200") >= 10);
+}
+
+#[tokio::test]
+async fn webhook_listing_without_page_count_stops_at_an_empty_page() {
+    let fake = Fake::new();
+    fake.omit_page_count.store(true, Ordering::SeqCst);
+    seed_webhooks(&fake, 30);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let client = client(&base, &metrics);
+    let spec = WebhookSpec {
+        name: "genesys-relay".into(),
+        url: "http://relay/a".into(),
+    };
+
+    let outcome = register_webhook(&client, &spec).await.unwrap();
+    assert!(matches!(outcome, RegistrationOutcome::Created { .. }));
+    assert_eq!(
+        fake.count(&Method::GET),
+        3,
+        "pages of 25, 5, then an empty one"
+    );
+    assert_eq!(fake.count(&Method::POST), 1);
+}
