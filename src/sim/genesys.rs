@@ -408,10 +408,10 @@ fn webhook_body(req: &SimRequest) -> Result<Map<String, Value>, Reply> {
     let Value::Object(body) = req.json_body()? else {
         return Err(Reply::bad_request("expected a JSON object"));
     };
-    if !body
+    if body
         .get("name")
         .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(Reply::bad_request("name is required"));
     }
