@@ -123,6 +123,37 @@ async fn port_zero_binds_and_shutdown_stops_serving() {
     assert!(Client::new().get(&url).send().await.is_err());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_ignores_idle_connections() {
+    let sim = cms().await;
+    let client = Client::new();
+    // Leave a pooled keep-alive connection open in `client`.
+    let warm = client
+        .get(format!("{}/v1/entries/warm", sim.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(warm.status(), StatusCode::NOT_FOUND);
+    set_faults(&client, &sim, json!({"latency_ms": 300})).await;
+    let slow = tokio::spawn(
+        client
+            .get(format!("{}/v1/entries/slow", sim.base_url()))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    sim.shutdown().await;
+    let took = started.elapsed();
+    // The slow request was answered, not cut off...
+    let slow = slow
+        .await
+        .expect("join")
+        .expect("in-flight request answered");
+    assert_eq!(slow.status(), StatusCode::NOT_FOUND);
+    // ...and the idle pooled connection did not hold shutdown up.
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
 #[tokio::test]
 async fn token_flow_checks_credentials_grant_and_bearer() {
     let sim = genesys().await;
@@ -889,4 +920,60 @@ async fn stats_count_by_route_template_never_raw_ids() {
     let s = stats(&client, &cms).await;
     assert_eq!(s["requests"], json!({"GET /v1/entries/{id}": {"404": 1}}));
     cms.shutdown().await;
+}
+
+/// Load check, not run by default: `cargo test --test sim -- --ignored --nocapture`.
+/// Prints the request rate of concurrent writes and authenticated reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load check; prints throughput"]
+async fn throughput_of_cms_writes_and_guest_reads() {
+    const REQUESTS: usize = 10_000;
+    const CONCURRENCY: usize = 64;
+    let cms = cms().await;
+    let genesys = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &genesys).await;
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..CONCURRENCY {
+        let client = client.clone();
+        let cms_url = format!("{}/v1/events", cms.base_url());
+        let guest_url = format!(
+            "{}/api/v2/conversations/messaging/guests/",
+            genesys.base_url()
+        );
+        let token = token.clone();
+        tasks.spawn(async move {
+            for i in (worker..REQUESTS).step_by(CONCURRENCY) {
+                let resp = if i % 2 == 0 {
+                    client
+                        .post(&cms_url)
+                        .header("X-Idempotency-Key", format!("k-{i}"))
+                        .json(&json!({"eventId": format!("e-{i}")}))
+                        .send()
+                        .await
+                } else {
+                    client
+                        .get(format!("{guest_url}g-{i}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                };
+                assert!(resp.expect("request").status().is_success());
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let rate = REQUESTS as f64 / elapsed.as_secs_f64();
+    println!("{REQUESTS} requests in {elapsed:?}: {rate:.0} req/s");
+    let s = stats(&client, &cms).await;
+    assert_eq!(s["events_received"], REQUESTS / 2);
+    let stopping = Instant::now();
+    cms.shutdown().await;
+    genesys.shutdown().await;
+    println!("shutdown took {:?}", stopping.elapsed());
 }

@@ -8,13 +8,14 @@
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
 //! two APIs), [`synth`] (deterministic Genesys data), [`exchange`] (request/reply
-//! values), [`clock`] (timestamps).
+//! values), [`server`] (accept loop and shutdown), [`clock`] (timestamps).
 
 mod clock;
 mod cms;
 mod exchange;
 mod faults;
 mod genesys;
+mod server;
 mod synth;
 
 use std::convert::Infallible;
@@ -24,22 +25,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
 
 use exchange::{Reply, SimRequest};
 use faults::{Faults, RequestStats};
 
-/// How long [`SimServer::shutdown`] waits for in-flight requests before giving up on them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// A running simulator. Dropping it also stops the server (without waiting).
 pub struct SimServer {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    serving: server::Serving,
 }
 
 impl SimServer {
@@ -53,25 +48,10 @@ impl SimServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections and waits (up to a few seconds) for requests in flight.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for SimServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    /// Stops accepting, lets requests in flight finish (up to 5 s), then closes every
+    /// connection, idle keep-alive ones included.
+    pub async fn shutdown(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -103,12 +83,12 @@ pub async fn start_genesys(
 ) -> std::io::Result<SimServer> {
     let faults = Arc::new(Faults::default());
     let backend = genesys::Genesys::new(opts, Arc::clone(&faults));
-    serve(addr, backend, faults)
+    serve(addr, backend, faults).await
 }
 
 /// Starts the CMS simulator on `addr` (port 0 picks a free port).
 pub async fn start_cms(addr: SocketAddr) -> std::io::Result<SimServer> {
-    serve(addr, cms::Cms::default(), Arc::new(Faults::default()))
+    serve(addr, cms::Cms::default(), Arc::new(Faults::default())).await
 }
 
 /// Where a request landed in a simulated API.
@@ -145,47 +125,47 @@ struct Sim<B> {
     requests: RequestStats,
 }
 
-fn serve<B: Backend>(
+async fn serve<B: Backend>(
     addr: SocketAddr,
     backend: B,
     faults: Arc<Faults>,
 ) -> std::io::Result<SimServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
     let sim = Arc::new(Sim {
         backend,
         faults,
         requests: RequestStats::default(),
     });
+    let in_flight = server::InFlight::default();
+    let tracker = in_flight.clone();
     // `query::raw` rejects requests without a query string; fall back to "".
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let filter = warp::any()
-        .map(move || Arc::clone(&sim))
+        .map(move || (Arc::clone(&sim), tracker.enter()))
         .and(warp::method())
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
         .and_then(
-            |sim: Arc<Sim<B>>,
+            |(sim, in_flight): (Arc<Sim<B>>, server::InFlightGuard),
              method: Method,
              path: warp::path::FullPath,
              query: String,
              headers: HeaderMap,
              body: Bytes| async move {
+                // Held until the reply is built, so shutdown waits for this request.
+                let _in_flight = in_flight;
                 let req = SimRequest::new(method, path.as_str(), query, headers, body);
                 Ok::<_, Infallible>(dispatch(&sim, req).await.into_response())
             },
         );
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let (bound, server) = warp::serve(filter)
-        .try_bind_with_graceful_shutdown(addr, async move {
-            let _ = stop_rx.await;
-        })
-        .map_err(std::io::Error::other)?;
+    let serving = server::spawn(listener, warp::service(filter), in_flight);
     tracing::info!(addr = %bound, "simulator listening");
     Ok(SimServer {
         addr: bound,
-        stop: Some(stop_tx),
-        task: Some(tokio::spawn(server)),
+        serving,
     })
 }
 
