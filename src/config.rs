@@ -114,7 +114,11 @@ impl Config {
 
     /// Builds the configuration from `RELAY_*` variables; missing optional ones take defaults.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let kafka_passthrough = vars
             .iter()
             .filter(|(k, _)| k.starts_with("RELAY_KAFKA_") && !KAFKA_OWN_KEYS.contains(&k.as_str()))
@@ -133,7 +137,12 @@ impl Config {
         let log_format = match get("RELAY_LOG_FORMAT").as_deref() {
             None | Some("human") | Some("text") => LogFormat::Human,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(invalid("RELAY_LOG_FORMAT", format!("{other:?} is not human or json"))),
+            Some(other) => {
+                return Err(invalid(
+                    "RELAY_LOG_FORMAT",
+                    format!("{other:?} is not human or json"),
+                ))
+            }
         };
         Ok(Config {
             kafka_brokers: get("RELAY_KAFKA_BROKERS").unwrap_or_else(|| "localhost:9092".into()),
@@ -165,7 +174,11 @@ impl Config {
             attribute_map,
             http_timeout: duration_or(vars, "RELAY_HTTP_TIMEOUT", Duration::from_secs(10))?,
             idempotency_capacity: parse_or(vars, "RELAY_IDEMPOTENCY_CAPACITY", 1_000_000u64)?,
-            idempotency_ttl: duration_or(vars, "RELAY_IDEMPOTENCY_TTL", Duration::from_secs(7 * 24 * 3600))?,
+            idempotency_ttl: duration_or(
+                vars,
+                "RELAY_IDEMPOTENCY_TTL",
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
             shutdown_timeout: duration_or(vars, "RELAY_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             log_format,
         })
@@ -197,7 +210,10 @@ impl Config {
 }
 
 fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { name: name.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        name: name.into(),
+        reason: reason.into(),
+    }
 }
 
 fn parse_or<T>(vars: &HashMap<String, String>, name: &str, default: T) -> Result<T, ConfigError>
@@ -211,7 +227,11 @@ where
     }
 }
 
-fn duration_or(vars: &HashMap<String, String>, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+fn duration_or(
+    vars: &HashMap<String, String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(default),
         Some(v) => humantime::parse_duration(v).map_err(|e| invalid(name, e.to_string())),
@@ -242,7 +262,10 @@ fn parse_attribute_map(value: &str) -> Result<Vec<(String, String)>, ConfigError
             Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
                 Ok((from.trim().to_string(), to.trim().to_string()))
             }
-            Some(_) => Err(invalid("RELAY_ATTRIBUTE_MAP", format!("{pair:?} is not name=field"))),
+            Some(_) => Err(invalid(
+                "RELAY_ATTRIBUTE_MAP",
+                format!("{pair:?} is not name=field"),
+            )),
             None => Ok((pair.to_string(), pair.to_string())),
         })
         .collect()
@@ -251,14 +274,23 @@ fn parse_attribute_map(value: &str) -> Result<Vec<(String, String)>, ConfigError
 /// Flattens a TOML file into `RELAY_*` variables: `kafka_brokers = "..."` and
 /// `RELAY_KAFKA_BROKERS = "..."` mean the same.
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
-    let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+    let file_err = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     table
         .into_iter()
         .map(|(key, value)| {
             let upper = key.to_uppercase();
-            let name = if upper.starts_with("RELAY_") { upper } else { format!("RELAY_{upper}") };
+            let name = if upper.starts_with("RELAY_") {
+                upper
+            } else {
+                format!("RELAY_{upper}")
+            };
             let value = match value {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
@@ -276,7 +308,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -288,7 +323,11 @@ mod tests {
         assert_eq!(c.max_in_flight, 256);
         assert_eq!(
             c.retry_delays,
-            vec![Duration::from_secs(5), Duration::from_secs(60), Duration::from_secs(600)]
+            vec![
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+                Duration::from_secs(600)
+            ]
         );
         assert_eq!(c.attribute_map.len(), 4);
     }
@@ -301,8 +340,14 @@ mod tests {
             ("RELAY_KAFKA_BROKERS", "b:9092"),
         ]))
         .unwrap();
-        assert_eq!(c.kafka_passthrough.get("security.protocol").unwrap(), "SASL_SSL");
-        assert_eq!(c.kafka_passthrough.get("session.timeout.ms").unwrap(), "6000");
+        assert_eq!(
+            c.kafka_passthrough.get("security.protocol").unwrap(),
+            "SASL_SSL"
+        );
+        assert_eq!(
+            c.kafka_passthrough.get("session.timeout.ms").unwrap(),
+            "6000"
+        );
         assert!(!c.kafka_passthrough.contains_key("brokers"));
     }
 
@@ -311,7 +356,10 @@ mod tests {
         let c = Config::from_vars(&vars(&[("RELAY_GENESYS_CLIENT_ID", "id")])).unwrap();
         let err = c.genesys().unwrap_err().to_string();
         assert_eq!(err, "missing required setting RELAY_GENESYS_CLIENT_SECRET");
-        assert_eq!(c.cms_url().unwrap_err().to_string(), "missing required setting RELAY_CMS_URL");
+        assert_eq!(
+            c.cms_url().unwrap_err().to_string(),
+            "missing required setting RELAY_CMS_URL"
+        );
     }
 
     #[test]
@@ -330,10 +378,17 @@ mod tests {
 
     #[test]
     fn attribute_map_allows_renames() {
-        let c = Config::from_vars(&vars(&[("RELAY_ATTRIBUTE_MAP", "cart_value=cartValue, tier")])).unwrap();
+        let c = Config::from_vars(&vars(&[(
+            "RELAY_ATTRIBUTE_MAP",
+            "cart_value=cartValue, tier",
+        )]))
+        .unwrap();
         assert_eq!(
             c.attribute_map,
-            vec![("cart_value".into(), "cartValue".into()), ("tier".into(), "tier".into())]
+            vec![
+                ("cart_value".into(), "cartValue".into()),
+                ("tier".into(), "tier".into())
+            ]
         );
     }
 }

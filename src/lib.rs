@@ -12,6 +12,7 @@
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack.
 pub mod admin_server;
 pub mod app;
 pub mod config;
@@ -23,4 +24,5 @@ mod outbound;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
+pub mod sim;
 pub mod sinks;

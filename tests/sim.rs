@@ -1,0 +1,979 @@
+//! Integration tests of the Genesys Cloud and CMS simulators over real HTTP.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use genesys_relay::sim::{start_cms, start_genesys, GenesysSimOptions, SimServer};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn genesys() -> SimServer {
+    start_genesys(any_port(), GenesysSimOptions::default())
+        .await
+        .expect("start genesys sim")
+}
+
+async fn cms() -> SimServer {
+    start_cms(any_port()).await.expect("start cms sim")
+}
+
+async fn body(resp: reqwest::Response) -> Value {
+    resp.json().await.expect("JSON body")
+}
+
+/// Requests a token with the given credentials and grant; returns the raw response.
+async fn token_response(
+    client: &Client,
+    sim: &SimServer,
+    creds: Option<(&str, &str)>,
+    grant: &str,
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type={grant}"));
+    if let Some((id, secret)) = creds {
+        req = req.basic_auth(id, Some(secret));
+    }
+    req.send().await.expect("token request")
+}
+
+async fn token(client: &Client, sim: &SimServer) -> String {
+    let resp = token_response(
+        client,
+        sim,
+        Some(("sim-client", "sim-secret")),
+        "client_credentials",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    body(resp).await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+async fn api_get(client: &Client, sim: &SimServer, token: &str, path: &str) -> reqwest::Response {
+    client
+        .get(format!("{}{path}", sim.base_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET")
+}
+
+async fn stats(client: &Client, sim: &SimServer) -> Value {
+    body(
+        client
+            .get(format!("{}/__sim/stats", sim.base_url()))
+            .send()
+            .await
+            .expect("stats"),
+    )
+    .await
+}
+
+async fn set_faults(client: &Client, sim: &SimServer, faults: Value) {
+    let resp = client
+        .post(format!("{}/__sim/faults", sim.base_url()))
+        .json(&faults)
+        .send()
+        .await
+        .expect("faults");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+async fn cms_write(
+    client: &Client,
+    sim: &SimServer,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    payload: Value,
+) -> (StatusCode, Value, bool) {
+    let mut req = client
+        .request(method, format!("{}{path}", sim.base_url()))
+        .bearer_auth("any-api-key")
+        .json(&payload);
+    if let Some(key) = key {
+        req = req.header("X-Idempotency-Key", key);
+    }
+    let resp = req.send().await.expect("cms write");
+    let replayed = resp.headers().get("idempotent-replayed").is_some();
+    (resp.status(), body(resp).await, replayed)
+}
+
+#[tokio::test]
+async fn port_zero_binds_and_shutdown_stops_serving() {
+    let sim = genesys().await;
+    assert_ne!(sim.addr().port(), 0);
+    assert_eq!(
+        sim.base_url(),
+        format!("http://127.0.0.1:{}", sim.addr().port())
+    );
+    let url = format!("{}/__sim/stats", sim.base_url());
+    // A fresh client per request so no idle keep-alive connection outlives the server.
+    let resp = Client::new().get(&url).send().await.expect("stats");
+    assert_eq!(resp.status(), StatusCode::OK);
+    sim.shutdown().await;
+    assert!(Client::new().get(&url).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_ignores_idle_connections() {
+    let sim = cms().await;
+    let client = Client::new();
+    // Leave a pooled keep-alive connection open in `client`.
+    let warm = client
+        .get(format!("{}/v1/entries/warm", sim.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(warm.status(), StatusCode::NOT_FOUND);
+    set_faults(&client, &sim, json!({"latency_ms": 300})).await;
+    let slow = tokio::spawn(
+        client
+            .get(format!("{}/v1/entries/slow", sim.base_url()))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    sim.shutdown().await;
+    let took = started.elapsed();
+    // The slow request was answered, not cut off...
+    let slow = slow
+        .await
+        .expect("join")
+        .expect("in-flight request answered");
+    assert_eq!(slow.status(), StatusCode::NOT_FOUND);
+    // ...and the idle pooled connection did not hold shutdown up.
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
+#[tokio::test]
+async fn token_flow_checks_credentials_grant_and_bearer() {
+    let sim = genesys().await;
+    let client = Client::new();
+
+    let bad = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "wrong")),
+        "client_credentials",
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(bad).await["error"], "invalid_client");
+    let missing = token_response(&client, &sim, None, "client_credentials").await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let grant = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "sim-secret")),
+        "password",
+    )
+    .await;
+    assert_eq!(grant.status(), StatusCode::BAD_REQUEST);
+
+    let ok = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "sim-secret")),
+        "client_credentials",
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let ok = body(ok).await;
+    assert_eq!(ok["token_type"], "bearer");
+    assert_eq!(ok["expires_in"], 3600);
+    let token = ok["access_token"].as_str().expect("token");
+    assert!(token.len() >= 32);
+
+    let no_auth = client
+        .get(format!("{}/api/v2/conversations/c-1", sim.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(no_auth.status(), StatusCode::UNAUTHORIZED);
+    let no_auth = body(no_auth).await;
+    assert_eq!(no_auth["status"], 401);
+    assert_eq!(no_auth["code"], "authentication.required");
+    let forged = api_get(
+        &client,
+        &sim,
+        "not-issued-here",
+        "/api/v2/conversations/c-1",
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let good = api_get(&client, &sim, token, "/api/v2/conversations/c-1").await;
+    assert_eq!(good.status(), StatusCode::OK);
+
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["token_requests"], 4);
+    assert_eq!(s["tokens_issued"], 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn custom_credentials_are_the_only_ones_accepted() {
+    let opts = GenesysSimOptions {
+        client_id: "me".into(),
+        client_secret: "s3cr:et".into(),
+        token_ttl: Duration::from_secs(60),
+    };
+    let sim = start_genesys(any_port(), opts).await.expect("start");
+    let client = Client::new();
+    let default = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "sim-secret")),
+        "client_credentials",
+    )
+    .await;
+    assert_eq!(default.status(), StatusCode::UNAUTHORIZED);
+    let custom = token_response(&client, &sim, Some(("me", "s3cr:et")), "client_credentials").await;
+    assert_eq!(custom.status(), StatusCode::OK);
+    assert_eq!(body(custom).await["expires_in"], 60);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokens_expire_after_token_ttl_s() {
+    let sim = genesys().await;
+    let client = Client::new();
+    set_faults(&client, &sim, json!({"token_ttl_s": 1})).await;
+    let resp = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "sim-secret")),
+        "client_credentials",
+    )
+    .await;
+    let resp = body(resp).await;
+    assert_eq!(resp["expires_in"], 1);
+    let token = resp["access_token"].as_str().expect("token").to_string();
+    let fresh = api_get(&client, &sim, &token, "/api/v2/conversations/c-1").await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = api_get(&client, &sim, &token, "/api/v2/conversations/c-1").await;
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(stale).await["code"], "authentication.required");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn guests_are_deterministic_gone_ids_404_and_overrides_win() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let path = "/api/v2/conversations/messaging/guests/guest-42";
+
+    let first = body(api_get(&client, &sim, &token, path).await).await;
+    let second = body(api_get(&client, &sim, &token, path).await).await;
+    assert_eq!(first, second);
+    assert_eq!(first["id"], "guest-42");
+    let attrs = &first["attributes"];
+    assert!(attrs["cart_value"].is_number());
+    assert!(attrs["last_page"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("https://")));
+    assert!(attrs["session_id"].is_string());
+    assert!(["bronze", "silver", "gold", "platinum"]
+        .contains(&attrs["loyalty_tier"].as_str().expect("tier")));
+    assert!(first["updatedDate"]
+        .as_str()
+        .is_some_and(|d| d.ends_with('Z') && d.contains('T')));
+    let other = body(
+        api_get(
+            &client,
+            &sim,
+            &token,
+            "/api/v2/conversations/messaging/guests/guest-43",
+        )
+        .await,
+    )
+    .await;
+    assert_ne!(other["attributes"], first["attributes"]);
+
+    // A second server generates the same profile: determinism is by id, not by process.
+    let sim2 = genesys().await;
+    let token2 = self::token(&client, &sim2).await;
+    let elsewhere = body(api_get(&client, &sim2, &token2, path).await).await;
+    assert_eq!(elsewhere, first);
+    sim2.shutdown().await;
+
+    let gone = api_get(
+        &client,
+        &sim,
+        &token,
+        "/api/v2/conversations/messaging/guests/gone-1",
+    )
+    .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let gone = body(gone).await;
+    assert_eq!(gone["status"], 404);
+    assert_eq!(gone["code"], "not.found");
+
+    let put = client
+        .put(format!("{}/__sim/guests/guest-42", sim.base_url()))
+        .json(&json!({"attributes": {"cart_value": 9.5, "loyalty_tier": "gold"}}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), StatusCode::OK);
+    let overridden = body(api_get(&client, &sim, &token, path).await).await;
+    assert_eq!(
+        overridden["attributes"],
+        json!({"cart_value": 9.5, "loyalty_tier": "gold"})
+    );
+
+    // A bare object of attributes works too, and makes even a gone- guest exist.
+    let put = client
+        .put(format!("{}/__sim/guests/gone-2", sim.base_url()))
+        .json(&json!({"session_id": "s-1"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), StatusCode::OK);
+    let revived = body(
+        api_get(
+            &client,
+            &sim,
+            &token,
+            "/api/v2/conversations/messaging/guests/gone-2",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(revived["attributes"], json!({"session_id": "s-1"}));
+
+    let bad = client
+        .put(format!("{}/__sim/guests/x", sim.base_url()))
+        .body("{nope")
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn conversations_are_deterministic_and_genesys_shaped() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let a = body(api_get(&client, &sim, &token, "/api/v2/conversations/conv-1").await).await;
+    let b = body(api_get(&client, &sim, &token, "/api/v2/conversations/conv-1").await).await;
+    assert_eq!(a, b);
+    assert_eq!(a["id"], "conv-1");
+    assert!(a["startTime"].is_string());
+    let participants = a["participants"].as_array().expect("participants");
+    let purposes: Vec<&str> = participants
+        .iter()
+        .filter_map(|p| p["purpose"].as_str())
+        .collect();
+    assert!(purposes.contains(&"customer"));
+    assert!(purposes.contains(&"acd"));
+    assert!(participants
+        .iter()
+        .all(|p| p["id"].is_string() && p["attributes"].is_object()));
+    let c = body(api_get(&client, &sim, &token, "/api/v2/conversations/conv-2").await).await;
+    assert_ne!(a, c);
+    let gone = api_get(&client, &sim, &token, "/api/v2/conversations/gone-9").await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body(gone).await["code"], "not.found");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn webhooks_page_in_creation_order_and_update_in_place() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let url = format!("{}/api/v2/webhooks", sim.base_url());
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let resp = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("hook-{i}"), "url": format!("http://relay/{i}")}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let created = body(resp).await;
+        assert_eq!(created["name"], format!("hook-{i}"));
+        assert_eq!(created["enabled"], true);
+        ids.push(created["id"].as_str().expect("id").to_string());
+    }
+
+    let page1 = body(api_get(&client, &sim, &token, "/api/v2/webhooks").await).await;
+    assert_eq!(page1["pageSize"], 25);
+    assert_eq!(page1["pageNumber"], 1);
+    assert_eq!(page1["total"], 30);
+    assert_eq!(page1["pageCount"], 2);
+    let page2 = body(
+        api_get(
+            &client,
+            &sim,
+            &token,
+            "/api/v2/webhooks?pageSize=25&pageNumber=2",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(page2["pageNumber"], 2);
+    let listed: Vec<String> = [&page1, &page2]
+        .iter()
+        .flat_map(|p| p["entities"].as_array().expect("entities").clone())
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(page1["entities"].as_array().map(Vec::len), Some(25));
+    assert_eq!(page2["entities"].as_array().map(Vec::len), Some(5));
+    assert_eq!(listed, ids);
+    let page3 = body(api_get(&client, &sim, &token, "/api/v2/webhooks?pageNumber=3").await).await;
+    assert_eq!(page3["entities"], json!([]));
+
+    let updated = client
+        .put(format!("{url}/{}", ids[3]))
+        .bearer_auth(&token)
+        .json(&json!({"name": "renamed", "url": "http://relay/new", "enabled": false, "topics": ["v2.x"]}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(updated.status(), StatusCode::OK);
+    assert_eq!(body(updated).await["id"], ids[3].as_str());
+    let again = body(api_get(&client, &sim, &token, "/api/v2/webhooks?pageSize=5").await).await;
+    assert_eq!(again["pageCount"], 6);
+    assert_eq!(again["entities"][3]["name"], "renamed");
+    assert_eq!(again["entities"][3]["enabled"], false);
+
+    let unknown = client
+        .put(format!("{url}/no-such-id"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "x", "url": "http://x"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let invalid = client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&json!({"url": "http://x"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    let not_json = client
+        .post(&url)
+        .bearer_auth(&token)
+        .body("{")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let bad_page = api_get(&client, &sim, &token, "/api/v2/webhooks?pageSize=0").await;
+    assert_eq!(bad_page.status(), StatusCode::BAD_REQUEST);
+    let unauthenticated = client.get(&url).send().await.expect("GET");
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cms_create_conflict_update_and_replay_are_counted_once() {
+    let sim = cms().await;
+    let client = Client::new();
+    let entry =
+        json!({"id": "g-1", "type": "guest_session", "fields": {"cart_value": 1, "tier": "gold"}});
+
+    let (status, created, replayed) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/entries",
+        Some("k1"),
+        entry.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(!replayed);
+    assert_eq!(created["id"], "g-1");
+    assert_eq!(created["fields"]["tier"], "gold");
+
+    // Same key again: the first answer, replayed, not counted.
+    let (status, again, replayed) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/entries",
+        Some("k1"),
+        entry.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(replayed);
+    assert_eq!(again, created);
+
+    // New key, existing entry: 409, and the key is not remembered.
+    for _ in 0..2 {
+        let (status, conflict, _) = cms_write(
+            &client,
+            &sim,
+            reqwest::Method::POST,
+            "/v1/entries",
+            Some("k2"),
+            entry.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(conflict, json!({"error": "conflict", "id": "g-1"}));
+    }
+
+    let (status, updated, _) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::PUT,
+        "/v1/entries/g-1",
+        Some("k3"),
+        json!({"fields": {"cart_value": 2}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(updated["fields"], json!({"cart_value": 2}));
+    assert_eq!(updated["version"], 2);
+    // Replaying k3 with different data changes nothing.
+    let (status, replay, replayed) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::PUT,
+        "/v1/entries/g-1",
+        Some("k3"),
+        json!({"fields": {"cart_value": 99}}),
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::OK, true));
+    assert_eq!(replay, updated);
+
+    let (status, _, _) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::PUT,
+        "/v1/entries/nope",
+        Some("k4"),
+        json!({"fields": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/entries",
+        Some("k5"),
+        json!({"id": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let not_json = client
+        .post(format!("{}/v1/entries", sim.base_url()))
+        .header("X-Idempotency-Key", "k6")
+        .body("{\"id\":")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+
+    // No key: accepted, never replayed, counted under "".
+    for i in 0..2 {
+        let (status, _, replayed) = cms_write(
+            &client,
+            &sim,
+            reqwest::Method::PUT,
+            "/v1/entries/g-1",
+            None,
+            json!({"fields": {"cart_value": 10 + i}}),
+        )
+        .await;
+        assert_eq!((status, replayed), (StatusCode::OK, false));
+    }
+
+    let fetched = client
+        .get(format!("{}/v1/entries/g-1", sim.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(body(fetched).await["fields"], json!({"cart_value": 11}));
+    let missing = client
+        .get(format!("{}/v1/entries/nope", sim.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["syncs_by_key"], json!({"k1": 1, "k3": 1, "": 2}));
+    assert_eq!(s["entries"], json!({"g-1": {"cart_value": 11}}));
+    let writes = s["writes"].as_array().expect("writes");
+    let summary: Vec<(String, String, String)> = writes
+        .iter()
+        .map(|w| {
+            (
+                w["method"].as_str().unwrap_or_default().to_string(),
+                w["key"].as_str().unwrap_or_default().to_string(),
+                w["entry_id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> =
+        [("POST", "k1"), ("PUT", "k3"), ("PUT", ""), ("PUT", "")]
+            .iter()
+            .map(|(m, k)| (m.to_string(), k.to_string(), "g-1".to_string()))
+            .collect();
+    assert_eq!(summary, expected);
+    assert_eq!(writes[1]["path"], "/v1/entries/g-1");
+    let times: Vec<u64> = writes.iter().filter_map(|w| w["at_ms"].as_u64()).collect();
+    assert_eq!(times.len(), 4);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cms_events_endpoint_counts_and_replays() {
+    let sim = cms().await;
+    let client = Client::new();
+    let event = json!({"eventId": "e-1", "data": [1, 2, 3]});
+    let (status, first, _) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some("ev-1"),
+        event.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, second, replayed) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some("ev-1"),
+        event,
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, true));
+    assert_eq!(first, second);
+    let (status, _, _) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some("ev-2"),
+        json!("just a string"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["events_received"], 2);
+    assert_eq!(s["syncs_by_key"], json!({"ev-1": 1, "ev-2": 1}));
+    assert_eq!(s["writes"][0]["entry_id"], "e-1");
+    assert_eq!(s["writes"][1]["entry_id"], Value::Null);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fail_next_and_rate_limit_next_fail_without_changing_state() {
+    let sim = cms().await;
+    let client = Client::new();
+    set_faults(
+        &client,
+        &sim,
+        json!({"fail_next": 2, "rate_limit_next": 1, "retry_after_s": 3}),
+    )
+    .await;
+    let entry = json!({"id": "g-1", "type": "guest_session", "fields": {"a": 1}});
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let resp = client
+            .post(format!("{}/v1/entries", sim.base_url()))
+            .header("X-Idempotency-Key", "k1")
+            .json(&entry)
+            .send()
+            .await
+            .expect("POST");
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, vec![503, 503, 429, 201]);
+    assert_eq!(retry_after.as_deref(), Some("3"));
+
+    let s = stats(&client, &sim).await;
+    // Only the request that got through was counted as a write.
+    assert_eq!(s["syncs_by_key"], json!({"k1": 1}));
+    assert_eq!(s["writes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        s["requests"]["POST /v1/entries"],
+        json!({"503": 2, "429": 1, "201": 1})
+    );
+    assert_eq!(s["faults"]["fail_next"], 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_apply_to_the_token_endpoint_with_custom_status() {
+    let sim = genesys().await;
+    let client = Client::new();
+    set_faults(&client, &sim, json!({"fail_next": 1, "error_status": 500})).await;
+    let failed = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "sim-secret")),
+        "client_credentials",
+    )
+    .await;
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let ok = token_response(
+        &client,
+        &sim,
+        Some(("sim-client", "sim-secret")),
+        "client_credentials",
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let s = stats(&client, &sim).await;
+    // The faulted request never reached the token handler.
+    assert_eq!(s["token_requests"], 1);
+    assert_eq!(
+        s["requests"]["POST /oauth/token"],
+        json!({"500": 1, "200": 1})
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_rate_latency_clear_and_reset() {
+    let sim = cms().await;
+    let client = Client::new();
+    let get = || {
+        client
+            .get(format!("{}/v1/entries/x", sim.base_url()))
+            .send()
+    };
+
+    set_faults(
+        &client,
+        &sim,
+        json!({"error_rate": 1.0, "error_status": 502}),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get().await.expect("GET").status(), StatusCode::BAD_GATEWAY);
+    }
+
+    // Patches keep unspecified fields: latency added, error_rate still 1.0.
+    set_faults(&client, &sim, json!({"latency_ms": 250})).await;
+    let started = Instant::now();
+    assert_eq!(get().await.expect("GET").status(), StatusCode::BAD_GATEWAY);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    let cleared = client
+        .delete(format!("{}/__sim/faults", sim.base_url()))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(cleared.status(), StatusCode::OK);
+    let started = Instant::now();
+    assert_eq!(get().await.expect("GET").status(), StatusCode::NOT_FOUND);
+    assert!(started.elapsed() < Duration::from_millis(250));
+
+    for bad in [
+        json!({"error_rate": 1.5}),
+        json!({"fail_nxt": 1}),
+        json!({"error_status": 99}),
+    ] {
+        let resp = client
+            .post(format!("{}/__sim/faults", sim.base_url()))
+            .json(&bad)
+            .send()
+            .await
+            .expect("faults");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let (status, _, _) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/entries",
+        Some("k"),
+        json!({"id": "a", "type": "t", "fields": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    set_faults(&client, &sim, json!({"fail_next": 5})).await;
+    let reset = client
+        .post(format!("{}/__sim/reset", sim.base_url()))
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(reset.status(), StatusCode::OK);
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["requests"], json!({}));
+    assert_eq!(s["entries"], json!({}));
+    assert_eq!(s["syncs_by_key"], json!({}));
+    assert_eq!(s["writes"], json!([]));
+    assert_eq!(s["faults"]["fail_next"], 0);
+    // After a reset the old key is forgotten and the entry is gone: a fresh create.
+    let (status, _, replayed) = cms_write(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/v1/entries",
+        Some("k"),
+        json!({"id": "a", "type": "t", "fields": {}}),
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stats_count_by_route_template_never_raw_ids() {
+    let genesys = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &genesys).await;
+    for id in ["guest-a", "guest-b", "gone-c"] {
+        api_get(
+            &client,
+            &genesys,
+            &token,
+            &format!("/api/v2/conversations/messaging/guests/{id}"),
+        )
+        .await;
+    }
+    api_get(
+        &client,
+        &genesys,
+        &token,
+        "/api/v2/conversations/conv-secret-id",
+    )
+    .await;
+    api_get(&client, &genesys, &token, "/api/v2/webhooks").await;
+    api_get(&client, &genesys, &token, "/no/such/path-with-id").await;
+    client
+        .delete(format!(
+            "{}/api/v2/conversations/conv-x",
+            genesys.base_url()
+        ))
+        .send()
+        .await
+        .expect("DELETE");
+
+    let s = stats(&client, &genesys).await;
+    let requests = &s["requests"];
+    assert_eq!(requests["POST /oauth/token"], json!({"200": 1}));
+    assert_eq!(
+        requests["GET /api/v2/conversations/messaging/guests/{guestId}"],
+        json!({"200": 2, "404": 1})
+    );
+    assert_eq!(
+        requests["GET /api/v2/conversations/{id}"],
+        json!({"200": 1})
+    );
+    assert_eq!(requests["GET /api/v2/webhooks"], json!({"200": 1}));
+    assert_eq!(requests["GET <unmatched>"], json!({"404": 1}));
+    assert_eq!(
+        requests["DELETE /api/v2/conversations/{id}"],
+        json!({"405": 1})
+    );
+    let text = requests.to_string();
+    for raw in [
+        "guest-a",
+        "gone-c",
+        "conv-secret-id",
+        "path-with-id",
+        "__sim",
+    ] {
+        assert!(!text.contains(raw), "{raw} leaked into {text}");
+    }
+    genesys.shutdown().await;
+
+    let cms = cms().await;
+    client
+        .get(format!("{}/v1/entries/entry-123", cms.base_url()))
+        .send()
+        .await
+        .expect("GET");
+    let s = stats(&client, &cms).await;
+    assert_eq!(s["requests"], json!({"GET /v1/entries/{id}": {"404": 1}}));
+    cms.shutdown().await;
+}
+
+/// Load check, not run by default: `cargo test --test sim -- --ignored --nocapture`.
+/// Prints the request rate of concurrent writes and authenticated reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load check; prints throughput"]
+async fn throughput_of_cms_writes_and_guest_reads() {
+    const REQUESTS: usize = 10_000;
+    const CONCURRENCY: usize = 64;
+    let cms = cms().await;
+    let genesys = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &genesys).await;
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..CONCURRENCY {
+        let client = client.clone();
+        let cms_url = format!("{}/v1/events", cms.base_url());
+        let guest_url = format!(
+            "{}/api/v2/conversations/messaging/guests/",
+            genesys.base_url()
+        );
+        let token = token.clone();
+        tasks.spawn(async move {
+            for i in (worker..REQUESTS).step_by(CONCURRENCY) {
+                let resp = if i % 2 == 0 {
+                    client
+                        .post(&cms_url)
+                        .header("X-Idempotency-Key", format!("k-{i}"))
+                        .json(&json!({"eventId": format!("e-{i}")}))
+                        .send()
+                        .await
+                } else {
+                    client
+                        .get(format!("{guest_url}g-{i}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                };
+                assert!(resp.expect("request").status().is_success());
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("worker");
+    }
+    let elapsed = started.elapsed();
+    let rate = REQUESTS as f64 / elapsed.as_secs_f64();
+    println!("{REQUESTS} requests in {elapsed:?}: {rate:.0} req/s");
+    let s = stats(&client, &cms).await;
+    assert_eq!(s["events_received"], REQUESTS / 2);
+    let stopping = Instant::now();
+    cms.shutdown().await;
+    genesys.shutdown().await;
+    println!("shutdown took {:?}", stopping.elapsed());
+}
