@@ -9,6 +9,7 @@
 //! - [`genesys`]: Genesys Cloud API client, OAuth token source, webhook registration.
 //! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
 //! - `outbound` (private): failure handling shared by those HTTP clients.
+//! - [`idempotency`]: moka caches of synced keys, backed by a compacted topic.
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
@@ -17,6 +18,7 @@ pub mod admin_server;
 pub mod app;
 pub mod config;
 pub mod genesys;
+pub mod idempotency;
 pub mod ingress;
 pub mod kafka;
 pub mod metrics;
