@@ -179,3 +179,120 @@ pub fn topic_size(broker: &Broker, topic: &str) -> i64 {
 pub fn key_of(m: &OwnedMessage) -> String {
     String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned()
 }
+
+/// The Genesys Cloud and CMS simulators on free ports.
+pub struct Sims {
+    pub genesys: genesys_relay::sim::SimServer,
+    pub cms: genesys_relay::sim::SimServer,
+    pub http: reqwest::Client,
+}
+
+impl Sims {
+    pub async fn start() -> Sims {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        Sims {
+            genesys: genesys_relay::sim::start_genesys(any, Default::default()).await.unwrap(),
+            cms: genesys_relay::sim::start_cms(any).await.unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Worker settings pointing at these simulators (CMS entries + forward backend).
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let g = self.genesys.base_url();
+        let c = self.cms.base_url();
+        vec![
+            ("RELAY_GENESYS_API_BASE".into(), g.clone()),
+            ("RELAY_GENESYS_LOGIN_BASE".into(), g),
+            ("RELAY_GENESYS_CLIENT_ID".into(), "sim-client".into()),
+            ("RELAY_GENESYS_CLIENT_SECRET".into(), "sim-secret".into()),
+            ("RELAY_CMS_URL".into(), format!("{c}/v1/entries")),
+            ("RELAY_FORWARD_URL".into(), format!("{c}/v1/events")),
+        ]
+    }
+
+    pub async fn genesys_stats(&self) -> serde_json::Value {
+        self.get_json(&format!("{}/__sim/stats", self.genesys.base_url())).await
+    }
+
+    pub async fn cms_stats(&self) -> serde_json::Value {
+        self.get_json(&format!("{}/__sim/stats", self.cms.base_url())).await
+    }
+
+    async fn get_json(&self, url: &str) -> serde_json::Value {
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn genesys_faults(&self, faults: serde_json::Value) {
+        let r = self.http.post(format!("{}/__sim/faults", self.genesys.base_url())).json(&faults).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn cms_faults(&self, faults: serde_json::Value) {
+        let r = self.http.post(format!("{}/__sim/faults", self.cms.base_url())).json(&faults).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn set_guest(&self, id: &str, attributes: serde_json::Value) {
+        let r = self
+            .http
+            .put(format!("{}/__sim/guests/{id}", self.genesys.base_url()))
+            .json(&serde_json::json!({ "attributes": attributes }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+}
+
+/// Settings for a relay running ingress and worker against `broker` and `sims`.
+pub fn stack_config(broker: &Broker, sims: &Sims, prefix: &str, extra: &[(&str, &str)]) -> Config {
+    let sim_vars = sims.vars();
+    let mut all: Vec<(&str, &str)> = sim_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.extend_from_slice(extra);
+    relay_config(broker, prefix, &all)
+}
+
+/// Polls `check` every 200 ms until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A webhook envelope.
+pub fn envelope(event_type: &str, event_id: &str, timestamp: &str, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"eventType": event_type, "eventId": event_id, "timestamp": timestamp, "data": data})
+}
+
+/// Posts `body` to the relay's ingress and asserts 202.
+pub async fn post_event(http: &reqwest::Client, ingress: SocketAddr, body: &serde_json::Value) {
+    let r = http.post(format!("http://{ingress}/webhooks/genesys")).json(body).send().await.unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+/// Accepted writes per idempotency key at the CMS.
+pub fn syncs_by_key(stats: &serde_json::Value) -> HashMap<String, u64> {
+    stats["syncs_by_key"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .unwrap_or_default()
+}
+
+/// The value of one sample in a Prometheus text exposition, e.g. `relay_dlq_total{class="poison"}`.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
