@@ -23,7 +23,11 @@ impl Readiness {
         if !self.producer.broker_reachable(Duration::from_secs(2)).await {
             return Err("broker unreachable");
         }
-        if !self.consumers_assigned.iter().all(|a| a.load(Ordering::Relaxed)) {
+        if !self
+            .consumers_assigned
+            .iter()
+            .all(|a| a.load(Ordering::Relaxed))
+        {
             return Err("consumer has no partition assigned");
         }
         Ok(())
@@ -43,12 +47,20 @@ pub fn bind(
         async move {
             match readiness.check().await {
                 Ok(()) => warp::reply::with_status("ready".to_string(), StatusCode::OK),
-                Err(why) => warp::reply::with_status(format!("not ready: {why}"), StatusCode::SERVICE_UNAVAILABLE),
+                Err(why) => warp::reply::with_status(
+                    format!("not ready: {why}"),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
             }
         }
     });
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(metrics.render(), "content-type", "text/plain; version=0.0.4")
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
     });
-    warp::serve(healthz.or(readyz).or(metrics_route)).try_bind_with_graceful_shutdown(addr, shutdown)
+    warp::serve(healthz.or(readyz).or(metrics_route))
+        .try_bind_with_graceful_shutdown(addr, shutdown)
 }

@@ -68,7 +68,9 @@ impl RunningRelay {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.producer.flush(std::time::Duration::from_secs(10)).await;
+        self.producer
+            .flush(std::time::Duration::from_secs(10))
+            .await;
         tracing::info!("relay stopped");
     }
 
@@ -84,8 +86,12 @@ pub async fn codec_for(cfg: &Config, topics: &Topics) -> Result<Codec, StartErro
     match &cfg.schema_registry_url {
         None => Ok(Codec::single_object()),
         Some(url) => {
-            let http = reqwest::Client::builder().timeout(cfg.http_timeout).build()?;
-            Ok(SchemaRegistry::new(url, http).codec(&topics.raw, &topics.enriched, &topics.idempotency).await?)
+            let http = reqwest::Client::builder()
+                .timeout(cfg.http_timeout)
+                .build()?;
+            Ok(SchemaRegistry::new(url, http)
+                .codec(&topics.raw, &topics.enriched, &topics.idempotency)
+                .await?)
         }
     }
 }
@@ -110,20 +116,50 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
 
     let mut ingress_addr = None;
     if role.runs_ingress() {
-        let ingress = Arc::new(Ingress::new(&cfg, producer.clone(), codec.clone(), topics.raw.clone(), metrics.clone()));
-        let (addr, server) = ingress.bind(cfg.http_addr, shutdown::signalled(shutdown_rx.clone()))?;
+        let ingress = Arc::new(Ingress::new(
+            &cfg,
+            producer.clone(),
+            codec.clone(),
+            topics.raw.clone(),
+            metrics.clone(),
+        ));
+        let (addr, server) =
+            ingress.bind(cfg.http_addr, shutdown::signalled(shutdown_rx.clone()))?;
         tracing::info!(%addr, "ingress listening");
         ingress_addr = Some(addr);
         tasks.push(tokio::spawn(server));
     }
     if role.runs_worker() {
-        let worker = crate::pipeline::Worker::start(&cfg, &topics, codec.clone(), producer.clone(), metrics.clone(), shutdown_rx.clone()).await?;
+        let worker = crate::pipeline::Worker::start(
+            &cfg,
+            &topics,
+            codec.clone(),
+            producer.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )
+        .await?;
         consumers_assigned.extend(worker.assigned_flags());
         tasks.extend(worker.into_tasks());
     }
-    let readiness = Readiness { producer: producer.clone(), consumers_assigned };
-    let (admin_addr, admin) = admin_server::bind(cfg.admin_addr, metrics.clone(), readiness, shutdown::signalled(shutdown_rx.clone()))?;
+    let readiness = Readiness {
+        producer: producer.clone(),
+        consumers_assigned,
+    };
+    let (admin_addr, admin) = admin_server::bind(
+        cfg.admin_addr,
+        metrics.clone(),
+        readiness,
+        shutdown::signalled(shutdown_rx.clone()),
+    )?;
     tracing::info!(addr = %admin_addr, "admin listening");
     tasks.push(tokio::spawn(admin));
-    Ok(RunningRelay { ingress_addr, admin_addr, metrics, shutdown_tx, tasks, producer })
+    Ok(RunningRelay {
+        ingress_addr,
+        admin_addr,
+        metrics,
+        shutdown_tx,
+        tasks,
+        producer,
+    })
 }

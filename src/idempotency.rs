@@ -32,7 +32,13 @@ pub struct IdempotencyStore {
 
 impl IdempotencyStore {
     /// An empty store writing to `topic`.
-    pub fn new(cfg: &Config, topic: &str, codec: Codec, producer: Arc<EventProducer>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        cfg: &Config,
+        topic: &str,
+        codec: Codec,
+        producer: Arc<EventProducer>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(IdempotencyStore {
             handled: Cache::builder()
                 .max_capacity(cfg.idempotency_capacity)
@@ -59,7 +65,11 @@ impl IdempotencyStore {
     }
 
     /// Makes `key` durable and remembered.
-    pub async fn remember(&self, key: &str, event_time_ms: Option<i64>) -> Result<(), ProduceError> {
+    pub async fn remember(
+        &self,
+        key: &str,
+        event_time_ms: Option<i64>,
+    ) -> Result<(), ProduceError> {
         self.write(key, event_time_ms).await?;
         self.handled.insert(key.to_string(), ()).await;
         Ok(())
@@ -71,11 +81,20 @@ impl IdempotencyStore {
     }
 
     /// Records that `guest_id` was synced with an event from `event_time_ms`.
-    pub async fn remember_guest_time(&self, guest_id: &str, event_time_ms: i64) -> Result<(), ProduceError> {
-        if self.newest_guest_time(guest_id).await.is_some_and(|t| t >= event_time_ms) {
+    pub async fn remember_guest_time(
+        &self,
+        guest_id: &str,
+        event_time_ms: i64,
+    ) -> Result<(), ProduceError> {
+        if self
+            .newest_guest_time(guest_id)
+            .await
+            .is_some_and(|t| t >= event_time_ms)
+        {
             return Ok(());
         }
-        self.write(&format!("{GUEST_PREFIX}{guest_id}"), Some(event_time_ms)).await?;
+        self.write(&format!("{GUEST_PREFIX}{guest_id}"), Some(event_time_ms))
+            .await?;
         self.apply_guest_time(guest_id, event_time_ms).await;
         Ok(())
     }
@@ -88,10 +107,16 @@ impl IdempotencyStore {
     }
 
     async fn write(&self, key: &str, event_time_ms: Option<i64>) -> Result<(), ProduceError> {
-        let mark = IdempotencyMark { handled_at_ms: now_ms(), event_time_ms };
+        let mark = IdempotencyMark {
+            handled_at_ms: now_ms(),
+            event_time_ms,
+        };
         // A fixed record of two numbers against a compiled-in schema cannot fail to encode.
         let value = self.codec.encode(&mark).expect("IdempotencyMark encodes");
-        self.producer.send(&self.topic, key, &value, &[]).await.map(|_| ())
+        self.producer
+            .send(&self.topic, key, &value, &[])
+            .await
+            .map(|_| ())
     }
 
     /// Applies one record of the idempotency topic.
@@ -117,44 +142,69 @@ impl IdempotencyStore {
 
     /// Tails the idempotency topic from the beginning until `shutdown`; resolves once what
     /// the topic held at the start has been applied (or after `catch_up_limit`).
-    pub async fn start_tail(self: &Arc<Self>, cfg: &Config, shutdown: watch::Receiver<bool>, catch_up_limit: Duration) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
+    pub async fn start_tail(
+        self: &Arc<Self>,
+        cfg: &Config,
+        shutdown: watch::Receiver<bool>,
+        catch_up_limit: Duration,
+    ) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer = client_config(
             cfg,
             &[
-                ("group.id", &format!("{}-idempotency-tail", cfg.consumer_group)),
+                (
+                    "group.id",
+                    &format!("{}-idempotency-tail", cfg.consumer_group),
+                ),
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "false"),
             ],
         )
         .create()?;
         let topic = self.topic.clone();
-        let (consumer, ends) = tokio::task::spawn_blocking(move || -> Result<_, rdkafka::error::KafkaError> {
-            let timeout = Duration::from_secs(10);
-            let md = consumer.fetch_metadata(Some(&topic), timeout)?;
-            let mut tpl = TopicPartitionList::new();
-            let mut ends = HashMap::new();
-            for p in md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
-                let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
-                tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
-                if high > low {
-                    ends.insert(p.id(), high);
+        let (consumer, ends) =
+            tokio::task::spawn_blocking(move || -> Result<_, rdkafka::error::KafkaError> {
+                let timeout = Duration::from_secs(10);
+                let md = consumer.fetch_metadata(Some(&topic), timeout)?;
+                let mut tpl = TopicPartitionList::new();
+                let mut ends = HashMap::new();
+                for p in md
+                    .topics()
+                    .iter()
+                    .filter(|t| t.name() == topic)
+                    .flat_map(|t| t.partitions())
+                {
+                    let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
+                    tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
+                    if high > low {
+                        ends.insert(p.id(), high);
+                    }
                 }
-            }
-            consumer.assign(&tpl)?;
-            Ok((consumer, ends))
-        })
-        .await
-        .expect("metadata task does not panic")?;
+                consumer.assign(&tpl)?;
+                Ok((consumer, ends))
+            })
+            .await
+            .expect("metadata task does not panic")?;
         let (caught_up_tx, caught_up_rx) = oneshot::channel();
         let store = self.clone();
         let task = tokio::spawn(store.tail(consumer, ends, caught_up_tx, shutdown));
-        if tokio::time::timeout(catch_up_limit, caught_up_rx).await.is_err() {
-            tracing::warn!("idempotency topic not fully read within {catch_up_limit:?}; continuing");
+        if tokio::time::timeout(catch_up_limit, caught_up_rx)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "idempotency topic not fully read within {catch_up_limit:?}; continuing"
+            );
         }
         Ok(task)
     }
 
-    async fn tail(self: Arc<Self>, consumer: StreamConsumer, mut pending: HashMap<i32, i64>, caught_up: oneshot::Sender<()>, mut shutdown: watch::Receiver<bool>) {
+    async fn tail(
+        self: Arc<Self>,
+        consumer: StreamConsumer,
+        mut pending: HashMap<i32, i64>,
+        caught_up: oneshot::Sender<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut caught_up = Some(caught_up);
         let mut applied = 0u64;
         loop {
@@ -173,7 +223,10 @@ impl IdempotencyStore {
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
                     self.apply(&key, m.payload()).await;
                     applied += 1;
-                    if pending.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
+                    if pending
+                        .get(&m.partition())
+                        .is_some_and(|end| m.offset() + 1 >= *end)
+                    {
                         pending.remove(&m.partition());
                     }
                 }

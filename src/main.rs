@@ -9,7 +9,11 @@ use genesys_relay::shutdown;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "genesys-relay", version, about = "Genesys Cloud webhook events into Kafka and downstream systems")]
+#[command(
+    name = "genesys-relay",
+    version,
+    about = "Genesys Cloud webhook events into Kafka and downstream systems"
+)]
 struct Cli {
     /// TOML file with the same keys as the RELAY_* environment variables (the environment wins).
     #[arg(long, global = true)]
@@ -49,9 +53,12 @@ async fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -16,7 +16,12 @@ fn ts(i: usize) -> String {
 }
 
 fn guest_update(i: usize, conversation: &str, guest: &str) -> serde_json::Value {
-    envelope("conversation:updated", &format!("evt-{i}"), &ts(i), json!({"conversationId": conversation, "guestId": guest}))
+    envelope(
+        "conversation:updated",
+        &format!("evt-{i}"),
+        &ts(i),
+        json!({"conversationId": conversation, "guestId": guest}),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,24 +29,40 @@ async fn guest_sync_end_to_end_and_a_redelivery_syncs_once() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let prefix = unique_prefix("guest");
-    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve).await.unwrap();
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
     let ingress = relay.ingress_addr.unwrap();
     sims.set_guest("g-1", json!({"cart_value": 42.5, "last_page": "/checkout", "session_id": "s-9", "loyalty_tier": "gold", "unmapped": 1})).await;
 
     let event = guest_update(1, "c-1", "g-1");
     post_event(&sims.http, ingress, &event).await;
-    assert!(wait_until(Duration::from_secs(60), || async { sims.cms_stats().await["entries"].get("g-1").is_some() }).await, "entry synced");
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            sims.cms_stats().await["entries"].get("g-1").is_some()
+        })
+        .await,
+        "entry synced"
+    );
     let entry = &sims.cms_stats().await["entries"]["g-1"];
     assert_eq!(entry["cart_value"], 42.5);
     assert_eq!(entry["last_page"], "/checkout");
     assert_eq!(entry["session_id"], "s-9");
     assert_eq!(entry["loyalty_tier"], "gold");
-    assert!(entry.get("unmapped").is_none(), "only mapped attributes are synced");
+    assert!(
+        entry.get("unmapped").is_none(),
+        "only mapped attributes are synced"
+    );
 
     // The same webhook again: accepted, recognised downstream, not synced twice.
     post_event(&sims.http, ingress, &event).await;
     let duplicate = "relay_events_processed_total{outcome=\"duplicate\",route=\"guest_sync\"}";
-    assert!(wait_until(Duration::from_secs(30), || async { metric_value(&relay.metrics.render(), duplicate) >= 1.0 }).await);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            metric_value(&relay.metrics.render(), duplicate) >= 1.0
+        })
+        .await
+    );
     let syncs = syncs_by_key(&sims.cms_stats().await);
     assert_eq!(syncs.get("guest_sync:evt-1"), Some(&1));
     assert_eq!(syncs.len(), 1);
@@ -53,7 +74,9 @@ async fn gone_guest_is_skipped_and_conflict_becomes_an_update() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let prefix = unique_prefix("skip");
-    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve).await.unwrap();
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
     let ingress = relay.ingress_addr.unwrap();
     // An entry that already exists: the relay's POST gets 409 and must PUT.
     let r = sims
@@ -65,7 +88,8 @@ async fn gone_guest_is_skipped_and_conflict_becomes_an_update() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    sims.set_guest("g-2", json!({"cart_value": 99, "loyalty_tier": "silver"})).await;
+    sims.set_guest("g-2", json!({"cart_value": 99, "loyalty_tier": "silver"}))
+        .await;
 
     post_event(&sims.http, ingress, &guest_update(1, "c-1", "gone-7")).await;
     post_event(&sims.http, ingress, &guest_update(2, "c-2", "g-2")).await;
@@ -81,8 +105,14 @@ async fn gone_guest_is_skipped_and_conflict_becomes_an_update() {
         relay.metrics.render()
     );
     let stats = sims.cms_stats().await;
-    assert!(stats["entries"].get("gone-7").is_none(), "a gone guest writes nothing");
-    assert_eq!(stats["entries"]["g-2"]["cart_value"], 99, "409 was followed by an update");
+    assert!(
+        stats["entries"].get("gone-7").is_none(),
+        "a gone guest writes nothing"
+    );
+    assert_eq!(
+        stats["entries"]["g-2"]["cart_value"], 99,
+        "409 was followed by an update"
+    );
     assert_eq!(stats["requests"]["POST /v1/entries"]["409"], 1);
     assert_eq!(stats["requests"]["PUT /v1/entries/{id}"]["200"], 1);
     assert_eq!(syncs_by_key(&stats).get("guest_sync:evt-2"), Some(&1));
@@ -95,33 +125,82 @@ async fn token_expiry_refreshes_once_and_429_waits() {
     let sims = Sims::start().await;
     let prefix = unique_prefix("token");
     sims.genesys_faults(json!({"token_ttl_s": 3})).await;
-    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve).await.unwrap();
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
     let ingress = relay.ingress_addr.unwrap();
     for i in 0..10 {
-        post_event(&sims.http, ingress, &guest_update(i, &format!("c-{i}"), &format!("g-{i}"))).await;
+        post_event(
+            &sims.http,
+            ingress,
+            &guest_update(i, &format!("c-{i}"), &format!("g-{i}")),
+        )
+        .await;
     }
-    assert!(wait_until(Duration::from_secs(60), || async { syncs_by_key(&sims.cms_stats().await).len() == 10 }).await);
-    assert_eq!(sims.genesys_stats().await["token_requests"], 1, "one token for the first burst");
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            syncs_by_key(&sims.cms_stats().await).len() == 10
+        })
+        .await
+    );
+    assert_eq!(
+        sims.genesys_stats().await["token_requests"],
+        1,
+        "one token for the first burst"
+    );
 
     tokio::time::sleep(Duration::from_secs(4)).await; // the token expired
     sims.genesys_faults(json!({"token_ttl_s": 3600})).await; // the next token outlives the test
     for i in 10..30 {
-        post_event(&sims.http, ingress, &guest_update(i, &format!("c-{i}"), &format!("g-{i}"))).await;
+        post_event(
+            &sims.http,
+            ingress,
+            &guest_update(i, &format!("c-{i}"), &format!("g-{i}")),
+        )
+        .await;
     }
-    assert!(wait_until(Duration::from_secs(60), || async { syncs_by_key(&sims.cms_stats().await).len() == 30 }).await);
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            syncs_by_key(&sims.cms_stats().await).len() == 30
+        })
+        .await
+    );
     let g = sims.genesys_stats().await;
-    assert_eq!(g["token_requests"], 2, "20 concurrent events after expiry cause exactly one refresh: {g}");
+    assert_eq!(
+        g["token_requests"], 2,
+        "20 concurrent events after expiry cause exactly one refresh: {g}"
+    );
 
-    sims.genesys_faults(json!({"rate_limit_next": 2, "retry_after_s": 1})).await;
+    sims.genesys_faults(json!({"rate_limit_next": 2, "retry_after_s": 1}))
+        .await;
     let started = std::time::Instant::now();
     post_event(&sims.http, ingress, &guest_update(30, "c-30", "g-30")).await;
-    assert!(wait_until(Duration::from_secs(60), || async { syncs_by_key(&sims.cms_stats().await).len() == 31 }).await);
-    assert!(started.elapsed() >= Duration::from_millis(1800), "two Retry-After: 1 waits were honoured");
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            syncs_by_key(&sims.cms_stats().await).len() == 31
+        })
+        .await
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "two Retry-After: 1 waits were honoured"
+    );
     let g = sims.genesys_stats().await;
-    assert_eq!(g["requests"]["GET /api/v2/conversations/messaging/guests/{guestId}"]["429"], 2, "{g}");
+    assert_eq!(
+        g["requests"]["GET /api/v2/conversations/messaging/guests/{guestId}"]["429"], 2,
+        "{g}"
+    );
     let m = relay.metrics.render();
-    assert_eq!(metric_value(&m, "relay_events_processed_total{outcome=\"dead_lettered\",route=\"guest_sync\"}"), 0.0);
-    assert!(syncs_by_key(&sims.cms_stats().await).values().all(|n| *n == 1));
+    assert_eq!(
+        metric_value(
+            &m,
+            "relay_events_processed_total{outcome=\"dead_lettered\",route=\"guest_sync\"}"
+        ),
+        0.0
+    );
+    assert!(syncs_by_key(&sims.cms_stats().await)
+        .values()
+        .all(|n| *n == 1));
     relay.stop().await;
 }
 
@@ -130,8 +209,15 @@ async fn conversation_created_is_enriched_onto_the_topic() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let prefix = unique_prefix("enrich");
-    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve).await.unwrap();
-    let event = envelope("conversation:created", "evt-c", &ts(1), json!({"conversationId": "conv-42"}));
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
+    let event = envelope(
+        "conversation:created",
+        "evt-c",
+        &ts(1),
+        json!({"conversationId": "conv-42"}),
+    );
     post_event(&sims.http, relay.ingress_addr.unwrap(), &event).await;
 
     let records = tokio::task::spawn_blocking({
@@ -145,18 +231,25 @@ async fn conversation_created_is_enriched_onto_the_topic() {
     .await
     .unwrap();
     assert_eq!(records.len(), 1);
-    let rec: EnrichedConversation = Codec::single_object().decode(records[0].payload().unwrap()).unwrap();
+    let rec: EnrichedConversation = Codec::single_object()
+        .decode(records[0].payload().unwrap())
+        .unwrap();
     assert_eq!(rec.conversation_id, "conv-42");
     assert_eq!(rec.event_id, "evt-c");
-    assert!(!rec.participants.is_empty(), "participants come from the API");
+    assert!(
+        !rec.participants.is_empty(),
+        "participants come from the API"
+    );
     let api: serde_json::Value = serde_json::from_str(&rec.conversation_json).unwrap();
     assert_eq!(api["id"], "conv-42");
     assert_eq!(key_of(&records[0]), "conv-42");
     // The backend POST carried the idempotency key.
-    assert!(wait_until(Duration::from_secs(10), || async {
-        syncs_by_key(&sims.cms_stats().await).get("conversation_enrich:evt-c") == Some(&1)
-    })
-    .await);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            syncs_by_key(&sims.cms_stats().await).get("conversation_enrich:evt-c") == Some(&1)
+        })
+        .await
+    );
     relay.stop().await;
 }
 
@@ -188,26 +281,58 @@ async fn one_key_stays_in_order_while_other_keys_progress() {
     let sims = Sims::start().await;
     let prefix = unique_prefix("order");
     sims.cms_faults(json!({"latency_ms": 40})).await;
-    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve).await.unwrap();
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
     let ingress = relay.ingress_addr.unwrap();
     // 30 events for one conversation (one key), posted in order, then 30 for other keys.
     for i in 0..30 {
         post_event(&sims.http, ingress, &guest_update(i, "c-hot", "g-hot")).await;
     }
     for i in 30..60 {
-        post_event(&sims.http, ingress, &guest_update(i, &format!("c-{i}"), &format!("g-{i}"))).await;
+        post_event(
+            &sims.http,
+            ingress,
+            &guest_update(i, &format!("c-{i}"), &format!("g-{i}")),
+        )
+        .await;
     }
-    assert!(wait_until(Duration::from_secs(90), || async { syncs_by_key(&sims.cms_stats().await).len() == 60 }).await);
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            syncs_by_key(&sims.cms_stats().await).len() == 60
+        })
+        .await
+    );
     let writes = sims.cms_stats().await["writes"].as_array().unwrap().clone();
     let hot: Vec<usize> = writes
         .iter()
         .filter(|w| w["entry_id"] == "g-hot")
-        .map(|w| w["key"].as_str().unwrap().trim_start_matches("guest_sync:evt-").parse().unwrap())
+        .map(|w| {
+            w["key"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("guest_sync:evt-")
+                .parse()
+                .unwrap()
+        })
         .collect();
-    assert_eq!(hot, (0..30).collect::<Vec<_>>(), "one key's events reach the sink in order");
-    let last_hot = writes.iter().rposition(|w| w["entry_id"] == "g-hot").unwrap();
-    let others_before = writes[..last_hot].iter().filter(|w| w["entry_id"] != "g-hot").count();
-    assert!(others_before >= 10, "other keys progressed while the hot key was busy ({others_before} before its last write)");
+    assert_eq!(
+        hot,
+        (0..30).collect::<Vec<_>>(),
+        "one key's events reach the sink in order"
+    );
+    let last_hot = writes
+        .iter()
+        .rposition(|w| w["entry_id"] == "g-hot")
+        .unwrap();
+    let others_before = writes[..last_hot]
+        .iter()
+        .filter(|w| w["entry_id"] != "g-hot")
+        .count();
+    assert!(
+        others_before >= 10,
+        "other keys progressed while the hot key was busy ({others_before} before its last write)"
+    );
     relay.stop().await;
 }
 
@@ -217,9 +342,16 @@ async fn killed_worker_is_replaced_and_nothing_is_lost_or_synced_twice() {
     let sims = Sims::start().await;
     let prefix = unique_prefix("kill");
     sims.cms_faults(json!({"latency_ms": 30})).await;
-    let ingress = app::start(relay_config(&broker, &prefix, &[]), Role::Ingress).await.unwrap();
+    let ingress = app::start(relay_config(&broker, &prefix, &[]), Role::Ingress)
+        .await
+        .unwrap();
     for i in 0..150 {
-        post_event(&sims.http, ingress.ingress_addr.unwrap(), &guest_update(i, &format!("c-{}", i % 40), &format!("g-{i}"))).await;
+        post_event(
+            &sims.http,
+            ingress.ingress_addr.unwrap(),
+            &guest_update(i, &format!("c-{}", i % 40), &format!("g-{i}")),
+        )
+        .await;
     }
     let mut vars = relay_vars(&broker, &prefix, &[("RELAY_MAX_IN_FLIGHT", "8")]);
     vars.extend(sims.vars());
@@ -233,17 +365,29 @@ async fn killed_worker_is_replaced_and_nothing_is_lost_or_synced_twice() {
             .unwrap()
     };
     let mut first = spawn_worker();
-    assert!(wait_until(Duration::from_secs(60), || async { syncs_by_key(&sims.cms_stats().await).len() >= 30 }).await);
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            syncs_by_key(&sims.cms_stats().await).len() >= 30
+        })
+        .await
+    );
     first.kill().unwrap(); // SIGKILL: no drain, no final commit
     first.wait().unwrap();
     let synced_by_first = syncs_by_key(&sims.cms_stats().await).len();
     assert!(synced_by_first < 150, "the first worker was killed mid-run");
 
     let mut second = spawn_worker();
-    let all = wait_until(Duration::from_secs(120), || async { syncs_by_key(&sims.cms_stats().await).len() == 150 }).await;
+    let all = wait_until(Duration::from_secs(120), || async {
+        syncs_by_key(&sims.cms_stats().await).len() == 150
+    })
+    .await;
     let _ = second.kill();
     second.wait().unwrap();
-    assert!(all, "every event was handled: {} of 150", syncs_by_key(&sims.cms_stats().await).len());
+    assert!(
+        all,
+        "every event was handled: {} of 150",
+        syncs_by_key(&sims.cms_stats().await).len()
+    );
     let syncs = syncs_by_key(&sims.cms_stats().await);
     let twice: Vec<_> = syncs.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "no key synced twice: {twice:?}");

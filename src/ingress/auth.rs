@@ -48,7 +48,11 @@ impl WebhookAuth {
             // Hashing both sides first keeps the comparison constant-time in the length too.
             let a = Sha256::digest(given);
             let b = Sha256::digest(self.secret.expose().as_bytes());
-            return if bool::from(a.ct_eq(&b)) { Ok(()) } else { Err(AuthError::WrongSecret) };
+            return if bool::from(a.ct_eq(&b)) {
+                Ok(())
+            } else {
+                Err(AuthError::WrongSecret)
+            };
         }
         let header = signature_header.ok_or(AuthError::Missing)?;
         let (t, sig) = parse_signature(header)?;
@@ -59,7 +63,8 @@ impl WebhookAuth {
         mac.update(t.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        mac.verify_slice(&sig).map_err(|_| AuthError::WrongSignature)
+        mac.verify_slice(&sig)
+            .map_err(|_| AuthError::WrongSignature)
     }
 
     /// The `X-Relay-Signature` value for `body` at `t` (for senders and tests).
@@ -71,7 +76,8 @@ impl WebhookAuth {
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(self.secret.expose().as_bytes()).expect("HMAC takes any key length")
+        Hmac::<Sha256>::new_from_slice(self.secret.expose().as_bytes())
+            .expect("HMAC takes any key length")
     }
 }
 
@@ -102,7 +108,10 @@ mod tests {
     #[test]
     fn static_secret() {
         assert_eq!(auth().verify(Some(b"s3cret"), None, b"{}", 0), Ok(()));
-        assert_eq!(auth().verify(Some(b"s3cre"), None, b"{}", 0), Err(AuthError::WrongSecret));
+        assert_eq!(
+            auth().verify(Some(b"s3cre"), None, b"{}", 0),
+            Err(AuthError::WrongSecret)
+        );
         assert_eq!(auth().verify(None, None, b"{}", 0), Err(AuthError::Missing));
     }
 
@@ -111,11 +120,26 @@ mod tests {
         let a = auth();
         let sig = a.sign(b"{\"x\":1}", 1000);
         assert_eq!(a.verify(None, Some(&sig), b"{\"x\":1}", 1100), Ok(()));
-        assert_eq!(a.verify(None, Some(&sig), b"{\"x\":2}", 1100), Err(AuthError::WrongSignature));
-        assert_eq!(a.verify(None, Some(&sig), b"{\"x\":1}", 1000 + 301), Err(AuthError::Stale));
-        assert_eq!(a.verify(None, Some("t=1000,v1=abcd"), b"{}", 1000), Err(AuthError::MalformedSignature));
-        assert_eq!(a.verify(None, Some("garbage"), b"{}", 1000), Err(AuthError::MalformedSignature));
+        assert_eq!(
+            a.verify(None, Some(&sig), b"{\"x\":2}", 1100),
+            Err(AuthError::WrongSignature)
+        );
+        assert_eq!(
+            a.verify(None, Some(&sig), b"{\"x\":1}", 1000 + 301),
+            Err(AuthError::Stale)
+        );
+        assert_eq!(
+            a.verify(None, Some("t=1000,v1=abcd"), b"{}", 1000),
+            Err(AuthError::MalformedSignature)
+        );
+        assert_eq!(
+            a.verify(None, Some("garbage"), b"{}", 1000),
+            Err(AuthError::MalformedSignature)
+        );
         let other = WebhookAuth::new(Secret::new("other")).sign(b"{}", 1000);
-        assert_eq!(a.verify(None, Some(&other), b"{}", 1000), Err(AuthError::WrongSignature));
+        assert_eq!(
+            a.verify(None, Some(&other), b"{}", 1000),
+            Err(AuthError::WrongSignature)
+        );
     }
 }

@@ -20,8 +20,13 @@ pub enum EnvelopeError {
 }
 
 /// Parses and checks `body`. `received_at_ms` and `traceparent` come from the request.
-pub fn parse_event(body: &[u8], received_at_ms: i64, traceparent: Option<String>) -> Result<RawEvent, EnvelopeError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
+pub fn parse_event(
+    body: &[u8],
+    received_at_ms: i64,
+    traceparent: Option<String>,
+) -> Result<RawEvent, EnvelopeError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
     let obj = value.as_object().ok_or(EnvelopeError::NotAnObject)?;
     // serde_json only accepts valid UTF-8, so this cannot fail after parsing.
     let payload = String::from_utf8_lossy(body).into_owned();
@@ -29,11 +34,15 @@ pub fn parse_event(body: &[u8], received_at_ms: i64, traceparent: Option<String>
 
     if obj.contains_key("eventType") || obj.contains_key("data") {
         let event_type = required_str(obj, "eventType")?;
-        let data = obj.get("data").ok_or(EnvelopeError::WrongType("data", "present"))?;
+        let data = obj
+            .get("data")
+            .ok_or(EnvelopeError::WrongType("data", "present"))?;
         if !data.is_object() {
             return Err(EnvelopeError::WrongType("data", "an object"));
         }
-        let event_id = optional_str(obj, "eventId")?.map(str::to_string).unwrap_or_else(body_hash);
+        let event_id = optional_str(obj, "eventId")?
+            .map(str::to_string)
+            .unwrap_or_else(body_hash);
         Ok(RawEvent {
             event_id,
             event_type: event_type.to_string(),
@@ -47,7 +56,9 @@ pub fn parse_event(body: &[u8], received_at_ms: i64, traceparent: Option<String>
         })
     } else if obj.contains_key("topicName") || obj.contains_key("eventBody") {
         let topic_name = required_str(obj, "topicName")?;
-        let body_value = obj.get("eventBody").ok_or(EnvelopeError::WrongType("eventBody", "present"))?;
+        let body_value = obj
+            .get("eventBody")
+            .ok_or(EnvelopeError::WrongType("eventBody", "present"))?;
         if !body_value.is_object() {
             return Err(EnvelopeError::WrongType("eventBody", "an object"));
         }
@@ -63,7 +74,8 @@ pub fn parse_event(body: &[u8], received_at_ms: i64, traceparent: Option<String>
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| generic_topic(topic_name));
-        let conversation_id = conversation_id(body_value).or_else(|| topic_conversation_id(topic_name));
+        let conversation_id =
+            conversation_id(body_value).or_else(|| topic_conversation_id(topic_name));
         Ok(RawEvent {
             event_id,
             event_type,
@@ -80,13 +92,19 @@ pub fn parse_event(body: &[u8], received_at_ms: i64, traceparent: Option<String>
     }
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, EnvelopeError> {
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, EnvelopeError> {
     optional_str(obj, field)?
         .filter(|s| !s.trim().is_empty())
         .ok_or(EnvelopeError::WrongType(field, "a non-empty string"))
 }
 
-fn optional_str<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, EnvelopeError> {
+fn optional_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, EnvelopeError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -104,7 +122,10 @@ fn timestamp_ms(value: Option<&Value>) -> Result<Option<i64>, EnvelopeError> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)),
-        Some(_) => Err(EnvelopeError::WrongType("timestamp", "a string or a number")),
+        Some(_) => Err(EnvelopeError::WrongType(
+            "timestamp",
+            "a string or a number",
+        )),
     }
 }
 
@@ -173,7 +194,10 @@ mod tests {
         let e = parse_event(body, 5, None).unwrap();
         assert_eq!(e.event_id, "corr-9");
         assert_eq!(e.event_type, "v2.conversations.{id}");
-        assert_eq!(e.conversation_id.as_deref(), Some("3a7d6c2e-1111-4a4a-9b9b-000000000001"));
+        assert_eq!(
+            e.conversation_id.as_deref(),
+            Some("3a7d6c2e-1111-4a4a-9b9b-000000000001")
+        );
         assert_eq!(e.shape, "NOTIFICATION");
     }
 
@@ -189,9 +213,18 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_rejected_with_a_reason() {
-        assert!(matches!(parse_event(b"{not json", 0, None), Err(EnvelopeError::Json(_))));
-        assert_eq!(parse_event(b"[1]", 0, None), Err(EnvelopeError::NotAnObject));
-        assert_eq!(parse_event(b"{\"a\":1}", 0, None), Err(EnvelopeError::UnknownShape));
+        assert!(matches!(
+            parse_event(b"{not json", 0, None),
+            Err(EnvelopeError::Json(_))
+        ));
+        assert_eq!(
+            parse_event(b"[1]", 0, None),
+            Err(EnvelopeError::NotAnObject)
+        );
+        assert_eq!(
+            parse_event(b"{\"a\":1}", 0, None),
+            Err(EnvelopeError::UnknownShape)
+        );
         assert!(parse_event(br#"{"eventType":5,"data":{}}"#, 0, None).is_err());
         assert!(parse_event(br#"{"eventType":"x","data":"s"}"#, 0, None).is_err());
         assert!(parse_event(br#"{"eventType":"x","data":{},"timestamp":[]}"#, 0, None).is_err());

@@ -34,7 +34,13 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    pub fn new(cfg: &Config, producer: Arc<EventProducer>, codec: Codec, raw_topic: String, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        producer: Arc<EventProducer>,
+        codec: Codec,
+        raw_topic: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Ingress {
             producer,
             codec,
@@ -47,7 +53,9 @@ impl Ingress {
     }
 
     /// The warp filter serving `POST /webhooks/genesys`.
-    pub fn routes(self: Arc<Self>) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    pub fn routes(
+        self: Arc<Self>,
+    ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
         warp::path!("webhooks" / "genesys")
             .and(warp::post())
             .and(warp::header::headers_cloned())
@@ -75,11 +83,20 @@ impl Ingress {
     {
         let started = Instant::now();
         let (status, reply) = self.accept(&headers, body).await;
-        self.metrics.ingress_requests_total.with_label_values(&[status.as_str()]).inc();
-        self.metrics.ingress_request_duration_seconds.observe(started.elapsed().as_secs_f64());
-        let mut response = warp::reply::with_status(warp::reply::json(&reply), status).into_response();
+        self.metrics
+            .ingress_requests_total
+            .with_label_values(&[status.as_str()])
+            .inc();
+        self.metrics
+            .ingress_request_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&reply), status).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert("retry-after", RETRY_AFTER_SECS.parse().expect("valid header"));
+            response.headers_mut().insert(
+                "retry-after",
+                RETRY_AFTER_SECS.parse().expect("valid header"),
+            );
         }
         response
     }
@@ -89,26 +106,46 @@ impl Ingress {
         S: Stream<Item = Result<B, warp::Error>> + Unpin,
         B: Buf,
     {
-        let rejected = |status, error: String| (status, serde_json::json!({"status": "rejected", "error": error}));
+        let rejected = |status, error: String| {
+            (
+                status,
+                serde_json::json!({"status": "rejected", "error": error}),
+            )
+        };
         if !is_json(headers) {
-            return rejected(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type must be application/json".into());
+            return rejected(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content type must be application/json".into(),
+            );
         }
         let body = match read_limited(body, headers, self.max_body_bytes).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                return rejected(StatusCode::PAYLOAD_TOO_LARGE, format!("body is over {} bytes", self.max_body_bytes))
+                return rejected(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body is over {} bytes", self.max_body_bytes),
+                )
             }
-            Err(BodyError::Read(e)) => return rejected(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+            Err(BodyError::Read(e)) => {
+                return rejected(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+            }
         };
         if let Some(auth) = &self.auth {
-            let static_value = headers.get(self.secret_header.as_str()).map(|v| v.as_bytes());
-            let signature = headers.get("x-relay-signature").and_then(|v| v.to_str().ok());
+            let static_value = headers
+                .get(self.secret_header.as_str())
+                .map(|v| v.as_bytes());
+            let signature = headers
+                .get("x-relay-signature")
+                .and_then(|v| v.to_str().ok());
             if let Err(e) = auth.verify(static_value, signature, &body, now_ms() / 1000) {
                 tracing::debug!(reason = %e, "webhook rejected: unauthenticated");
                 return rejected(StatusCode::UNAUTHORIZED, e.to_string());
             }
         }
-        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let traceparent = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let event = match parse_event(&body, now_ms(), traceparent) {
             Ok(e) => e,
             Err(e) => return rejected(StatusCode::BAD_REQUEST, e.to_string()),
@@ -121,20 +158,38 @@ impl Ingress {
         if let Some(tp) = &event.traceparent {
             record_headers.push((headers::TRACEPARENT, tp));
         }
-        match self.producer.send(&self.topic, record_key(&event), &value, &record_headers).await {
-            Ok(_) => (StatusCode::ACCEPTED, serde_json::json!({"status": "accepted", "eventId": event.event_id})),
+        match self
+            .producer
+            .send(&self.topic, record_key(&event), &value, &record_headers)
+            .await
+        {
+            Ok(_) => (
+                StatusCode::ACCEPTED,
+                serde_json::json!({"status": "accepted", "eventId": event.event_id}),
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, event_id = %event.event_id, "cannot write event; answering 503");
-                (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "unavailable", "error": e.to_string()}))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"status": "unavailable", "error": e.to_string()}),
+                )
             }
         }
     }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok()) else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 enum BodyError {
@@ -143,7 +198,11 @@ enum BodyError {
 }
 
 /// Reads the body, refusing more than `max` bytes without buffering them.
-async fn read_limited<S, B>(mut body: S, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, BodyError>
+async fn read_limited<S, B>(
+    mut body: S,
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<Vec<u8>, BodyError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,

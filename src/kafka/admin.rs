@@ -27,9 +27,9 @@ pub async fn ensure_topics(cfg: &Config, topics: &Topics) -> Result<(), KafkaErr
             Ok(name) => tracing::info!(topic = %name, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
-                    tracing::error!(topic = %name, error = %code, "cannot create topic")
-                })
+                return Err(KafkaError::AdminOp(code)).inspect_err(
+                    |_| tracing::error!(topic = %name, error = %code, "cannot create topic"),
+                )
             }
         }
     }

@@ -11,7 +11,9 @@ use super::headers::{self, header_i64};
 use super::offsets::{OffsetTracker, Ticket};
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
@@ -76,8 +78,11 @@ impl ClientContext for RelayConsumerContext {
 impl ConsumerContext for RelayConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked: Vec<(String, i32)> =
-                tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            let revoked: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
             commit_tracked(consumer, &self.tracker, Some(&revoked), CommitMode::Sync);
             self.tracker.forget(&revoked);
             tracing::info!(partitions = revoked.len(), "partitions revoked");
@@ -152,7 +157,13 @@ impl ConsumerLoop {
         };
         let consumer: StreamConsumer<RelayConsumerContext> = config.create_with_context(context)?;
         consumer.subscribe(topics)?;
-        Ok(ConsumerLoop { consumer: Arc::new(consumer), tracker, assigned, opts, metrics })
+        Ok(ConsumerLoop {
+            consumer: Arc::new(consumer),
+            tracker,
+            assigned,
+            opts,
+            metrics,
+        })
     }
 
     /// A flag that is true while the group has assigned this member any partition.
@@ -162,7 +173,11 @@ impl ConsumerLoop {
 
     /// Receives and handles records until `shutdown` turns true, then stops receiving,
     /// drains in-flight records (bounded by `drain_timeout`) and commits what is done.
-    pub async fn run<H: MessageHandler>(self, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run<H: MessageHandler>(
+        self,
+        handler: Arc<H>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let permits = Arc::new(Semaphore::new(self.opts.max_in_flight));
         let lanes = Arc::new(KeyLanes::default());
         let committer = self.spawn_committer(shutdown.clone());
@@ -183,15 +198,25 @@ impl ConsumerLoop {
                     continue;
                 }
             };
-            let ticket = self.tracker.begin(msg.topic(), msg.partition(), msg.offset());
+            let ticket = self
+                .tracker
+                .begin(msg.topic(), msg.partition(), msg.offset());
             self.metrics.in_flight.inc();
             let job = (msg, ticket, permit);
             match self.due_in(&job.0) {
                 Some(wait) => self.park(job, wait, lanes.clone(), handler.clone()),
-                None => lanes.dispatch(job, handler.clone(), self.tracker.clone(), self.metrics.clone()),
+                None => lanes.dispatch(
+                    job,
+                    handler.clone(),
+                    self.tracker.clone(),
+                    self.metrics.clone(),
+                ),
             }
         }
-        tracing::info!(in_flight = self.tracker.in_flight(), "consumer stopping; draining");
+        tracing::info!(
+            in_flight = self.tracker.in_flight(),
+            "consumer stopping; draining"
+        );
         let all = self.opts.max_in_flight as u32;
         let _ = tokio::time::timeout(self.opts.drain_timeout, permits.acquire_many(all)).await;
         committer.abort();
@@ -212,14 +237,24 @@ impl ConsumerLoop {
     /// Pauses the record's partition and hands the record over when it is due. librdkafka
     /// drops what it prefetched for a paused partition and fetches again from after this
     /// record on resume, so nothing is skipped.
-    fn park<H: MessageHandler>(&self, job: Job, wait: Duration, lanes: Arc<KeyLanes>, handler: Arc<H>) {
+    fn park<H: MessageHandler>(
+        &self,
+        job: Job,
+        wait: Duration,
+        lanes: Arc<KeyLanes>,
+        handler: Arc<H>,
+    ) {
         let (topic, partition) = (job.0.topic().to_string(), job.0.partition());
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&topic, partition);
         if let Err(e) = self.consumer.pause(&tpl) {
             tracing::warn!(error = %e, %topic, partition, "cannot pause partition");
         }
-        let (consumer, tracker, metrics) = (self.consumer.clone(), self.tracker.clone(), self.metrics.clone());
+        let (consumer, tracker, metrics) = (
+            self.consumer.clone(),
+            self.tracker.clone(),
+            self.metrics.clone(),
+        );
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             if !tracker.is_current(&topic, partition, job.1) {
@@ -302,5 +337,8 @@ fn lane_key(msg: &OwnedMessage) -> Vec<u8> {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

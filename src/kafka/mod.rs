@@ -12,9 +12,9 @@ mod topics;
 
 pub use admin::ensure_topics;
 pub use client_config::client_config;
+pub use consumer::now_ms;
 pub use consumer::{ConsumerLoop, ConsumerOptions, Handled, MessageHandler};
 pub use offsets::OffsetTracker;
 pub use producer::{EventProducer, ProduceError};
 pub use topic_reader::read_topic_to_end;
 pub use topics::Topics;
-pub use consumer::now_ms;

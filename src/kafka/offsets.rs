@@ -38,14 +38,24 @@ impl OffsetTracker {
     /// Records that `offset` was received and is now being handled.
     pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
         let mut map = self.partitions.lock().expect("offset tracker lock");
-        let state = map.entry((topic.to_string(), partition)).or_insert_with(|| {
-            let mut g = self.next_generation.lock().expect("generation lock");
-            *g += 1;
-            PartitionState { next_after_seen: offset, committed: -1, generation: *g, ..Default::default() }
-        });
+        let state = map
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| {
+                let mut g = self.next_generation.lock().expect("generation lock");
+                *g += 1;
+                PartitionState {
+                    next_after_seen: offset,
+                    committed: -1,
+                    generation: *g,
+                    ..Default::default()
+                }
+            });
         state.in_flight.insert(offset);
         state.next_after_seen = state.next_after_seen.max(offset + 1);
-        Ticket { offset, generation: state.generation }
+        Ticket {
+            offset,
+            generation: state.generation,
+        }
     }
 
     /// Records that the record is fully handled.
@@ -92,7 +102,8 @@ impl OffsetTracker {
     /// Whether the partition is still assigned in the ticket's generation.
     pub fn is_current(&self, topic: &str, partition: i32, ticket: Ticket) -> bool {
         let map = self.partitions.lock().expect("offset tracker lock");
-        map.get(&(topic.to_string(), partition)).is_some_and(|s| s.generation == ticket.generation)
+        map.get(&(topic.to_string(), partition))
+            .is_some_and(|s| s.generation == ticket.generation)
     }
 
     /// Number of records being handled.

@@ -81,24 +81,34 @@ impl EventProducer {
         let producer = self.current();
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
-            owned = owned.insert(Header { key: k, value: Some(*v) });
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
-        let record = FutureRecord::to(topic).key(key).payload(value).headers(owned);
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .headers(owned);
         let delivery = producer.send(record, Timeout::After(Duration::ZERO));
         // message.timeout.ms bounds the delivery; the outer timeout guards against a stuck client.
-        let result = match tokio::time::timeout(self.timeout + Duration::from_secs(1), delivery).await {
-            Err(_) => Err(ProduceError::Timeout(self.timeout)),
-            Ok(Ok(d)) => Ok((d.partition, d.offset)),
-            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))) => {
-                Err(ProduceError::QueueFull)
-            }
-            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
-                Err(ProduceError::Timeout(self.timeout))
-            }
-            Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
-        };
+        let result =
+            match tokio::time::timeout(self.timeout + Duration::from_secs(1), delivery).await {
+                Err(_) => Err(ProduceError::Timeout(self.timeout)),
+                Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))) => {
+                    Err(ProduceError::QueueFull)
+                }
+                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
+                    Err(ProduceError::Timeout(self.timeout))
+                }
+                Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
+            };
         match &result {
-            Ok(_) => self.metrics.produce_duration_seconds.observe(started.elapsed().as_secs_f64()),
+            Ok(_) => self
+                .metrics
+                .produce_duration_seconds
+                .observe(started.elapsed().as_secs_f64()),
             Err(ProduceError::Kafka(e)) => self.replace_after(&producer, e),
             Err(_) => {}
         }

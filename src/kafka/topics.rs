@@ -15,7 +15,9 @@ impl Topics {
     pub fn new(prefix: &str, retry_tiers: usize) -> Self {
         Topics {
             raw: format!("{prefix}.events.raw"),
-            retry: (1..=retry_tiers).map(|n| format!("{prefix}.events.retry.{n}")).collect(),
+            retry: (1..=retry_tiers)
+                .map(|n| format!("{prefix}.events.retry.{n}"))
+                .collect(),
             dlq: format!("{prefix}.events.dlq"),
             enriched: format!("{prefix}.conversations.enriched"),
             idempotency: format!("{prefix}.relay.idempotency"),

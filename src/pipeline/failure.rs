@@ -41,15 +41,27 @@ pub struct Failure {
 
 impl Failure {
     pub fn retryable(message: impl Into<String>) -> Self {
-        Failure { class: ErrorClass::Retryable, message: message.into(), retry_after: None }
+        Failure {
+            class: ErrorClass::Retryable,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        Failure { class: ErrorClass::Permanent, message: message.into(), retry_after: None }
+        Failure {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn poison(message: impl Into<String>) -> Self {
-        Failure { class: ErrorClass::Poison, message: message.into(), retry_after: None }
+        Failure {
+            class: ErrorClass::Poison,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// Classifies an HTTP answer status.
@@ -58,7 +70,11 @@ impl Failure {
             408 | 429 | 500..=599 => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         };
-        Failure { class, message, retry_after }
+        Failure {
+            class,
+            message,
+            retry_after,
+        }
     }
 }
 
@@ -72,9 +88,15 @@ impl From<GenesysError> for Failure {
     fn from(e: GenesysError) -> Self {
         let message = format!("genesys: {e}");
         match &e {
-            GenesysError::Status { status, retry_after, .. } => Failure::from_status(*status, *retry_after, message),
+            GenesysError::Status {
+                status,
+                retry_after,
+                ..
+            } => Failure::from_status(*status, *retry_after, message),
             GenesysError::Transport { .. } => Failure::retryable(message),
-            GenesysError::Decode(_) | GenesysError::InvalidRequest(_) => Failure::permanent(message),
+            GenesysError::Decode(_) | GenesysError::InvalidRequest(_) => {
+                Failure::permanent(message)
+            }
         }
     }
 }
@@ -83,7 +105,11 @@ impl From<SinkError> for Failure {
     fn from(e: SinkError) -> Self {
         let message = format!("sink: {e}");
         match &e {
-            SinkError::Status { status, retry_after, .. } => Failure::from_status(*status, *retry_after, message),
+            SinkError::Status {
+                status,
+                retry_after,
+                ..
+            } => Failure::from_status(*status, *retry_after, message),
             SinkError::Transport { .. } => Failure::retryable(message),
             SinkError::InvalidRequest(_) => Failure::permanent(message),
         }
@@ -103,14 +129,29 @@ mod tests {
     #[test]
     fn statuses_are_classified_as_designed() {
         for s in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(Failure::from_status(s, None, String::new()).class, ErrorClass::Retryable, "{s}");
+            assert_eq!(
+                Failure::from_status(s, None, String::new()).class,
+                ErrorClass::Retryable,
+                "{s}"
+            );
         }
         for s in [400, 401, 403, 404, 409, 422] {
-            assert_eq!(Failure::from_status(s, None, String::new()).class, ErrorClass::Permanent, "{s}");
+            assert_eq!(
+                Failure::from_status(s, None, String::new()).class,
+                ErrorClass::Permanent,
+                "{s}"
+            );
         }
-        let timeout = SinkError::Transport { timeout: true, message: "t".into() };
+        let timeout = SinkError::Transport {
+            timeout: true,
+            message: "t".into(),
+        };
         assert_eq!(Failure::from(timeout).class, ErrorClass::Retryable);
-        let e = Failure::from(SinkError::Status { status: 429, retry_after: Some(Duration::from_secs(7)), body: String::new() });
+        let e = Failure::from(SinkError::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(7)),
+            body: String::new(),
+        });
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
     }
 }

@@ -32,8 +32,11 @@ impl Provenance {
         match topics.retry_tier(msg.topic()) {
             Some(tier) => Provenance {
                 retries_done: header_i64(msg, headers::ATTEMPT).map_or(tier, |a| a.max(0) as usize),
-                original_topic: header_str(msg, headers::ORIGINAL_TOPIC).unwrap_or(&topics.raw).to_string(),
-                original_partition: header_i64(msg, headers::ORIGINAL_PARTITION).unwrap_or(-1) as i32,
+                original_topic: header_str(msg, headers::ORIGINAL_TOPIC)
+                    .unwrap_or(&topics.raw)
+                    .to_string(),
+                original_partition: header_i64(msg, headers::ORIGINAL_PARTITION).unwrap_or(-1)
+                    as i32,
                 original_offset: header_i64(msg, headers::ORIGINAL_OFFSET).unwrap_or(-1),
                 first_failure_at_ms: header_i64(msg, headers::FIRST_FAILURE_AT),
             },
@@ -51,7 +54,9 @@ impl Provenance {
 /// Where a hand-off went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandOff {
-    Retried { tier: usize },
+    Retried {
+        tier: usize,
+    },
     DeadLettered(ErrorClass),
     /// Shutdown began before the record could be written.
     Abandoned,
@@ -67,15 +72,30 @@ pub struct FailureHandOff {
 }
 
 impl FailureHandOff {
-    pub async fn hand_off(&self, msg: &OwnedMessage, event_id: Option<&str>, route: &str, failure: &Failure) -> HandOff {
+    pub async fn hand_off(
+        &self,
+        msg: &OwnedMessage,
+        event_id: Option<&str>,
+        route: &str,
+        failure: &Failure,
+    ) -> HandOff {
         let prov = Provenance::of(msg, &self.topics);
         let now = now_ms();
         let (topic, class, attempt, not_before) = match failure.class {
-            ErrorClass::Retryable => match self.policy.next(prov.retries_done, failure.retry_after) {
-                NextStep::Retry { tier, delay } => {
-                    (self.topics.retry[tier - 1].clone(), ErrorClass::Retryable, tier, Some(now + delay.as_millis() as i64))
-                }
-                NextStep::Exhausted => (self.topics.dlq.clone(), ErrorClass::Exhausted, prov.retries_done, None),
+            ErrorClass::Retryable => match self.policy.next(prov.retries_done, failure.retry_after)
+            {
+                NextStep::Retry { tier, delay } => (
+                    self.topics.retry[tier - 1].clone(),
+                    ErrorClass::Retryable,
+                    tier,
+                    Some(now + delay.as_millis() as i64),
+                ),
+                NextStep::Exhausted => (
+                    self.topics.dlq.clone(),
+                    ErrorClass::Exhausted,
+                    prov.retries_done,
+                    None,
+                ),
             },
             class => (self.topics.dlq.clone(), class, prov.retries_done, None),
         };
@@ -122,10 +142,16 @@ impl FailureHandOff {
             }
         }
         if class == ErrorClass::Retryable {
-            self.metrics.retry_scheduled_total.with_label_values(&[&attempt_s]).inc();
+            self.metrics
+                .retry_scheduled_total
+                .with_label_values(&[&attempt_s])
+                .inc();
             HandOff::Retried { tier: attempt }
         } else {
-            self.metrics.dlq_total.with_label_values(&[class.as_str()]).inc();
+            self.metrics
+                .dlq_total
+                .with_label_values(&[class.as_str()])
+                .inc();
             HandOff::DeadLettered(class)
         }
     }

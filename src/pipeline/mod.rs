@@ -49,12 +49,28 @@ impl Worker {
             .timeout(cfg.http_timeout)
             .pool_max_idle_per_host(cfg.max_in_flight)
             .build()?;
-        let idempotency = IdempotencyStore::new(cfg, &topics.idempotency, codec.clone(), producer.clone(), metrics.clone());
-        let tail = idempotency.start_tail(cfg, shutdown.clone(), Duration::from_secs(60)).await?;
+        let idempotency = IdempotencyStore::new(
+            cfg,
+            &topics.idempotency,
+            codec.clone(),
+            producer.clone(),
+            metrics.clone(),
+        );
+        let tail = idempotency
+            .start_tail(cfg, shutdown.clone(), Duration::from_secs(60))
+            .await?;
         let routes = Routes {
             genesys: GenesysClient::new(cfg.genesys()?, http.clone(), metrics.clone()),
-            cms: CmsClient::new(cfg.cms_url()?, cfg.cms_api_key.clone(), http.clone(), metrics.clone()),
-            forwarder: cfg.forward_url.clone().map(|u| HttpForwarder::new(u, http.clone(), metrics.clone())),
+            cms: CmsClient::new(
+                cfg.cms_url()?,
+                cfg.cms_api_key.clone(),
+                http.clone(),
+                metrics.clone(),
+            ),
+            forwarder: cfg
+                .forward_url
+                .clone()
+                .map(|u| HttpForwarder::new(u, http.clone(), metrics.clone())),
             producer: producer.clone(),
             codec: codec.clone(),
             enriched_topic: topics.enriched.clone(),
@@ -91,7 +107,12 @@ impl Worker {
                 ],
             )
         };
-        let raw = ConsumerLoop::new(consumer_config(&cfg.consumer_group), &[&topics.raw], opts(false), metrics.clone())?;
+        let raw = ConsumerLoop::new(
+            consumer_config(&cfg.consumer_group),
+            &[&topics.raw],
+            opts(false),
+            metrics.clone(),
+        )?;
         // Retries run in their own group so a rebalance of one never stalls the other.
         let retry_topics: Vec<&str> = topics.retry.iter().map(String::as_str).collect();
         let retry = ConsumerLoop::new(

@@ -36,14 +36,30 @@ impl Processor {
         let started = Instant::now();
         let event: RawEvent = match msg.payload().map(|p| self.codec.decode(p)) {
             Some(Ok(e)) => e,
-            Some(Err(e)) => return self.fail(&msg, None, "unknown", Failure::poison(e.to_string())).await,
-            None => return self.fail(&msg, None, "unknown", Failure::poison("record has no value")).await,
+            Some(Err(e)) => {
+                return self
+                    .fail(&msg, None, "unknown", Failure::poison(e.to_string()))
+                    .await
+            }
+            None => {
+                return self
+                    .fail(
+                        &msg,
+                        None,
+                        "unknown",
+                        Failure::poison("record has no value"),
+                    )
+                    .await
+            }
         };
         let route = match route_for(&event, self.routes.forwarder.is_some()) {
             Ok(r) => r,
             Err(reason) => {
                 self.count("none", "skipped");
-                self.metrics.skipped_total.with_label_values(&["none", reason]).inc();
+                self.metrics
+                    .skipped_total
+                    .with_label_values(&["none", reason])
+                    .inc();
                 return Handled::Done;
             }
         };
@@ -57,10 +73,16 @@ impl Processor {
             Ok(Outcome::Synced) => self.synced(route, &key, &event).await,
             Ok(Outcome::Skipped(reason)) => {
                 self.count(route.as_str(), "skipped");
-                self.metrics.skipped_total.with_label_values(&[route.as_str(), reason]).inc();
+                self.metrics
+                    .skipped_total
+                    .with_label_values(&[route.as_str(), reason])
+                    .inc();
                 Handled::Done
             }
-            Err(failure) => self.fail(&msg, Some(&event.event_id), route.as_str(), failure).await,
+            Err(failure) => {
+                self.fail(&msg, Some(&event.event_id), route.as_str(), failure)
+                    .await
+            }
         };
         self.metrics
             .processing_duration_seconds
@@ -79,7 +101,13 @@ impl Processor {
         Handled::Done
     }
 
-    async fn fail(&self, msg: &OwnedMessage, event_id: Option<&str>, route: &str, failure: Failure) -> Handled {
+    async fn fail(
+        &self,
+        msg: &OwnedMessage,
+        event_id: Option<&str>,
+        route: &str,
+        failure: Failure,
+    ) -> Handled {
         tracing::info!(route, event_id = event_id.unwrap_or("?"), error = %failure, "event failed");
         match self.hand_off.hand_off(msg, event_id, route, &failure).await {
             HandOff::Retried { .. } => self.count(route, "retried"),
@@ -90,6 +118,9 @@ impl Processor {
     }
 
     fn count(&self, route: &str, outcome: &str) {
-        self.metrics.events_processed_total.with_label_values(&[route, outcome]).inc();
+        self.metrics
+            .events_processed_total
+            .with_label_values(&[route, outcome])
+            .inc();
     }
 }

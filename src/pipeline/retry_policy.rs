@@ -15,7 +15,10 @@ pub struct RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextStep {
     /// Retry tier (1-based) and how long to wait from now.
-    Retry { tier: usize, delay: Duration },
+    Retry {
+        tier: usize,
+        delay: Duration,
+    },
     Exhausted,
 }
 
@@ -30,11 +33,16 @@ impl RetryPolicy {
 
     /// `retries_done` is 0 for a fresh event, n for one read from tier n.
     pub fn next(&self, retries_done: usize, retry_after: Option<Duration>) -> NextStep {
-        let Some(base) = self.delays.get(retries_done) else { return NextStep::Exhausted };
+        let Some(base) = self.delays.get(retries_done) else {
+            return NextStep::Exhausted;
+        };
         let wait = retry_after.map_or(*base, |ra| ra.max(*base));
         let jitter_ms = (wait.as_millis() as u64 / 10).max(1);
         let delay = wait + Duration::from_millis(rand::thread_rng().gen_range(0..jitter_ms));
-        NextStep::Retry { tier: retries_done + 1, delay }
+        NextStep::Retry {
+            tier: retries_done + 1,
+            delay,
+        }
     }
 }
 
@@ -47,7 +55,10 @@ mod tests {
         let p = RetryPolicy::new(vec![Duration::from_secs(5), Duration::from_secs(60)]);
         match p.next(0, None) {
             NextStep::Retry { tier: 1, delay } => {
-                assert!(delay >= Duration::from_secs(5) && delay < Duration::from_millis(5500), "{delay:?}")
+                assert!(
+                    delay >= Duration::from_secs(5) && delay < Duration::from_millis(5500),
+                    "{delay:?}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -58,9 +69,16 @@ mod tests {
     #[test]
     fn a_longer_retry_after_wins() {
         let p = RetryPolicy::new(vec![Duration::from_secs(1)]);
-        let NextStep::Retry { delay, .. } = p.next(0, Some(Duration::from_secs(30))) else { panic!() };
+        let NextStep::Retry { delay, .. } = p.next(0, Some(Duration::from_secs(30))) else {
+            panic!()
+        };
         assert!(delay >= Duration::from_secs(30));
-        let NextStep::Retry { delay, .. } = p.next(0, Some(Duration::from_millis(10))) else { panic!() };
-        assert!(delay >= Duration::from_secs(1), "a shorter Retry-After does not shorten the tier");
+        let NextStep::Retry { delay, .. } = p.next(0, Some(Duration::from_millis(10))) else {
+            panic!()
+        };
+        assert!(
+            delay >= Duration::from_secs(1),
+            "a shorter Retry-After does not shorten the tier"
+        );
     }
 }

@@ -53,10 +53,25 @@ mod tests {
 
     #[test]
     fn routes_by_type_and_ids() {
-        assert_eq!(route_for(&event("conversation:updated", Some("g"), None), false), Ok(Route::GuestSync));
-        assert_eq!(route_for(&event("conversation:created", None, Some("c")), false), Ok(Route::ConversationEnrich));
-        assert_eq!(route_for(&event("conversation:updated", None, Some("c")), true), Ok(Route::Forward));
-        assert_eq!(route_for(&event("user:presence", None, None), true), Ok(Route::Forward));
-        assert_eq!(route_for(&event("user:presence", None, None), false), Err("no_route"));
+        assert_eq!(
+            route_for(&event("conversation:updated", Some("g"), None), false),
+            Ok(Route::GuestSync)
+        );
+        assert_eq!(
+            route_for(&event("conversation:created", None, Some("c")), false),
+            Ok(Route::ConversationEnrich)
+        );
+        assert_eq!(
+            route_for(&event("conversation:updated", None, Some("c")), true),
+            Ok(Route::Forward)
+        );
+        assert_eq!(
+            route_for(&event("user:presence", None, None), true),
+            Ok(Route::Forward)
+        );
+        assert_eq!(
+            route_for(&event("user:presence", None, None), false),
+            Err("no_route")
+        );
     }
 }

@@ -42,9 +42,15 @@ impl Routes {
 
     /// Guest profile attributes -> `guest_session` entry in the CMS, keyed by guest id.
     async fn guest_sync(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
-        let guest_id = event.guest_id.as_deref().ok_or_else(|| Failure::permanent("event has no guest id"))?;
+        let guest_id = event
+            .guest_id
+            .as_deref()
+            .ok_or_else(|| Failure::permanent("event has no guest id"))?;
         // An event older than what was synced for this guest must not overwrite newer state.
-        if let (Some(t), Some(newest)) = (event.event_time_ms, self.idempotency.newest_guest_time(guest_id).await) {
+        if let (Some(t), Some(newest)) = (
+            event.event_time_ms,
+            self.idempotency.newest_guest_time(guest_id).await,
+        ) {
             if t < newest {
                 return Ok(Outcome::Skipped("stale"));
             }
@@ -67,7 +73,9 @@ impl Routes {
         if let Some(t) = event.event_time_ms {
             fields.insert("eventTimeMs".into(), Value::from(t));
         }
-        self.cms.upsert_guest_session(guest_id, &fields, key).await?;
+        self.cms
+            .upsert_guest_session(guest_id, &fields, key)
+            .await?;
         if let Some(t) = event.event_time_ms {
             self.idempotency.remember_guest_time(guest_id, t).await?;
         }
@@ -76,17 +84,25 @@ impl Routes {
 
     /// Conversation from the API -> Avro record on the enriched topic (+ backend POST).
     async fn conversation_enrich(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
-        let id = event.conversation_id.as_deref().ok_or_else(|| Failure::permanent("event has no conversation id"))?;
+        let id = event
+            .conversation_id
+            .as_deref()
+            .ok_or_else(|| Failure::permanent("event has no conversation id"))?;
         let Some(conversation) = self.genesys.conversation(id).await? else {
             return Ok(Outcome::Skipped("conversation_not_found"));
         };
         let record = enriched_record(event, &conversation);
-        let value = self.codec.encode(&record).map_err(|e| Failure::permanent(e.to_string()))?;
+        let value = self
+            .codec
+            .encode(&record)
+            .map_err(|e| Failure::permanent(e.to_string()))?;
         let mut hdrs = vec![(headers::EVENT_ID, event.event_id.as_str())];
         if let Some(tp) = &event.traceparent {
             hdrs.push((headers::TRACEPARENT, tp));
         }
-        self.producer.send(&self.enriched_topic, id, &value, &hdrs).await?;
+        self.producer
+            .send(&self.enriched_topic, id, &value, &hdrs)
+            .await?;
         if let Some(forwarder) = &self.forwarder {
             let body = serde_json::json!({
                 "eventId": record.event_id,
@@ -104,8 +120,11 @@ impl Routes {
 
     /// The webhook body as delivered -> backend POST.
     async fn forward(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
-        let Some(forwarder) = &self.forwarder else { return Ok(Outcome::Skipped("no_forward_url")) };
-        let body: Value = serde_json::from_str(&event.payload).map_err(|e| Failure::poison(format!("payload is not JSON: {e}")))?;
+        let Some(forwarder) = &self.forwarder else {
+            return Ok(Outcome::Skipped("no_forward_url"));
+        };
+        let body: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| Failure::poison(format!("payload is not JSON: {e}")))?;
         forwarder.forward(&body, key, &event.event_id).await?;
         Ok(Outcome::Synced)
     }
@@ -123,7 +142,11 @@ fn enriched_record(event: &RawEvent, c: &Conversation) -> EnrichedConversation {
         participants: c
             .participants
             .iter()
-            .map(|p| ConversationParticipant { id: p.id.clone(), purpose: p.purpose.clone(), name: p.name.clone() })
+            .map(|p| ConversationParticipant {
+                id: p.id.clone(),
+                purpose: p.purpose.clone(),
+                name: p.name.clone(),
+            })
             .collect(),
         conversation_json: c.raw.to_string(),
         event_payload: event.payload.clone(),

@@ -21,9 +21,15 @@ use std::collections::HashMap;
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("cannot encode {record}: {reason}")]
-    Encode { record: &'static str, reason: String },
+    Encode {
+        record: &'static str,
+        reason: String,
+    },
     #[error("cannot decode {record}: {reason}")]
-    Decode { record: &'static str, reason: String },
+    Decode {
+        record: &'static str,
+        reason: String,
+    },
     #[error("schema registry: {0}")]
     Registry(String),
 }
@@ -63,7 +69,10 @@ impl Codec {
     }
 
     pub fn encode<T: AvroRecord>(&self, record: &T) -> Result<Vec<u8>, SchemaError> {
-        let err = |e: apache_avro::Error| SchemaError::Encode { record: T::NAME, reason: e.to_string() };
+        let err = |e: apache_avro::Error| SchemaError::Encode {
+            record: T::NAME,
+            reason: e.to_string(),
+        };
         let value = apache_avro::to_value(record).map_err(err)?;
         let datum = apache_avro::to_avro_datum(T::schema(), value).map_err(err)?;
         let mut out = Vec::with_capacity(datum.len() + 10);
@@ -79,7 +88,10 @@ impl Codec {
     }
 
     pub fn decode<T: AvroRecord>(&self, bytes: &[u8]) -> Result<T, SchemaError> {
-        let fail = |reason: String| SchemaError::Decode { record: T::NAME, reason };
+        let fail = |reason: String| SchemaError::Decode {
+            record: T::NAME,
+            reason,
+        };
         let mut datum = match bytes {
             [0xC3, 0x01, rest @ ..] => {
                 let header = single_object_header(T::schema());
@@ -180,6 +192,9 @@ mod tests {
         let codec = Codec::single_object();
         let bytes = codec.encode(&rec).unwrap();
         assert_eq!(codec.decode::<EnrichedConversation>(&bytes).unwrap(), rec);
-        assert!(codec.decode::<RawEvent>(&bytes).is_err(), "fingerprint must tell records apart");
+        assert!(
+            codec.decode::<RawEvent>(&bytes).is_err(),
+            "fingerprint must tell records apart"
+        );
     }
 }

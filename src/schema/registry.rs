@@ -12,7 +12,10 @@ pub struct SchemaRegistry {
 
 impl SchemaRegistry {
     pub fn new(base: &str, http: reqwest::Client) -> Self {
-        SchemaRegistry { base: base.trim_end_matches('/').to_string(), http }
+        SchemaRegistry {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
     }
 
     /// Registers `T`'s schema under the subject `<topic>-value` and returns its id.
@@ -31,7 +34,9 @@ impl SchemaRegistry {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(SchemaError::Registry(format!("POST {url}: {status}: {text}")));
+            return Err(SchemaError::Registry(format!(
+                "POST {url}: {status}: {text}"
+            )));
         }
         let parsed: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| SchemaError::Registry(format!("POST {url}: bad answer: {e}")))?;
@@ -42,12 +47,24 @@ impl SchemaRegistry {
     }
 
     /// Registers every record type the relay writes, per its topic, and returns the codec.
-    pub async fn codec(&self, raw_topic: &str, enriched_topic: &str, idempotency_topic: &str) -> Result<Codec, SchemaError> {
+    pub async fn codec(
+        &self,
+        raw_topic: &str,
+        enriched_topic: &str,
+        idempotency_topic: &str,
+    ) -> Result<Codec, SchemaError> {
         use super::{EnrichedConversation, IdempotencyMark, RawEvent};
         let mut ids = HashMap::new();
         ids.insert(RawEvent::NAME, self.register::<RawEvent>(raw_topic).await?);
-        ids.insert(EnrichedConversation::NAME, self.register::<EnrichedConversation>(enriched_topic).await?);
-        ids.insert(IdempotencyMark::NAME, self.register::<IdempotencyMark>(idempotency_topic).await?);
+        ids.insert(
+            EnrichedConversation::NAME,
+            self.register::<EnrichedConversation>(enriched_topic)
+                .await?,
+        );
+        ids.insert(
+            IdempotencyMark::NAME,
+            self.register::<IdempotencyMark>(idempotency_topic).await?,
+        );
         Ok(Codec::with_registry_ids(ids))
     }
 }

@@ -19,12 +19,20 @@ fn tansu_bin() -> PathBuf {
         return p.into();
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu");
-    assert!(p.exists(), "Tansu is not installed: run scripts/install-tansu.sh (looked for {})", p.display());
+    assert!(
+        p.exists(),
+        "Tansu is not installed: run scripts/install-tansu.sh (looked for {})",
+        p.display()
+    );
     p
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Tansu broker process with sqlite storage; killed on drop, and also when the test
@@ -38,7 +46,11 @@ pub struct Broker {
 impl Broker {
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = Broker { port: free_port(), dir, child: None };
+        let mut b = Broker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
         b.spawn();
         b
     }
@@ -83,7 +95,9 @@ impl Broker {
         }
         let addr: SocketAddr = self.addr().parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() && Instant::now() < deadline {
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -105,11 +119,20 @@ static PREFIX_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A topic prefix no other test uses.
 pub fn unique_prefix(name: &str) -> String {
-    format!("t{}-{}-{}", std::process::id(), name, PREFIX_SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        name,
+        PREFIX_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `RELAY_*` settings for a relay on `broker` with `prefix`; `extra` overrides.
-pub fn relay_vars(broker: &Broker, prefix: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+pub fn relay_vars(
+    broker: &Broker,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = [
         ("RELAY_KAFKA_BROKERS", broker.addr()),
         ("RELAY_TOPIC_PREFIX", prefix.to_string()),
@@ -136,18 +159,26 @@ pub fn relay_config(broker: &Broker, prefix: &str, extra: &[(&str, &str)]) -> Co
 }
 
 /// Reads every record of `topic` until `expected` arrived or `timeout` passed.
-pub fn read_records(broker: &Broker, topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
+pub fn read_records(
+    broker: &Broker,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.addr())
         .set("group.id", format!("reader-{}", unique_prefix("r")))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for t in md.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
         }
     }
     consumer.assign(&tpl).unwrap();
@@ -163,14 +194,21 @@ pub fn read_records(broker: &Broker, topic: &str, expected: usize, timeout: Dura
 
 /// Count of records currently in `topic` (sum of high watermarks minus low).
 pub fn topic_size(broker: &Broker, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker.addr()).create().unwrap();
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     md.topics()
         .iter()
         .filter(|t| t.name() == topic)
         .flat_map(|t| t.partitions())
         .map(|p| {
-            let (lo, hi) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap();
+            let (lo, hi) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
             hi - lo
         })
         .sum()
@@ -191,7 +229,9 @@ impl Sims {
     pub async fn start() -> Sims {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         Sims {
-            genesys: genesys_relay::sim::start_genesys(any, Default::default()).await.unwrap(),
+            genesys: genesys_relay::sim::start_genesys(any, Default::default())
+                .await
+                .unwrap(),
             cms: genesys_relay::sim::start_cms(any).await.unwrap(),
             http: reqwest::Client::new(),
         }
@@ -212,24 +252,45 @@ impl Sims {
     }
 
     pub async fn genesys_stats(&self) -> serde_json::Value {
-        self.get_json(&format!("{}/__sim/stats", self.genesys.base_url())).await
+        self.get_json(&format!("{}/__sim/stats", self.genesys.base_url()))
+            .await
     }
 
     pub async fn cms_stats(&self) -> serde_json::Value {
-        self.get_json(&format!("{}/__sim/stats", self.cms.base_url())).await
+        self.get_json(&format!("{}/__sim/stats", self.cms.base_url()))
+            .await
     }
 
     async fn get_json(&self, url: &str) -> serde_json::Value {
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn genesys_faults(&self, faults: serde_json::Value) {
-        let r = self.http.post(format!("{}/__sim/faults", self.genesys.base_url())).json(&faults).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/__sim/faults", self.genesys.base_url()))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
     }
 
     pub async fn cms_faults(&self, faults: serde_json::Value) {
-        let r = self.http.post(format!("{}/__sim/faults", self.cms.base_url())).json(&faults).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/__sim/faults", self.cms.base_url()))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
     }
 
@@ -248,7 +309,10 @@ impl Sims {
 /// Settings for a relay running ingress and worker against `broker` and `sims`.
 pub fn stack_config(broker: &Broker, sims: &Sims, prefix: &str, extra: &[(&str, &str)]) -> Config {
     let sim_vars = sims.vars();
-    let mut all: Vec<(&str, &str)> = sim_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut all: Vec<(&str, &str)> = sim_vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     all.extend_from_slice(extra);
     relay_config(broker, prefix, &all)
 }
@@ -272,13 +336,23 @@ where
 }
 
 /// A webhook envelope.
-pub fn envelope(event_type: &str, event_id: &str, timestamp: &str, data: serde_json::Value) -> serde_json::Value {
+pub fn envelope(
+    event_type: &str,
+    event_id: &str,
+    timestamp: &str,
+    data: serde_json::Value,
+) -> serde_json::Value {
     serde_json::json!({"eventType": event_type, "eventId": event_id, "timestamp": timestamp, "data": data})
 }
 
 /// Posts `body` to the relay's ingress and asserts 202.
 pub async fn post_event(http: &reqwest::Client, ingress: SocketAddr, body: &serde_json::Value) {
-    let r = http.post(format!("http://{ingress}/webhooks/genesys")).json(body).send().await.unwrap();
+    let r = http
+        .post(format!("http://{ingress}/webhooks/genesys"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
 }
 
@@ -286,13 +360,21 @@ pub async fn post_event(http: &reqwest::Client, ingress: SocketAddr, body: &serd
 pub fn syncs_by_key(stats: &serde_json::Value) -> HashMap<String, u64> {
     stats["syncs_by_key"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The value of one sample in a Prometheus text exposition, e.g. `relay_dlq_total{class="poison"}`.
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
