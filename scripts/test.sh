@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tansu.sh >/dev/null
 # Each integration test starts its own broker; two at a time keeps a 2-core machine responsive.
-exec cargo test --locked -- --test-threads="${TEST_THREADS:-2}" "$@"
+exec cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" "$@"

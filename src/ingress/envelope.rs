@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(e.event_type, "conversation:updated");
         assert_eq!(e.conversation_id.as_deref(), Some("c-1"));
         assert_eq!(e.guest_id.as_deref(), Some("g-1"));
-        assert_eq!(e.event_time_ms, Some(1_795_939_200_000));
+        assert_eq!(e.event_time_ms, Some(1_795_507_200_000));
         assert_eq!(record_key(&e), "c-1");
     }
 

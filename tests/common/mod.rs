@@ -165,8 +165,18 @@ pub fn read_records(
     expected: usize,
     timeout: Duration,
 ) -> Vec<OwnedMessage> {
+    read_records_at(&broker.addr(), topic, expected, timeout)
+}
+
+/// [`read_records`] by broker address, for blocking threads.
+pub fn read_records_at(
+    addr: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
+        .set("bootstrap.servers", addr)
         .set("group.id", format!("reader-{}", unique_prefix("r")))
         .set("enable.auto.commit", "false")
         .create()
