@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "genesys-relay", version, about = "Genesys Cloud webhook events into Kafka and downstream systems")]
+#[command(
+    name = "genesys-relay",
+    version,
+    about = "Genesys Cloud webhook events into Kafka and downstream systems"
+)]
 struct Cli {
     /// TOML file with the same keys as the RELAY_* environment variables (the environment wins).
     #[arg(long, global = true)]
@@ -89,7 +93,12 @@ struct SimArgs {
     #[arg(long, env = "RELAY_GENESYS_CLIENT_ID", default_value = "sim-client")]
     client_id: String,
     /// The only client secret the simulated `/oauth/token` accepts.
-    #[arg(long, env = "RELAY_GENESYS_CLIENT_SECRET", default_value = "sim-secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RELAY_GENESYS_CLIENT_SECRET",
+        default_value = "sim-secret",
+        hide_env_values = true
+    )]
     client_secret: String,
 }
 
@@ -124,17 +133,27 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
                 print!("{}", operator::format_table(&letters));
             }
         }
-        DlqCommand::Replay { event_ids, all, dry_run } => {
+        DlqCommand::Replay {
+            event_ids,
+            all,
+            dry_run,
+        } => {
             let producer = EventProducer::new(cfg, Arc::new(Metrics::new()))?;
             let sel = ReplaySelection { event_ids, all };
             let report = operator::replay_dead_letters(cfg, &producer, &sel, dry_run).await?;
             if report.dry_run {
                 println!("dry run: would replay {} dead letters", report.matched);
             } else {
-                println!("replayed {} of {} dead letters", report.replayed, report.matched);
+                println!(
+                    "replayed {} of {} dead letters",
+                    report.replayed, report.matched
+                );
             }
             if report.superseded > 0 {
-                println!("skipped {} older dead letters of the same events", report.superseded);
+                println!(
+                    "skipped {} older dead letters of the same events",
+                    report.superseded
+                );
             }
             if !report.missing.is_empty() {
                 anyhow::bail!("not found in {dlq}: {}", report.missing.join(", "));
@@ -145,9 +164,13 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
 }
 
 async fn register(cfg: &Config, spec: WebhookSpec) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(cfg.http_timeout).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(cfg.http_timeout)
+        .build()?;
     let client = GenesysClient::new(cfg.genesys()?, http, Arc::new(Metrics::new()));
-    let outcome = register_webhook(&client, &spec).await.context("webhook registration failed")?;
+    let outcome = register_webhook(&client, &spec)
+        .await
+        .context("webhook registration failed")?;
     let verb = match &outcome {
         RegistrationOutcome::Created { .. } => "created",
         RegistrationOutcome::Updated { .. } => "updated",
@@ -165,7 +188,12 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     };
     let genesys = sim::start_genesys(args.genesys_addr, opts)
         .await
-        .with_context(|| format!("cannot start the Genesys simulator on {}", args.genesys_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot start the Genesys simulator on {}",
+                args.genesys_addr
+            )
+        })?;
     let cms = sim::start_cms(args.cms_addr)
         .await
         .with_context(|| format!("cannot start the CMS simulator on {}", args.cms_addr))?;
@@ -186,9 +214,12 @@ async fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -98,6 +98,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
         }
     };
     let secret = || vec![("x-relay-secret", "s3cret".to_string())];
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, u16, Vec<u8>, Option<&'static str>, Vec<(&'static str, String)>)> = vec![
         ("no credentials", 401, good.clone(), Some("application/json"), vec![]),
         ("wrong secret", 401, good.clone(), Some("application/json"), vec![("x-relay-secret", "nope".into())]),

@@ -22,8 +22,19 @@ async fn token(client: &reqwest::Client, sim: &SimServer) -> String {
 async fn all_webhooks(client: &reqwest::Client, sim: &SimServer, token: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for page in 1.. {
-        let url = format!("{}/api/v2/webhooks?pageSize=25&pageNumber={page}", sim.base_url());
-        let body: Value = client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let url = format!(
+            "{}/api/v2/webhooks?pageSize=25&pageNumber={page}",
+            sim.base_url()
+        );
+        let body: Value = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let entities = body["entities"].as_array().unwrap();
         if entities.is_empty() {
             break;
@@ -70,7 +81,11 @@ async fn register_is_idempotent_across_pages() {
 
     let (ok, created, err) = register(&sim, "http://x/hook").await;
     assert!(ok, "{err}");
-    let id = created.strip_prefix("created ").unwrap_or_else(|| panic!("{created:?}")).trim().to_string();
+    let id = created
+        .strip_prefix("created ")
+        .unwrap_or_else(|| panic!("{created:?}"))
+        .trim()
+        .to_string();
     assert!(!id.is_empty());
     assert_eq!(created, format!("created {id}\n"));
 

@@ -112,7 +112,9 @@ async fn read_all<T: Send + 'static>(
         .map(|_| out)
         .map_err(|source| OperatorError::Read { topic, source })
     });
-    let mut out = read.await.map_err(|e| OperatorError::Task(e.to_string()))??;
+    let mut out = read
+        .await
+        .map_err(|e| OperatorError::Task(e.to_string()))??;
     out.sort_by_key(|(p, o, _)| (*p, *o));
     Ok(out)
 }
@@ -214,7 +216,10 @@ pub async fn replay_dead_letters(
     };
     // Check every key before writing anything, so a bad record cannot stop a replay halfway.
     for r in &selected {
-        if r.key.as_deref().is_some_and(|k| std::str::from_utf8(k).is_err()) {
+        if r.key
+            .as_deref()
+            .is_some_and(|k| std::str::from_utf8(k).is_err())
+        {
             return Err(OperatorError::KeyNotUtf8(format!(
                 "{}/{}",
                 topics.dlq,
@@ -247,7 +252,7 @@ pub async fn replay_dead_letters(
                 topic: topics.raw.clone(),
                 from: from.clone(),
                 replayed: report.replayed,
-                source,
+                source: Box::new(source),
             })?;
         report.replayed += 1;
     }
@@ -370,7 +375,11 @@ mod tests {
     use super::*;
     use rdkafka::message::{Header, OwnedHeaders, Timestamp};
 
-    fn msg(headers: Option<OwnedHeaders>, key: Option<&[u8]>, value: Option<&[u8]>) -> OwnedMessage {
+    fn msg(
+        headers: Option<OwnedHeaders>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> OwnedMessage {
         OwnedMessage::new(
             value.map(<[u8]>::to_vec),
             key.map(<[u8]>::to_vec),
@@ -385,13 +394,34 @@ mod tests {
     #[test]
     fn headers_are_parsed_and_odd_ones_become_none() {
         let h = OwnedHeaders::new()
-            .insert(Header { key: headers::EVENT_ID, value: Some("evt-1") })
-            .insert(Header { key: headers::ROUTE, value: Some("guest-sync") })
-            .insert(Header { key: headers::ERROR_CLASS, value: Some("exhausted") })
-            .insert(Header { key: headers::ATTEMPT, value: Some("3") })
-            .insert(Header { key: headers::FIRST_FAILURE_AT, value: Some("not a number") })
-            .insert(Header { key: headers::ORIGINAL_PARTITION, value: Some("99999999999") })
-            .insert(Header { key: headers::ERROR, value: Some(&[0xffu8, 0xfe][..]) });
+            .insert(Header {
+                key: headers::EVENT_ID,
+                value: Some("evt-1"),
+            })
+            .insert(Header {
+                key: headers::ROUTE,
+                value: Some("guest-sync"),
+            })
+            .insert(Header {
+                key: headers::ERROR_CLASS,
+                value: Some("exhausted"),
+            })
+            .insert(Header {
+                key: headers::ATTEMPT,
+                value: Some("3"),
+            })
+            .insert(Header {
+                key: headers::FIRST_FAILURE_AT,
+                value: Some("not a number"),
+            })
+            .insert(Header {
+                key: headers::ORIGINAL_PARTITION,
+                value: Some("99999999999"),
+            })
+            .insert(Header {
+                key: headers::ERROR,
+                value: Some(&[0xffu8, 0xfe][..]),
+            });
         let d = DeadLetter::from_message(&msg(Some(h), Some(b"conv-1"), Some(b"abc")));
         assert_eq!(d.event_id.as_deref(), Some("evt-1"));
         assert_eq!(d.route.as_deref(), Some("guest-sync"));
@@ -412,7 +442,10 @@ mod tests {
     #[test]
     fn times_are_iso_utc() {
         assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_time_ms(1_795_507_200_123), "2026-11-24T08:00:00.123Z");
+        assert_eq!(
+            format_time_ms(1_795_507_200_123),
+            "2026-11-24T08:00:00.123Z"
+        );
         assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_time_ms(i64::MAX), format!("{}ms", i64::MAX));
@@ -442,13 +475,19 @@ mod tests {
         let table = format_table(&letters);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("P/OFFSET  EVENT ID       ROUTE"), "{table}");
+        assert!(
+            lines[0].starts_with("P/OFFSET  EVENT ID       ROUTE"),
+            "{table}"
+        );
         assert!(lines[1].contains("1970-01-01T00:00:00.000Z"));
         assert!(lines[1].contains("line one line two xxx"));
         let error = lines[1].split("000Z  ").nth(1).unwrap();
         assert_eq!(error.chars().count(), 80);
         assert!(error.ends_with("..."));
-        assert!(lines[2].starts_with("2/17      -              -"), "{table}");
+        assert!(
+            lines[2].starts_with("2/17      -              -"),
+            "{table}"
+        );
         let col = lines[0].find("ERROR").unwrap();
         assert_eq!(&lines[2][col..], "-");
     }

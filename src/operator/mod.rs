@@ -35,7 +35,7 @@ pub enum OperatorError {
         from: String,
         replayed: usize,
         #[source]
-        source: ProduceError,
+        source: Box<ProduceError>,
     },
     /// A selected dead letter whose key is not UTF-8 cannot be written with the same key.
     #[error("the dead letter at {0} has a key that is not UTF-8; it cannot be replayed with the same key")]
