@@ -13,6 +13,7 @@
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`operator`]: operator commands (`dlq list`, `dlq replay`): dead letters listed and replayed.
 //! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack.
 pub mod admin_server;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod idempotency;
 pub mod ingress;
 pub mod kafka;
 pub mod metrics;
+pub mod operator;
 mod outbound;
 pub mod pipeline;
 pub mod schema;

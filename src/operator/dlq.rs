@@ -1,0 +1,504 @@
+//! `dlq list` and `dlq replay`: reading the dead-letter topic and republishing chosen
+//! dead letters to the raw topic (DESIGN sections 3 and 6).
+//!
+//! A replayed record has the dead letter's key and value bytes unchanged, keeps
+//! `relay-event-id` and `traceparent`, and gains `relay-replayed-from`
+//! (`<dlq topic>/<partition>/<offset>`). It carries no `relay-attempt`, so the worker
+//! counts attempts afresh.
+
+use super::OperatorError;
+use crate::config::Config;
+use crate::kafka::headers::{self, header_i64, header_str};
+use crate::kafka::{read_topic_to_end, EventProducer, Topics};
+use rdkafka::message::OwnedMessage;
+use rdkafka::Message;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// One dead-letter record as its `relay-*` headers describe it. Headers that are missing
+/// or malformed are `None`; such a record is still listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Partition of the dead-letter topic.
+    pub topic_partition: i32,
+    /// Offset in the dead-letter topic.
+    pub offset: i64,
+    /// The record key (lossy UTF-8).
+    pub key: Option<String>,
+    pub event_id: Option<String>,
+    pub route: Option<String>,
+    pub class: Option<String>,
+    pub attempts: Option<i64>,
+    /// Unix milliseconds.
+    pub first_failure_at_ms: Option<i64>,
+    pub error: Option<String>,
+    pub original_topic: Option<String>,
+    pub original_partition: Option<i32>,
+    pub original_offset: Option<i64>,
+    /// Size of the value in bytes (0 for a record without value).
+    pub value_len: usize,
+}
+
+impl DeadLetter {
+    /// Reads the `relay-*` headers of a dead-letter record; never fails.
+    pub fn from_message(msg: &OwnedMessage) -> Self {
+        let s = |name| header_str(msg, name).map(str::to_string);
+        DeadLetter {
+            topic_partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            event_id: s(headers::EVENT_ID),
+            route: s(headers::ROUTE),
+            class: s(headers::ERROR_CLASS),
+            attempts: header_i64(msg, headers::ATTEMPT),
+            first_failure_at_ms: header_i64(msg, headers::FIRST_FAILURE_AT),
+            error: s(headers::ERROR),
+            original_topic: s(headers::ORIGINAL_TOPIC),
+            original_partition: header_i64(msg, headers::ORIGINAL_PARTITION)
+                .and_then(|p| i32::try_from(p).ok()),
+            original_offset: header_i64(msg, headers::ORIGINAL_OFFSET),
+            value_len: msg.payload().map_or(0, <[u8]>::len),
+        }
+    }
+
+    /// `<partition>/<offset>` in the dead-letter topic.
+    pub fn position(&self) -> String {
+        format!("{}/{}", self.topic_partition, self.offset)
+    }
+}
+
+/// Which dead letters `dlq replay` republishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySelection {
+    /// Dead letters whose `relay-event-id` is one of these.
+    pub event_ids: Vec<String>,
+    /// Every dead letter.
+    pub all: bool,
+}
+
+/// What `dlq replay` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Dead letters selected for replay.
+    pub matched: usize,
+    /// Records written to the raw topic and acknowledged (0 on a dry run).
+    pub replayed: usize,
+    pub dry_run: bool,
+    /// Requested event ids with no dead letter.
+    pub missing: Vec<String>,
+    /// Older dead letters of an event id that has a newer one (the newer one is replayed;
+    /// both carry the same value, so replaying each would only duplicate the event).
+    pub superseded: usize,
+}
+
+/// The dead-letter topic of `cfg`.
+fn dlq_topic(cfg: &Config) -> String {
+    Topics::new(&cfg.topic_prefix, cfg.retry_delays.len()).dlq
+}
+
+/// Every record of `topic` present when called, through `keep`, on a blocking thread,
+/// sorted by partition and offset.
+async fn read_all<T: Send + 'static>(
+    cfg: &Config,
+    topic: &str,
+    keep: impl Fn(&OwnedMessage) -> T + Send + 'static,
+) -> Result<Vec<(i32, i64, T)>, OperatorError> {
+    let (cfg, topic) = (cfg.clone(), topic.to_string());
+    let read = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        read_topic_to_end(&cfg, &topic, |m| {
+            out.push((m.partition(), m.offset(), keep(&m)))
+        })
+        .map(|_| out)
+        .map_err(|source| OperatorError::Read { topic, source })
+    });
+    let mut out = read
+        .await
+        .map_err(|e| OperatorError::Task(e.to_string()))??;
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    Ok(out)
+}
+
+/// Lists the dead letters of `<prefix>.events.dlq` by partition and offset; `limit`
+/// keeps the first N.
+pub async fn list_dead_letters(
+    cfg: &Config,
+    limit: Option<usize>,
+) -> Result<Vec<DeadLetter>, OperatorError> {
+    let records = read_all(cfg, &dlq_topic(cfg), DeadLetter::from_message).await?;
+    let mut letters: Vec<DeadLetter> = records.into_iter().map(|(_, _, d)| d).collect();
+    if let Some(n) = limit {
+        letters.truncate(n);
+    }
+    Ok(letters)
+}
+
+/// What replay needs of a selected dead letter.
+struct Replayable {
+    letter: DeadLetter,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    traceparent: Option<String>,
+}
+
+/// Republishes the selected dead letters to `<prefix>.events.raw`, in dead-letter order,
+/// waiting for each acknowledgement; with `dry_run` nothing is written.
+///
+/// When an event id has several dead letters (it was replayed and failed again), only
+/// the newest is replayed.
+pub async fn replay_dead_letters(
+    cfg: &Config,
+    producer: &EventProducer,
+    sel: &ReplaySelection,
+    dry_run: bool,
+) -> Result<ReplayReport, OperatorError> {
+    if sel.all && !sel.event_ids.is_empty() {
+        return Err(OperatorError::ConflictingSelection);
+    }
+    if !sel.all && sel.event_ids.is_empty() {
+        return Err(OperatorError::NothingSelected);
+    }
+    let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+    let wanted: HashSet<String> = sel.event_ids.iter().cloned().collect();
+    let all = sel.all;
+    let records = read_all(cfg, &topics.dlq, move |m| {
+        let letter = DeadLetter::from_message(m);
+        let selected = all
+            || letter
+                .event_id
+                .as_ref()
+                .is_some_and(|id| wanted.contains(id));
+        selected.then(|| Replayable {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            traceparent: header_str(m, headers::TRACEPARENT).map(str::to_string),
+            letter,
+        })
+    })
+    .await?;
+    let mut selected: Vec<Replayable> = records.into_iter().filter_map(|(_, _, r)| r).collect();
+
+    // Newest dead letter per event id (records are sorted; same event id, same key, same partition).
+    let mut newest: HashMap<String, usize> = HashMap::new();
+    for (i, r) in selected.iter().enumerate() {
+        if let Some(id) = &r.letter.event_id {
+            newest.insert(id.clone(), i);
+        }
+    }
+    let before = selected.len();
+    let mut index = 0;
+    selected.retain(|r| {
+        let keep = r
+            .letter
+            .event_id
+            .as_ref()
+            .is_none_or(|id| newest[id] == index);
+        index += 1;
+        keep
+    });
+
+    let found: HashSet<&str> = selected
+        .iter()
+        .filter_map(|r| r.letter.event_id.as_deref())
+        .collect();
+    let mut missing = Vec::new();
+    for id in &sel.event_ids {
+        if !found.contains(id.as_str()) && !missing.contains(id) {
+            missing.push(id.clone());
+        }
+    }
+    let mut report = ReplayReport {
+        matched: selected.len(),
+        replayed: 0,
+        dry_run,
+        missing,
+        superseded: before - selected.len(),
+    };
+    // Check every key before writing anything, so a bad record cannot stop a replay halfway.
+    for r in &selected {
+        if r.key
+            .as_deref()
+            .is_some_and(|k| std::str::from_utf8(k).is_err())
+        {
+            return Err(OperatorError::KeyNotUtf8(format!(
+                "{}/{}",
+                topics.dlq,
+                r.letter.position()
+            )));
+        }
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    for r in &selected {
+        let from = format!("{}/{}", topics.dlq, r.letter.position());
+        // Checked above. A record without key is written with an empty key.
+        let key = r
+            .key
+            .as_deref()
+            .map(|k| std::str::from_utf8(k).unwrap_or_default())
+            .unwrap_or_default();
+        let mut hdrs: Vec<(&str, &str)> = vec![(headers::REPLAYED_FROM, from.as_str())];
+        if let Some(id) = &r.letter.event_id {
+            hdrs.push((headers::EVENT_ID, id));
+        }
+        if let Some(tp) = &r.traceparent {
+            hdrs.push((headers::TRACEPARENT, tp));
+        }
+        producer
+            .send(&topics.raw, key, &r.value, &hdrs)
+            .await
+            .map_err(|source| OperatorError::Produce {
+                topic: topics.raw.clone(),
+                from: from.clone(),
+                replayed: report.replayed,
+                source: Box::new(source),
+            })?;
+        report.replayed += 1;
+    }
+    Ok(report)
+}
+
+/// Longest error shown in the table, in characters.
+const TABLE_ERROR_CHARS: usize = 80;
+
+/// The `dlq list` table: one header line and one line per dead letter.
+pub fn format_table(letters: &[DeadLetter]) -> String {
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 7]> = letters
+        .iter()
+        .map(|d| {
+            [
+                d.position(),
+                d.event_id.clone().unwrap_or_else(dash),
+                d.route.clone().unwrap_or_else(dash),
+                d.class.clone().unwrap_or_else(dash),
+                d.attempts.map_or_else(dash, |a| a.to_string()),
+                d.first_failure_at_ms.map_or_else(dash, format_time_ms),
+                d.error.as_deref().map_or_else(dash, one_line_error),
+            ]
+        })
+        .collect();
+    let header = [
+        "P/OFFSET",
+        "EVENT ID",
+        "ROUTE",
+        "CLASS",
+        "ATTEMPTS",
+        "FIRST FAILURE",
+        "ERROR",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        let mut out = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(header.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The error on one line, cut to [`TABLE_ERROR_CHARS`] with `...` when longer.
+fn one_line_error(e: &str) -> String {
+    let flat: String = e
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= TABLE_ERROR_CHARS {
+        return flat;
+    }
+    let cut: String = flat.chars().take(TABLE_ERROR_CHARS - 3).collect();
+    format!("{cut}...")
+}
+
+/// The dead letters as one JSON array (for `dlq list --json`).
+pub fn to_json(letters: &[DeadLetter]) -> Result<String, OperatorError> {
+    Ok(serde_json::to_string_pretty(letters)?)
+}
+
+/// Unix milliseconds as ISO-8601 UTC (`2026-11-24T08:00:00.000Z`); values outside years
+/// 0..=9999 are shown as plain milliseconds.
+pub fn format_time_ms(ms: i64) -> String {
+    // 0000-01-01 .. 9999-12-31 in Unix ms.
+    const MIN: i64 = -62_167_219_200_000;
+    const MAX: i64 = 253_402_300_799_999;
+    if !(MIN..=MAX).contains(&ms) {
+        return format!("{ms}ms");
+    }
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders, Timestamp};
+
+    fn msg(
+        headers: Option<OwnedHeaders>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> OwnedMessage {
+        OwnedMessage::new(
+            value.map(<[u8]>::to_vec),
+            key.map(<[u8]>::to_vec),
+            "p.events.dlq".into(),
+            Timestamp::NotAvailable,
+            2,
+            17,
+            headers,
+        )
+    }
+
+    #[test]
+    fn headers_are_parsed_and_odd_ones_become_none() {
+        let h = OwnedHeaders::new()
+            .insert(Header {
+                key: headers::EVENT_ID,
+                value: Some("evt-1"),
+            })
+            .insert(Header {
+                key: headers::ROUTE,
+                value: Some("guest-sync"),
+            })
+            .insert(Header {
+                key: headers::ERROR_CLASS,
+                value: Some("exhausted"),
+            })
+            .insert(Header {
+                key: headers::ATTEMPT,
+                value: Some("3"),
+            })
+            .insert(Header {
+                key: headers::FIRST_FAILURE_AT,
+                value: Some("not a number"),
+            })
+            .insert(Header {
+                key: headers::ORIGINAL_PARTITION,
+                value: Some("99999999999"),
+            })
+            .insert(Header {
+                key: headers::ERROR,
+                value: Some(&[0xffu8, 0xfe][..]),
+            });
+        let d = DeadLetter::from_message(&msg(Some(h), Some(b"conv-1"), Some(b"abc")));
+        assert_eq!(d.event_id.as_deref(), Some("evt-1"));
+        assert_eq!(d.route.as_deref(), Some("guest-sync"));
+        assert_eq!(d.class.as_deref(), Some("exhausted"));
+        assert_eq!(d.attempts, Some(3));
+        assert_eq!(d.first_failure_at_ms, None);
+        assert_eq!(d.original_partition, None, "out of i32 range");
+        assert_eq!(d.error, None, "not UTF-8");
+        assert_eq!((d.topic_partition, d.offset, d.value_len), (2, 17, 3));
+        assert_eq!(d.key.as_deref(), Some("conv-1"));
+
+        let bare = DeadLetter::from_message(&msg(None, None, None));
+        assert_eq!(bare.event_id, None);
+        assert_eq!(bare.key, None);
+        assert_eq!(bare.value_len, 0);
+    }
+
+    #[test]
+    fn times_are_iso_utc() {
+        assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_time_ms(1_795_507_200_123),
+            "2026-11-24T08:00:00.123Z"
+        );
+        assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_time_ms(i64::MAX), format!("{}ms", i64::MAX));
+    }
+
+    #[test]
+    fn table_aligns_and_truncates_errors() {
+        let long = format!("line one\nline two {}", "x".repeat(200));
+        let letters = vec![
+            DeadLetter {
+                topic_partition: 0,
+                offset: 5,
+                key: Some("k".into()),
+                event_id: Some("evt-long-id-1".into()),
+                route: Some("guest-sync".into()),
+                class: Some("permanent".into()),
+                attempts: Some(0),
+                first_failure_at_ms: Some(0),
+                error: Some(long),
+                original_topic: None,
+                original_partition: None,
+                original_offset: None,
+                value_len: 1,
+            },
+            DeadLetter::from_message(&msg(None, None, None)),
+        ];
+        let table = format_table(&letters);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("P/OFFSET  EVENT ID       ROUTE"),
+            "{table}"
+        );
+        assert!(lines[1].contains("1970-01-01T00:00:00.000Z"));
+        assert!(lines[1].contains("line one line two xxx"));
+        let error = lines[1].split("000Z  ").nth(1).unwrap();
+        assert_eq!(error.chars().count(), 80);
+        assert!(error.ends_with("..."));
+        assert!(
+            lines[2].starts_with("2/17      -              -"),
+            "{table}"
+        );
+        let col = lines[0].find("ERROR").unwrap();
+        assert_eq!(&lines[2][col..], "-");
+    }
+
+    #[test]
+    fn json_is_one_array() {
+        let letters = vec![DeadLetter::from_message(&msg(None, Some(b"k"), Some(b"v")))];
+        let v: serde_json::Value = serde_json::from_str(&to_json(&letters).unwrap()).unwrap();
+        assert_eq!(v[0]["topic_partition"], 2);
+        assert_eq!(v[0]["key"], "k");
+        assert_eq!(v[0]["event_id"], serde_json::Value::Null);
+        assert_eq!(to_json(&[]).unwrap(), "[]");
+    }
+}
