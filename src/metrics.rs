@@ -155,6 +155,16 @@ impl Metrics {
             &["route", "reason"],
         );
 
+        // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
+        for route in ["guest_sync", "conversation_enrich", "forward"] {
+            for outcome in ["synced", "skipped", "duplicate", "retried", "dead_lettered"] {
+                events_processed_total.with_label_values(&[route, outcome]);
+            }
+        }
+        for class in ["retryable", "permanent", "poison", "exhausted"] {
+            dlq_total.with_label_values(&[class]);
+        }
+
         Metrics {
             registry,
             ingress_requests_total,
@@ -172,6 +182,14 @@ impl Metrics {
             consumer_lag,
             in_flight,
             skipped_total,
+        }
+    }
+
+    /// Creates the `relay_retry_scheduled_total` series of tiers `1..=tiers` at zero.
+    pub fn init_retry_tiers(&self, tiers: usize) {
+        for tier in 1..=tiers {
+            self.retry_scheduled_total
+                .with_label_values(&[&tier.to_string()]);
         }
     }
 

@@ -3,6 +3,8 @@
 //! provisioning, and that every metric the Grafana dashboard queries is one the relay
 //! registers in src/metrics.rs.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -726,4 +728,85 @@ fn scripts_and_dockerignore_exist() {
         assert!(dockerfile.contains(needle), "Dockerfile lacks {needle:?}");
     }
     assert!(repo_path("scripts/check-compose.sh").is_file());
+}
+
+/// Every metric the dashboard queries is really exported by a running relay after traffic
+/// (not only registered in the source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_metrics_are_exported_by_a_running_relay() {
+    use common::*;
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("dash");
+    let cfg = stack_config(
+        &broker,
+        &sims,
+        &prefix,
+        &[("RELAY_KAFKA_STATISTICS_INTERVAL_MS", "500")],
+    );
+    let relay = genesys_relay::app::start(cfg, genesys_relay::app::Role::Serve)
+        .await
+        .unwrap();
+    let ingress = relay.ingress_addr.unwrap();
+    let data = serde_json::json!({"conversationId": "c-1", "guestId": "g-1"});
+    post_event(
+        &sims.http,
+        ingress,
+        &envelope("conversation:updated", "e-1", "2026-11-24T08:00:00Z", data),
+    )
+    .await;
+    let created = serde_json::json!({"conversationId": "c-2"});
+    post_event(
+        &sims.http,
+        ingress,
+        &envelope(
+            "conversation:created",
+            "e-2",
+            "2026-11-24T08:00:01Z",
+            created,
+        ),
+    )
+    .await;
+    let gone = serde_json::json!({"conversationId": "c-3", "guestId": "gone-3"});
+    post_event(
+        &sims.http,
+        ingress,
+        &envelope("conversation:updated", "e-3", "2026-11-24T08:00:02Z", gone),
+    )
+    .await;
+    let names = dashboard_metric_names(&dashboard());
+    let url = format!("http://{}/metrics", relay.admin_addr);
+    let missing = |text: &str| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                !text.lines().any(|l| {
+                    l.starts_with(&format!("{n} "))
+                        || l.starts_with(&format!("{n}{{"))
+                        || l.starts_with(&format!("{n}_bucket{{"))
+                })
+            })
+            .cloned()
+            .collect()
+    };
+    let scrape = || async {
+        sims.http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let exported = wait_until(std::time::Duration::from_secs(60), || async {
+        missing(&scrape().await).is_empty()
+    })
+    .await;
+    let missing = missing(&scrape().await);
+    assert!(
+        exported,
+        "dashboard metrics not exported after traffic: {missing:?}"
+    );
+    relay.stop().await;
 }

@@ -104,8 +104,9 @@ async fn two_503s_then_success_syncs_once_after_tiered_delays() {
         let not_before: i64 = h[headers::NOT_BEFORE].parse().unwrap();
         let ts = recs[0].timestamp().to_millis().unwrap();
         let scheduled = not_before - ts;
+        // The record's timestamp is taken a moment after not-before was computed.
         assert!(
-            scheduled >= delay_ms && scheduled <= delay_ms * 12 / 10 + 50,
+            scheduled >= delay_ms - 25 && scheduled <= delay_ms * 12 / 10 + 50,
             "tier {tier} delay {scheduled} ms"
         );
     }

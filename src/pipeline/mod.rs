@@ -45,6 +45,7 @@ impl Worker {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StartError> {
+        metrics.init_retry_tiers(cfg.retry_delays.len());
         let http = reqwest::Client::builder()
             .timeout(cfg.http_timeout)
             .pool_max_idle_per_host(cfg.max_in_flight)
