@@ -204,7 +204,9 @@ impl ConsumerLoop {
             self.metrics.in_flight.inc();
             let job = (msg, ticket, permit);
             match self.due_in(&job.0) {
-                Some(wait) => self.park(job, wait, lanes.clone(), handler.clone()),
+                Some(wait) => {
+                    self.park(job, wait, lanes.clone(), handler.clone(), shutdown.clone())
+                }
                 None => lanes.dispatch(
                     job,
                     handler.clone(),
@@ -243,6 +245,7 @@ impl ConsumerLoop {
         wait: Duration,
         lanes: Arc<KeyLanes>,
         handler: Arc<H>,
+        mut shutdown: watch::Receiver<bool>,
     ) {
         let (topic, partition) = (job.0.topic().to_string(), job.0.partition());
         let mut tpl = TopicPartitionList::new();
@@ -256,10 +259,14 @@ impl ConsumerLoop {
             self.metrics.clone(),
         );
         tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            if !tracker.is_current(&topic, partition, job.1) {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(wait) => false,
+                _ = shutdown.wait_for(|s| *s) => true,
+            };
+            // Stopping, or revoked while waiting: leave it uncommitted for the next owner.
+            if stopping || !tracker.is_current(&topic, partition, job.1) {
                 metrics.in_flight.dec();
-                return; // revoked while waiting; the new owner reads it again
+                return;
             }
             lanes.dispatch(job, handler, tracker, metrics);
             if let Err(e) = consumer.resume(&tpl) {
