@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one-command local stack, no Docker needed: installs what is missing (Debian packages,
+# the Tansu broker), builds the relay, then runs the dev broker, the Genesys Cloud and CMS
+# simulators and `genesys-relay serve` until Ctrl-C.
+#
+#   scripts/local-stack.sh            # human-readable logs
+#   RELAY_LOG_FORMAT=json scripts/local-stack.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+run="$root/.run"
+mkdir -p "$run"
+broker_port="${BROKER_PORT:-9092}"
+secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
+
+scripts/install-deps.sh
+scripts/install-tansu.sh
+echo "== building genesys-relay (first build: about 4 minutes on 2 cores)"
+cargo build --locked --bin genesys-relay
+relay="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-relay"
+
+pids=()
+cleanup() {
+  # SIGTERM lets the relay drain and commit before the broker goes away.
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+echo "== dev broker on 127.0.0.1:$broker_port (log: .run/broker.log)"
+PORT="$broker_port" scripts/dev-broker.sh > "$run/broker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break
+  sleep 0.2
+done
+
+echo "== simulators: Genesys Cloud 127.0.0.1:8181, CMS 127.0.0.1:8282 (log: .run/sim.log)"
+"$relay" sim --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
+pids+=($!)
+
+export RELAY_KAFKA_BROKERS="127.0.0.1:$broker_port"
+export RELAY_HTTP_ADDR="${RELAY_HTTP_ADDR:-127.0.0.1:8080}"
+export RELAY_ADMIN_ADDR="${RELAY_ADMIN_ADDR:-127.0.0.1:9464}"
+export RELAY_WEBHOOK_SECRET="$secret"
+export RELAY_GENESYS_API_BASE="http://127.0.0.1:8181"
+export RELAY_GENESYS_LOGIN_BASE="http://127.0.0.1:8181"
+export RELAY_GENESYS_CLIENT_ID="sim-client"
+export RELAY_GENESYS_CLIENT_SECRET="sim-secret"
+export RELAY_CMS_URL="http://127.0.0.1:8282/v1/entries"
+export RELAY_FORWARD_URL="http://127.0.0.1:8282/v1/events"
+export RELAY_RETRY_DELAYS="${RELAY_RETRY_DELAYS:-5s,60s,600s}"
+
+cat <<MSG
+
+== genesys-relay is starting. Send a guest event:
+
+  curl -i -X POST http://$RELAY_HTTP_ADDR/webhooks/genesys \\
+    -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\
+    -d '{"eventType":"conversation:updated","eventId":"demo-1","timestamp":"2026-11-24T08:00:00Z","data":{"conversationId":"conv-1","guestId":"guest-1"}}'
+
+== and see it arrive in the CMS simulator:
+
+  curl -s http://127.0.0.1:8282/v1/entries/guest-1; echo
+  curl -s http://127.0.0.1:8282/__sim/stats; echo
+
+== metrics: curl -s http://$RELAY_ADMIN_ADDR/metrics   (Ctrl-C stops everything)
+
+MSG
+"$relay" serve &
+pids+=($!)
+wait "${pids[-1]}"
