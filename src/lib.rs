@@ -13,7 +13,8 @@
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack.
+//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack,
+//!   and a schema registry simulator for tests.
 pub mod admin_server;
 pub mod app;
 pub mod config;
