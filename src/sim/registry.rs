@@ -95,8 +95,7 @@ fn parse_registration(req: &SimRequest) -> Result<(String, String), Reply> {
     }
     let parsed: Value = serde_json::from_str(schema)
         .map_err(|e| invalid(&format!("Invalid schema: not JSON: {e}")))?;
-    apache_avro::Schema::parse(&parsed)
-        .map_err(|e| invalid(&format!("Invalid schema: {e}")))?;
+    apache_avro::Schema::parse(&parsed).map_err(|e| invalid(&format!("Invalid schema: {e}")))?;
     Ok((schema.to_string(), parsed.to_string()))
 }
 
@@ -193,10 +192,9 @@ impl Backend for Registry {
             }
             (&Method::GET, ["subjects"]) => found("GET /subjects", Route::Subjects),
             (_, ["subjects"]) => Routed::WrongMethod { path: "/subjects" },
-            (&Method::GET, ["schemas", "ids", id]) => found(
-                "GET /schemas/ids/{id}",
-                Route::SchemaById(id.to_string()),
-            ),
+            (&Method::GET, ["schemas", "ids", id]) => {
+                found("GET /schemas/ids/{id}", Route::SchemaById(id.to_string()))
+            }
             (_, ["schemas", "ids", _]) => Routed::WrongMethod {
                 path: "/schemas/ids/{id}",
             },
@@ -243,7 +241,8 @@ mod tests {
     use serde_json::{json, Value};
 
     const RECORD_A: &str = r#"{"type":"record","name":"A","fields":[{"name":"x","type":"long"}]}"#;
-    const RECORD_B: &str = r#"{"type":"record","name":"B","fields":[{"name":"y","type":"string"}]}"#;
+    const RECORD_B: &str =
+        r#"{"type":"record","name":"B","fields":[{"name":"y","type":"string"}]}"#;
     const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
     async fn start() -> (SimServer, reqwest::Client) {
@@ -327,7 +326,10 @@ mod tests {
         assert_eq!((status, body), (200, json!({"id": 2})));
         // Stats count by route template, and reset forgets everything.
         let (_, stats) = get(&http, &sim, "/__sim/stats").await;
-        assert_eq!(stats["requests"]["POST /subjects/{subject}/versions"]["200"], 5);
+        assert_eq!(
+            stats["requests"]["POST /subjects/{subject}/versions"]["200"],
+            5
+        );
         assert_eq!(stats["schemas"], 2);
         assert_eq!(stats["subjects"]["t.raw-value"], json!([1, 2]));
         let reset = http.post(format!("{}/__sim/reset", sim.base_url()));
