@@ -14,7 +14,8 @@
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`operator`]: operator commands (`dlq list`, `dlq replay`): dead letters listed and replayed.
-//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack.
+//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack,
+//!   and a schema registry simulator for tests.
 pub mod admin_server;
 pub mod app;
 pub mod config;

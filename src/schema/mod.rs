@@ -3,7 +3,9 @@
 //! Without a schema registry a value is Avro single-object encoding (`C3 01`, the
 //! schema's 8-byte Rabin fingerprint, then the datum). With `RELAY_SCHEMA_REGISTRY_URL`
 //! it is the Confluent wire format (`00`, a 4-byte schema id, then the datum), using ids
-//! registered at start-up. Decoding accepts both, so a switch never strands old records.
+//! registered at start-up. Decoding accepts both, so switching a deployment to a registry
+//! never strands records written before; a record whose registry id this process did not
+//! register (another schema version) is not decodable here and is dead-lettered as poison.
 
 mod records;
 mod registry;

@@ -22,7 +22,12 @@ impl SchemaRegistry {
     /// Registering an identical schema again answers the existing id, so start-up is idempotent.
     pub async fn register<T: AvroRecord>(&self, topic: &str) -> Result<u32, SchemaError> {
         let url = format!("{}/subjects/{}-value/versions", self.base, topic);
-        let body = serde_json::json!({ "schema": T::schema().canonical_form() });
+        // The full schema, not the Parsing Canonical Form: that form strips `logicalType`,
+        // `default` and `doc`, so registry-aware readers would see plain longs and no
+        // defaults, and compatibility checks would judge a schema the relay does not use.
+        let schema = serde_json::to_string(T::schema())
+            .map_err(|e| SchemaError::Registry(format!("cannot serialise {}: {e}", T::NAME)))?;
+        let body = serde_json::json!({ "schema": schema });
         let resp = self
             .http
             .post(&url)

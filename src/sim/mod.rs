@@ -1,4 +1,5 @@
-//! Real HTTP simulators of Genesys Cloud and a headless CMS (DESIGN section 8).
+//! Real HTTP simulators of Genesys Cloud, a headless CMS (DESIGN section 8) and a
+//! schema registry.
 //!
 //! Tests, benchmarks and the local stack run the relay against these instead of the
 //! real services. Every request passes one pipeline ([`dispatch`]): `/__sim/...`
@@ -7,14 +8,16 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs), [`synth`] (deterministic Genesys data), [`exchange`] (request/reply
-//! values), [`server`] (accept loop and shutdown), [`clock`] (timestamps).
+//! two APIs), [`registry`] (a Confluent-compatible schema registry), [`synth`]
+//! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
+//! loop and shutdown), [`clock`] (timestamps).
 
 mod clock;
 mod cms;
 mod exchange;
 mod faults;
 mod genesys;
+mod registry;
 mod server;
 mod synth;
 
@@ -89,6 +92,17 @@ pub async fn start_genesys(
 /// Starts the CMS simulator on `addr` (port 0 picks a free port).
 pub async fn start_cms(addr: SocketAddr) -> std::io::Result<SimServer> {
     serve(addr, cms::Cms::default(), Arc::new(Faults::default())).await
+}
+
+/// Starts the schema registry simulator on `addr` (port 0 picks a free port): the
+/// Confluent API subset the relay uses, as Redpanda's built-in registry serves it.
+pub async fn start_schema_registry(addr: SocketAddr) -> std::io::Result<SimServer> {
+    serve(
+        addr,
+        registry::Registry::default(),
+        Arc::new(Faults::default()),
+    )
+    .await
 }
 
 /// Where a request landed in a simulated API.
