@@ -89,6 +89,9 @@ struct SimArgs {
     genesys_addr: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:8282")]
     cms_addr: SocketAddr,
+    /// Also run a minimal Confluent-compatible schema registry on this address.
+    #[arg(long)]
+    registry_addr: Option<SocketAddr>,
     /// The only client id the simulated `/oauth/token` accepts.
     #[arg(long, env = "RELAY_GENESYS_CLIENT_ID", default_value = "sim-client")]
     client_id: String,
@@ -197,11 +200,26 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     let cms = sim::start_cms(args.cms_addr)
         .await
         .with_context(|| format!("cannot start the CMS simulator on {}", args.cms_addr))?;
-    tracing::info!(genesys = %genesys.base_url(), cms = %cms.base_url(), "simulators running; Ctrl-C to stop");
+    let registry =
+        match args.registry_addr {
+            Some(addr) => Some(sim::start_schema_registry(addr).await.with_context(|| {
+                format!("cannot start the schema registry simulator on {addr}")
+            })?),
+            None => None,
+        };
+    tracing::info!(
+        genesys = %genesys.base_url(),
+        cms = %cms.base_url(),
+        registry = registry.as_ref().map(|r| r.base_url()).unwrap_or_default(),
+        "simulators running; Ctrl-C to stop"
+    );
     let (tx, rx) = shutdown::channel();
     tokio::spawn(shutdown::on_signal(tx));
     shutdown::signalled(rx).await;
     tokio::join!(genesys.shutdown(), cms.shutdown());
+    if let Some(r) = registry {
+        r.shutdown().await;
+    }
     tracing::info!("simulators stopped");
     Ok(())
 }
