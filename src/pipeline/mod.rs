@@ -122,7 +122,9 @@ impl Worker {
             opts(true),
             metrics,
         )?;
-        let assigned = vec![raw.assigned_flag(), retry.assigned_flag()];
+        // Readiness follows the raw consumer only: with more workers than retry partitions a
+        // worker may rightly hold no retry partition.
+        let assigned = vec![raw.assigned_flag()];
         let tasks = vec![
             tokio::spawn(raw.run(processor.clone(), shutdown.clone())),
             tokio::spawn(retry.run(processor, shutdown)),
