@@ -322,15 +322,8 @@ async fn broker_outage_answers_503_then_recovers_without_restart() {
     }
     assert!(accepted, "the relay recovers once the broker is back");
     let raw = format!("{prefix}.events.raw");
-    let ids: HashSet<String> = read_records(&broker, &raw, 2, Duration::from_secs(20))
-        .iter()
-        .map(|r| {
-            Codec::single_object()
-                .decode::<RawEvent>(r.payload().unwrap())
-                .unwrap()
-                .event_id
-        })
-        .collect();
+    let ids: HashSet<String> =
+        raw_event_ids(&read_records(&broker, &raw, 2, Duration::from_secs(20)));
     assert!(ids.contains("evt-1") && ids.contains("evt-3"), "{ids:?}");
     relay.stop().await;
 }

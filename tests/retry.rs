@@ -71,12 +71,7 @@ async fn two_503s_then_success_syncs_once_after_tiered_delays() {
         &guest_update(1, "c-1", "g-1"),
     )
     .await;
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 1
-        })
-        .await
-    );
+    assert!(sims.wait_for_syncs(1, Duration::from_secs(60)).await);
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(900),
@@ -281,12 +276,7 @@ async fn a_poison_record_is_dead_lettered_and_the_partition_moves_on() {
         &guest_update(1, "c-p", "g-p"),
     )
     .await;
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 1
-        })
-        .await
-    );
+    assert!(sims.wait_for_syncs(1, Duration::from_secs(60)).await);
     let dlq = read_async(
         &broker,
         format!("{prefix}.events.dlq"),
@@ -393,10 +383,7 @@ async fn a_restart_with_pending_retries_loses_none_and_fires_none_early() {
         .await
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(60), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 10
-        })
-        .await,
+        sims.wait_for_syncs(10, Duration::from_secs(60)).await,
         "none lost"
     );
     let retries = read_async(

@@ -6,8 +6,6 @@ mod common;
 
 use common::*;
 use genesys_relay::app::{self, Role};
-use genesys_relay::schema::{Codec, RawEvent};
-use rdkafka::Message;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,15 +93,7 @@ async fn sigterm_under_load_drains_commits_and_loses_nothing() {
     let accepted: HashSet<String> = accepted.lock().unwrap().clone();
     let raw = format!("{prefix}.events.raw");
     let records = read_records(&broker, &raw, accepted.len(), Duration::from_secs(30));
-    let in_topic: HashSet<String> = records
-        .iter()
-        .map(|r| {
-            Codec::single_object()
-                .decode::<RawEvent>(r.payload().unwrap())
-                .unwrap()
-                .event_id
-        })
-        .collect();
+    let in_topic: HashSet<String> = raw_event_ids(&records);
     let missing: Vec<_> = accepted.difference(&in_topic).collect();
     assert!(
         missing.is_empty(),

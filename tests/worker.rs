@@ -137,12 +137,7 @@ async fn token_expiry_refreshes_once_and_429_waits() {
         )
         .await;
     }
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 10
-        })
-        .await
-    );
+    assert!(sims.wait_for_syncs(10, Duration::from_secs(60)).await);
     assert_eq!(
         sims.genesys_stats().await["token_requests"],
         1,
@@ -159,12 +154,7 @@ async fn token_expiry_refreshes_once_and_429_waits() {
         )
         .await;
     }
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 30
-        })
-        .await
-    );
+    assert!(sims.wait_for_syncs(30, Duration::from_secs(60)).await);
     let g = sims.genesys_stats().await;
     assert_eq!(
         g["token_requests"], 2,
@@ -175,12 +165,7 @@ async fn token_expiry_refreshes_once_and_429_waits() {
         .await;
     let started = std::time::Instant::now();
     post_event(&sims.http, ingress, &guest_update(30, "c-30", "g-30")).await;
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 31
-        })
-        .await
-    );
+    assert!(sims.wait_for_syncs(31, Duration::from_secs(60)).await);
     assert!(
         started.elapsed() >= Duration::from_millis(1800),
         "two Retry-After: 1 waits were honoured"
@@ -297,12 +282,7 @@ async fn one_key_stays_in_order_while_other_keys_progress() {
         )
         .await;
     }
-    assert!(
-        wait_until(Duration::from_secs(90), || async {
-            syncs_by_key(&sims.cms_stats().await).len() == 60
-        })
-        .await
-    );
+    assert!(sims.wait_for_syncs(60, Duration::from_secs(90)).await);
     let writes = sims.cms_stats().await["writes"].as_array().unwrap().clone();
     let hot: Vec<usize> = writes
         .iter()
@@ -377,10 +357,7 @@ async fn killed_worker_is_replaced_and_nothing_is_lost_or_synced_twice() {
     assert!(synced_by_first < 150, "the first worker was killed mid-run");
 
     let mut second = spawn_worker();
-    let all = wait_until(Duration::from_secs(120), || async {
-        syncs_by_key(&sims.cms_stats().await).len() == 150
-    })
-    .await;
+    let all = sims.wait_for_syncs(150, Duration::from_secs(120)).await;
     let _ = second.kill();
     second.wait().unwrap();
     assert!(

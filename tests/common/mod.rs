@@ -282,6 +282,14 @@ impl Sims {
             .unwrap()
     }
 
+    /// Waits until the CMS counts exactly `n` synced idempotency keys.
+    pub async fn wait_for_syncs(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || async {
+            syncs_by_key(&self.cms_stats().await).len() == n
+        })
+        .await
+    }
+
     pub async fn genesys_faults(&self, faults: serde_json::Value) {
         let r = self
             .http
@@ -387,4 +395,18 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+/// The event ids of raw-topic records (single-object Avro `RawEvent`).
+pub fn raw_event_ids(records: &[OwnedMessage]) -> std::collections::HashSet<String> {
+    let codec = genesys_relay::schema::Codec::single_object();
+    records
+        .iter()
+        .map(|r| {
+            codec
+                .decode::<genesys_relay::schema::RawEvent>(r.payload().unwrap())
+                .unwrap()
+                .event_id
+        })
+        .collect()
 }
