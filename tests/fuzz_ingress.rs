@@ -457,11 +457,19 @@ async fn random_requests_against_a_real_ingress() {
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             );
         }
+        let sent_at = std::time::Instant::now();
         let resp = req.send().await.unwrap_or_else(|e| {
             panic!("request {i} got no answer (a panic or a hang in the ingress?): {e}")
         });
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
+        if sent_at.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "slow request {i}: {status} after {:?}, {} bytes, {ct:?}",
+                sent_at.elapsed(),
+                body.len()
+            );
+        }
         *statuses.entry(status).or_default() += 1;
         assert!(
             status < 500 || status == 503,
