@@ -56,7 +56,8 @@ impl WebhookAuth {
         }
         let header = signature_header.ok_or(AuthError::Missing)?;
         let (t, sig) = parse_signature(header)?;
-        if (now_secs - t).abs() > REPLAY_WINDOW_SECS {
+        // abs_diff: `now - t` overflows for a timestamp far in the past (t=-9223372036854775808).
+        if now_secs.abs_diff(t) > REPLAY_WINDOW_SECS.unsigned_abs() {
             return Err(AuthError::Stale);
         }
         let mut mac = self.mac();

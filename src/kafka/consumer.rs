@@ -89,9 +89,17 @@ impl ConsumerContext for RelayConsumerContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                // librdkafka keeps an application pause across a revoke and a later
+                // re-assignment of the same partition to this consumer, and a record parked
+                // before the revoke is dropped without resuming (its ticket is no longer
+                // current): the partition would stay paused for good. A fresh assignment
+                // has nothing parked, so resume it (a no-op where nothing was paused).
+                if let Err(e) = consumer.resume(tpl) {
+                    tracing::warn!(error = %e, "cannot resume assigned partitions");
+                }
                 self.assigned.store(tpl.count() > 0, Ordering::Relaxed);
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
             }
