@@ -3,6 +3,11 @@
 //! one key's records strictly in order, and a partition's offset is committed only up
 //! to the lowest record that is not yet fully handled.
 //!
+//! The loop never stops polling the consumer, even when every handler slot is busy:
+//! librdkafka serves rebalances from that poll and drops a member that does not poll
+//! within `max.poll.interval.ms`. Backpressure is applied by pausing the assigned
+//! partitions while too many records wait, and resuming them when the backlog drains.
+//!
 //! A record may carry a due time (`relay-not-before`, set on retry records). A record
 //! that is not due pauses its partition and is handed over when due; the partition is
 //! resumed then. Nothing sleeps in the receive loop, so other partitions keep flowing.
@@ -18,13 +23,13 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +136,10 @@ fn commit_tracked<C: Consumer<X>, X: ConsumerContext>(
     }
 }
 
-type Job = (OwnedMessage, Ticket, OwnedSemaphorePermit);
+type Job = (OwnedMessage, Ticket);
+
+/// A topic-partition, as the loop keeps them in sets.
+type Partition = (String, i32);
 
 /// One consumer group member running a [`MessageHandler`] over its subscription.
 pub struct ConsumerLoop {
@@ -186,53 +194,97 @@ impl ConsumerLoop {
         handler: Arc<H>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let permits = Arc::new(Semaphore::new(self.opts.max_in_flight));
-        let lanes = Arc::new(KeyLanes::default());
+        let lanes = Arc::new(KeyLanes {
+            active: Mutex::default(),
+            permits: Arc::new(Semaphore::new(self.opts.max_in_flight)),
+            pending: Arc::new(AtomicUsize::new(0)),
+        });
+        let parked: Arc<Mutex<HashSet<Partition>>> = Arc::default();
+        // Up to one batch of waiting records per handler slot before partitions are paused.
+        let (high, low) = (self.opts.max_in_flight * 2, self.opts.max_in_flight);
+        let mut backpressure = false;
         let committer = self.spawn_committer(shutdown.clone());
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
-            let permit = tokio::select! {
+            let received = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                _ = tick.tick() => None,
+                m = self.consumer.recv() => Some(m.map(|m| m.detach())),
             };
-            let msg = tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => break,
-                m = self.consumer.recv() => m,
-            };
-            let msg = match msg {
-                Ok(m) => m.detach(),
-                Err(e) => {
+            match received {
+                None => {}
+                Some(Ok(msg)) => {
+                    let ticket = self
+                        .tracker
+                        .begin(msg.topic(), msg.partition(), msg.offset());
+                    self.metrics.in_flight.inc();
+                    lanes.pending.fetch_add(1, Ordering::Relaxed);
+                    match self.due_in(&msg) {
+                        Some(wait) => self.park(
+                            (msg, ticket),
+                            wait,
+                            &lanes,
+                            &parked,
+                            handler.clone(),
+                            shutdown.clone(),
+                        ),
+                        None => lanes.dispatch(
+                            (msg, ticket),
+                            handler.clone(),
+                            self.tracker.clone(),
+                            self.metrics.clone(),
+                        ),
+                    }
+                }
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
                 }
-            };
-            let ticket = self
-                .tracker
-                .begin(msg.topic(), msg.partition(), msg.offset());
-            self.metrics.in_flight.inc();
-            let job = (msg, ticket, permit);
-            match self.due_in(&job.0) {
-                Some(wait) => {
-                    self.park(job, wait, lanes.clone(), handler.clone(), shutdown.clone())
-                }
-                None => lanes.dispatch(
-                    job,
-                    handler.clone(),
-                    self.tracker.clone(),
-                    self.metrics.clone(),
-                ),
+            }
+            let pending = lanes.pending.load(Ordering::Relaxed);
+            if !backpressure && pending >= high {
+                backpressure = true;
+                self.set_paused(true, &parked);
+            } else if backpressure && pending <= low {
+                backpressure = false;
+                self.set_paused(false, &parked);
             }
         }
         tracing::info!(
             in_flight = self.tracker.in_flight(),
             "consumer stopping; draining"
         );
-        let all = self.opts.max_in_flight as u32;
-        let _ = tokio::time::timeout(self.opts.drain_timeout, permits.acquire_many(all)).await;
+        let deadline = tokio::time::Instant::now() + self.opts.drain_timeout;
+        while lanes.pending.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         committer.abort();
         commit_tracked(&*self.consumer, &self.tracker, None, CommitMode::Sync);
         self.consumer.unsubscribe();
         tracing::info!("consumer stopped");
+    }
+
+    /// Pauses or resumes every assigned partition except those a parked retry holds paused.
+    fn set_paused(&self, pause: bool, parked: &Mutex<HashSet<Partition>>) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let parked = parked.lock().expect("parked lock");
+        let mut tpl = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if !parked.contains(&(e.topic().to_string(), e.partition())) {
+                tpl.add_partition(e.topic(), e.partition());
+            }
+        }
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match result {
+            Ok(()) => tracing::debug!(pause, partitions = tpl.count(), "backpressure"),
+            Err(e) => tracing::warn!(error = %e, pause, "cannot change backpressure pause"),
+        }
     }
 
     fn due_in(&self, msg: &OwnedMessage) -> Option<Duration> {
@@ -251,34 +303,40 @@ impl ConsumerLoop {
         &self,
         job: Job,
         wait: Duration,
-        lanes: Arc<KeyLanes>,
+        lanes: &Arc<KeyLanes>,
+        parked: &Arc<Mutex<HashSet<Partition>>>,
         handler: Arc<H>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let (topic, partition) = (job.0.topic().to_string(), job.0.partition());
+        let tp: Partition = (job.0.topic().to_string(), job.0.partition());
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&topic, partition);
+        tpl.add_partition(&tp.0, tp.1);
+        parked.lock().expect("parked lock").insert(tp.clone());
         if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::warn!(error = %e, %topic, partition, "cannot pause partition");
+            tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot pause partition");
         }
         let (consumer, tracker, metrics) = (
             self.consumer.clone(),
             self.tracker.clone(),
             self.metrics.clone(),
         );
+        let (lanes, parked) = (lanes.clone(), parked.clone());
         tokio::spawn(async move {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep(wait) => false,
                 _ = shutdown.wait_for(|s| *s) => true,
             };
-            // Stopping, or revoked while waiting: leave it uncommitted for the next owner.
-            if stopping || !tracker.is_current(&topic, partition, job.1) {
+            parked.lock().expect("parked lock").remove(&tp);
+            // Stopping, or revoked while waiting: leave it uncommitted for the next owner
+            // (a re-assignment resumes the partition, see `post_rebalance`).
+            if stopping || !tracker.is_current(&tp.0, tp.1, job.1) {
                 metrics.in_flight.dec();
+                lanes.pending.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
             lanes.dispatch(job, handler, tracker, metrics);
             if let Err(e) = consumer.resume(&tpl) {
-                tracing::warn!(error = %e, %topic, partition, "cannot resume partition");
+                tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot resume partition");
             }
         });
     }
@@ -299,10 +357,12 @@ impl ConsumerLoop {
 }
 
 /// Keeps one key's records in order: a key with a record in progress queues the next
-/// ones behind it; other keys start at once.
-#[derive(Default)]
+/// ones behind it; other keys start at once, up to `permits` handled at the same time.
 struct KeyLanes {
     active: Mutex<HashMap<Vec<u8>, VecDeque<Job>>>,
+    permits: Arc<Semaphore>,
+    /// Records received and not yet finished (queued, parked or being handled).
+    pending: Arc<AtomicUsize>,
 }
 
 impl KeyLanes {
@@ -325,13 +385,19 @@ impl KeyLanes {
         let lanes = self.clone();
         tokio::spawn(async move {
             let mut next = Some(job);
-            while let Some((msg, ticket, permit)) = next.take() {
+            while let Some((msg, ticket)) = next.take() {
                 let (topic, partition) = (msg.topic().to_string(), msg.partition());
+                let permit = lanes
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
                 if handler.handle(msg).await == Handled::Done {
                     tracker.complete(&topic, partition, ticket);
                 }
-                metrics.in_flight.dec();
                 drop(permit);
+                metrics.in_flight.dec();
+                lanes.pending.fetch_sub(1, Ordering::Relaxed);
                 let mut active = lanes.active.lock().expect("lanes lock");
                 next = active.get_mut(&key).and_then(VecDeque::pop_front);
                 if next.is_none() {
