@@ -127,7 +127,12 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
             ingress.bind(cfg.http_addr, shutdown::signalled(shutdown_rx.clone()))?;
         tracing::info!(%addr, "ingress listening");
         ingress_addr = Some(addr);
-        tasks.push(tokio::spawn(server));
+        tasks.push(tokio::spawn(bounded_drain(
+            server,
+            shutdown_rx.clone(),
+            cfg.shutdown_timeout,
+            "ingress",
+        )));
     }
     if role.runs_worker() {
         let worker = crate::pipeline::Worker::start(
@@ -153,7 +158,12 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
         shutdown::signalled(shutdown_rx.clone()),
     )?;
     tracing::info!(addr = %admin_addr, "admin listening");
-    tasks.push(tokio::spawn(admin));
+    tasks.push(tokio::spawn(bounded_drain(
+        admin,
+        shutdown_rx.clone(),
+        cfg.shutdown_timeout,
+        "admin",
+    )));
     Ok(RunningRelay {
         ingress_addr,
         admin_addr,
@@ -162,4 +172,23 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
         tasks,
         producer,
     })
+}
+
+/// Runs a warp server whose graceful shutdown waits for open connections; after the
+/// shutdown signal, connections still open past `grace` (an idle keep-alive a client never
+/// closes, for example) are dropped so the process exits in bounded time.
+async fn bounded_drain(
+    server: impl std::future::Future<Output = ()>,
+    shutdown_rx: watch::Receiver<bool>,
+    grace: std::time::Duration,
+    name: &'static str,
+) {
+    let deadline = async {
+        shutdown::signalled(shutdown_rx).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        _ = server => {}
+        _ = deadline => tracing::warn!(server = name, "connections still open after the grace period; closing them"),
+    }
 }

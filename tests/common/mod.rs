@@ -141,6 +141,7 @@ pub fn relay_vars(
         ("RELAY_HTTP_ADDR", "127.0.0.1:0".into()),
         ("RELAY_ADMIN_ADDR", "127.0.0.1:0".into()),
         ("RELAY_PRODUCE_TIMEOUT", "3s".into()),
+        ("RELAY_SHUTDOWN_TIMEOUT", "5s".into()),
         ("RELAY_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
         ("RELAY_KAFKA_HEARTBEAT_INTERVAL_MS", "500".into()),
         ("RELAY_KAFKA_MAX_POLL_INTERVAL_MS", "10000".into()),
