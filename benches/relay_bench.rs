@@ -115,6 +115,7 @@ fn main() {
         "e2e" => rt.block_on(e2e(&o)),
         "retry" => rt.block_on(retry(&o)),
         "memory" => rt.block_on(memory(&o)),
+        "codec" => codec_bench(&o),
         "" | "all" => {
             for s in ["ingress", "worker", "e2e", "retry", "memory"] {
                 let o = Opts {
@@ -574,6 +575,41 @@ fn latency_ms_sorted(results: &[Paced]) -> Vec<f64> {
             .map(|r| r.latency.as_secs_f64() * 1000.0)
             .collect(),
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenario: codec (CPU cost of the per-record work the ingress and the worker do)
+
+fn codec_bench(o: &Opts) {
+    let n = o.events.unwrap_or(100_000);
+    let codec = Codec::single_object();
+    let bodies: Vec<_> = (0..n).map(|i| event_body("codec", i)).collect();
+    let (mut parse_us, mut enc_us, mut dec_us) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..o.runs {
+        let t = Instant::now();
+        let events: Vec<_> = bodies
+            .iter()
+            .map(|b| parse_event(b, 0, None).expect("valid"))
+            .collect();
+        parse_us.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        let t = Instant::now();
+        let values: Vec<_> = events
+            .iter()
+            .map(|e| codec.encode(e).expect("encodes"))
+            .collect();
+        enc_us.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        let t = Instant::now();
+        for v in &values {
+            let e: genesys_relay::schema::RawEvent = codec.decode(v).expect("decodes");
+            std::hint::black_box(e);
+        }
+        dec_us.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    }
+    let mut t = Table::new(format!("Per-record CPU, {n} records (microseconds per record)"));
+    t.row("parse_event (webhook JSON -> RawEvent)", parse_us);
+    t.row("Codec::encode (RawEvent -> Avro single-object)", enc_us);
+    t.row("Codec::decode (Avro -> RawEvent)", dec_us);
+    t.print();
 }
 
 // ---------------------------------------------------------------------------------------
