@@ -494,7 +494,8 @@ async fn post_all(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (http, url, bodies, next) = (http.clone(), url.to_string(), bodies.clone(), next.clone());
+        let (http, url, bodies, next) =
+            (http.clone(), url.to_string(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut errors = 0;
             loop {
@@ -605,7 +606,9 @@ fn codec_bench(o: &Opts) {
         }
         dec_us.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
     }
-    let mut t = Table::new(format!("Per-record CPU, {n} records (microseconds per record)"));
+    let mut t = Table::new(format!(
+        "Per-record CPU, {n} records (microseconds per record)"
+    ));
     t.row("parse_event (webhook JSON -> RawEvent)", parse_us);
     t.row("Codec::encode (RawEvent -> Avro single-object)", enc_us);
     t.row("Codec::decode (Avro -> RawEvent)", dec_us);
@@ -650,7 +653,8 @@ async fn ingress(o: &Opts) {
     let (mut raw_eps, mut http_eps, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
         let bodies: Vec<_> = (0..n).map(|i| event_body(&format!("r{run}"), i)).collect();
-        let records: Arc<Vec<_>> = Arc::new(bodies.iter().map(|b| encode_record(&codec, b)).collect());
+        let records: Arc<Vec<_>> =
+            Arc::new(bodies.iter().map(|b| encode_record(&codec, b)).collect());
         let bodies = Arc::new(bodies);
         let (raw_t, raw_err) = produce_all(&producer, &topics.raw, records, c).await;
         let (http_t, http_err) = post_all(&http, &url, bodies, c).await;
@@ -746,7 +750,6 @@ async fn worker(o: &Opts) {
         "events per run {n} ({} at in-flight 1), simulator latency {} ms on Genesys and CMS",
         o.serial_events, o.latency_ms
     );
-    let broker = Broker::start();
     let codec = Codec::single_object();
     let mut table = Table::new(format!(
         "Worker throughput, guest sync, simulators at {} ms/call (events/s)",
@@ -754,8 +757,10 @@ async fn worker(o: &Opts) {
     ));
     for &in_flight in &o.in_flight {
         let count = if in_flight == 1 { o.serial_events.min(n) } else { n };
-        let (mut steady, mut wall) = (Vec::new(), Vec::new());
+        let (mut steady, mut wall, mut stalled) = (Vec::new(), Vec::new(), 0);
         for run in 0..o.runs {
+            // A fresh broker per run: one run's leftovers never slow the next.
+            let broker = Broker::start();
             let sims = Sims::start(o.latency_ms).await;
             let prefix = unique_prefix(&format!("w{in_flight}"));
             let mut extra = sims.vars();
@@ -774,10 +779,12 @@ async fn worker(o: &Opts) {
             assert_eq!(errors, 0, "preload failed");
             let started_ms = now_ms();
             let relay = app::start(cfg, Role::Worker).await.expect("worker starts");
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while metric_value(&relay.metrics.render(), SYNCED) < count as f64 {
-                assert!(Instant::now() < deadline, "worker did not finish");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if !wait_synced(&relay, count, Duration::from_secs(60)).await {
+                println!("in-flight {in_flight} run {run}: STALLED (no progress for 60 s); run not counted");
+                stalled += 1;
+                stop_bounded(relay).await;
+                sims.shutdown().await;
+                continue;
             }
             let stats = sims.cms_stats().await;
             let writes = cms_writes(&stats);
@@ -792,8 +799,14 @@ async fn worker(o: &Opts) {
             );
             steady.push(s);
             wall.push(w);
-            relay.stop().await;
+            stop_bounded(relay).await;
             sims.shutdown().await;
+        }
+        if stalled > 0 {
+            table.row(
+                format!("in-flight {in_flight}: stalled runs (not counted)"),
+                vec![stalled as f64],
+            );
         }
         table.row(
             format!("in-flight {in_flight}: steady (first to last CMS write)"),
@@ -807,6 +820,45 @@ async fn worker(o: &Opts) {
     table.print();
 }
 
+/// Waits until `count` guest syncs are counted; false when the count stops moving for
+/// `stall` (the relay's state is printed then).
+async fn wait_synced(relay: &app::RunningRelay, count: usize, stall: Duration) -> bool {
+    let (mut last, mut moved) = (-1.0, Instant::now());
+    loop {
+        let text = relay.metrics.render();
+        let v = metric_value(&text, SYNCED);
+        if v >= count as f64 {
+            return true;
+        }
+        if v > last {
+            (last, moved) = (v, Instant::now());
+        }
+        if moved.elapsed() > stall {
+            for l in text.lines().filter(|l| {
+                l.starts_with("relay_events_processed_total")
+                    || l.starts_with("relay_in_flight")
+                    || l.starts_with("relay_sink_requests_total")
+                    || l.starts_with("relay_genesys_requests_total")
+                    || l.starts_with("relay_retry_scheduled_total")
+            }) {
+                println!("  stalled relay: {l}");
+            }
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops a relay, giving up after 45 s (a wedged producer would otherwise hold the bench).
+async fn stop_bounded(relay: app::RunningRelay) {
+    if tokio::time::timeout(Duration::from_secs(45), relay.stop())
+        .await
+        .is_err()
+    {
+        println!("  relay did not stop within 45 s");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Scenario: e2e
 
@@ -818,17 +870,21 @@ async fn e2e(o: &Opts) {
         "{count} events per run at {rate}/s, serve in-process, simulators at {} ms/call",
         o.latency_ms
     );
-    let broker = Broker::start();
     let mut t = Table::new(format!(
         "End to end: 202 -> CMS upsert at {rate:.0} events/s for {secs} s (ms)"
     ));
-    let (mut p50, mut p99, mut max, mut ingress99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut p50, mut p99, mut max, mut ingress99) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
+        let broker = Broker::start();
         let sims = Sims::start(o.latency_ms).await;
         let prefix = unique_prefix("e2e");
         let cfg = config(&relay_vars(&broker, &prefix, &sims.vars()));
         let relay = app::start(cfg, Role::Serve).await.expect("serve starts");
-        let url = format!("http://{}/webhooks/genesys", relay.ingress_addr.expect("addr"));
+        let url = format!(
+            "http://{}/webhooks/genesys",
+            relay.ingress_addr.expect("addr")
+        );
         wait_assigned(&relay).await;
         let http = reqwest::Client::new();
         let tag = format!("e{run}");
@@ -838,12 +894,12 @@ async fn e2e(o: &Opts) {
             async move { post_ok(&http, &url, b).await }
         })
         .await;
-        let accepted = results.iter().filter(|r| r.accepted_at_ms.is_some()).count();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while metric_value(&relay.metrics.render(), SYNCED) < accepted as f64
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let accepted = results
+            .iter()
+            .filter(|r| r.accepted_at_ms.is_some())
+            .count();
+        if !wait_synced(&relay, accepted, Duration::from_secs(60)).await {
+            println!("run {run}: STALLED before every accepted event was synced (counted as measured)");
         }
         let writes = cms_writes(&sims.cms_stats().await);
         let lat = sorted(
@@ -869,7 +925,7 @@ async fn e2e(o: &Opts) {
         p99.push(pct(&lat, 0.99));
         max.push(lat.last().copied().unwrap_or(f64::NAN));
         ingress99.push(pct(&ing, 0.99));
-        relay.stop().await;
+        stop_bounded(relay).await;
         sims.shutdown().await;
     }
     t.row("202 -> CMS write p50", p50);
@@ -906,11 +962,11 @@ async fn retry(o: &Opts) {
         "{count} events per run at {rate}/s; RELAY_RETRY_DELAYS=1s,2s,4s; CMS fail_next 3 (503) every 500 ms; simulators at {} ms/call",
         o.latency_ms
     );
-    let broker = Broker::start();
     let mut t = Table::new("Retry timing: CMS write of a retried event - relay-not-before (ms)");
     let (mut p50, mut p99, mut max, mut retried, mut sched) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
+        let broker = Broker::start();
         let sims = Sims::start(o.latency_ms).await;
         let prefix = unique_prefix("retry");
         let mut extra = sims.vars();
@@ -921,7 +977,10 @@ async fn retry(o: &Opts) {
         let relay = app::start(cfg.clone(), Role::Serve)
             .await
             .expect("serve starts");
-        let url = format!("http://{}/webhooks/genesys", relay.ingress_addr.expect("addr"));
+        let url = format!(
+            "http://{}/webhooks/genesys",
+            relay.ingress_addr.expect("addr")
+        );
         wait_assigned(&relay).await;
         let http = reqwest::Client::new();
         let tag = format!("rt{run}");
@@ -950,12 +1009,12 @@ async fn retry(o: &Opts) {
             .json(&json!({"fail_next": 0}))
             .send()
             .await;
-        let accepted = results.iter().filter(|r| r.accepted_at_ms.is_some()).count();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while metric_value(&relay.metrics.render(), SYNCED) < accepted as f64
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let accepted = results
+            .iter()
+            .filter(|r| r.accepted_at_ms.is_some())
+            .count();
+        if !wait_synced(&relay, accepted, Duration::from_secs(60)).await {
+            println!("run {run}: STALLED before every accepted event was synced (counted as measured)");
         }
         let writes = cms_writes(&sims.cms_stats().await);
         // The last retry record of each event holds the schedule its successful write met.
@@ -1015,14 +1074,17 @@ async fn retry(o: &Opts) {
         max.push(late.last().copied().unwrap_or(f64::NAN));
         retried.push(late.len() as f64);
         sched.push(median(&scheduled_delay));
-        relay.stop().await;
+        stop_bounded(relay).await;
         sims.shutdown().await;
     }
     t.row("lateness p50 (actual - scheduled)", p50);
     t.row("lateness p99", p99);
     t.row("lateness max", max);
     t.row("retried events measured", retried);
-    t.row("median scheduled delay of the last tier (not-before - record time)", sched);
+    t.row(
+        "median scheduled delay of the last tier (not-before - record time)",
+        sched,
+    );
     t.print();
 }
 
@@ -1083,9 +1145,9 @@ async fn memory(o: &Opts) {
         o.concurrency, o.latency_ms
     );
     let bin = env!("CARGO_BIN_EXE_genesys-relay");
-    let broker = Broker::start();
     let (mut idle, mut peak, mut after) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
+        let broker = Broker::start();
         let sims = Sims::start(o.latency_ms).await;
         let prefix = unique_prefix("mem");
         let http_port = free_port();
@@ -1130,7 +1192,10 @@ async fn memory(o: &Opts) {
             async move { post_ok(&http, &url, b).await }
         })
         .await;
-        let mut accepted = results.iter().filter(|r| r.accepted_at_ms.is_some()).count();
+        let mut accepted = results
+            .iter()
+            .filter(|r| r.accepted_at_ms.is_some())
+            .count();
         let burst_bodies: Arc<Vec<_>> = Arc::new(
             (0..burst)
                 .map(|i| event_body(&format!("{tag}b"), i))
@@ -1138,7 +1203,7 @@ async fn memory(o: &Opts) {
         );
         let (_, errs) = post_all(&http, &url, burst_bodies, o.concurrency).await;
         accepted += burst - errs;
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + Duration::from_secs(180);
         while syncs_count(&sims.cms_stats().await) < accepted && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
