@@ -116,6 +116,7 @@ fn main() {
         "retry" => rt.block_on(retry(&o)),
         "memory" => rt.block_on(memory(&o)),
         "codec" => codec_bench(&o),
+        "cache-once" => rt.block_on(cache_once()),
         "" | "all" => {
             for s in ["ingress", "worker", "e2e", "retry", "memory"] {
                 let o = Opts {
@@ -756,7 +757,11 @@ async fn worker(o: &Opts) {
         o.latency_ms
     ));
     for &in_flight in &o.in_flight {
-        let count = if in_flight == 1 { o.serial_events.min(n) } else { n };
+        let count = if in_flight == 1 {
+            o.serial_events.min(n)
+        } else {
+            n
+        };
         let (mut steady, mut wall, mut stalled) = (Vec::new(), Vec::new(), 0);
         for run in 0..o.runs {
             // A fresh broker per run: one run's leftovers never slow the next.
@@ -899,7 +904,9 @@ async fn e2e(o: &Opts) {
             .filter(|r| r.accepted_at_ms.is_some())
             .count();
         if !wait_synced(&relay, accepted, Duration::from_secs(60)).await {
-            println!("run {run}: STALLED before every accepted event was synced (counted as measured)");
+            println!(
+                "run {run}: STALLED before every accepted event was synced (counted as measured)"
+            );
         }
         let writes = cms_writes(&sims.cms_stats().await);
         let lat = sorted(
@@ -1014,7 +1021,9 @@ async fn retry(o: &Opts) {
             .filter(|r| r.accepted_at_ms.is_some())
             .count();
         if !wait_synced(&relay, accepted, Duration::from_secs(60)).await {
-            println!("run {run}: STALLED before every accepted event was synced (counted as measured)");
+            println!(
+                "run {run}: STALLED before every accepted event was synced (counted as measured)"
+            );
         }
         let writes = cms_writes(&sims.cms_stats().await);
         // The last retry record of each event holds the schedule its successful write met.
@@ -1101,39 +1110,57 @@ fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// One idempotency-cache measurement (run by `memory` in a child process).
+async fn cache_once() {
+    let me = std::process::id();
+    let before = proc_status_kb(me, "VmRSS:").expect("rss");
+    let cache: moka::future::Cache<String, ()> = moka::future::Cache::builder()
+        .max_capacity(1_000_000)
+        .time_to_live(Duration::from_secs(7 * 24 * 3600))
+        .build();
+    for i in 0..1_000_000u64 {
+        // The real key: route + ':' + event id (a 36-character UUID here).
+        let key = format!(
+            "guest_sync:{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            i as u32,
+            (i >> 16) & 0xffff,
+            i & 0xfff,
+            (i >> 4) & 0xfff,
+            i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_ffff
+        );
+        cache.insert(key, ()).await;
+    }
+    cache.run_pending_tasks().await;
+    let after = proc_status_kb(me, "VmRSS:").expect("rss");
+    let delta_kb = after.saturating_sub(before) as f64;
+    println!(
+        "idempotency cache: {} entries, RSS +{:.1} MiB ({:.0} bytes/key)",
+        cache.entry_count(),
+        delta_kb / 1024.0,
+        delta_kb * 1024.0 / 1e6
+    );
+    println!("cache-rss-mib {:.1}", delta_kb / 1024.0);
+}
+
 async fn memory(o: &Opts) {
     // 1. Idempotency cache: 1,000,000 keys in a moka cache configured like src/idempotency.rs,
-    //    measured first, before this process allocates anything else of size.
-    let me = std::process::id();
+    //    each measurement in a fresh child process (freed memory stays in a process's RSS,
+    //    so a second measurement in the same process would read low).
     let mut cache_mb = Vec::new();
-    for _ in 0..o.runs.min(2) {
-        let before = proc_status_kb(me, "VmRSS:").expect("rss");
-        let cache: moka::future::Cache<String, ()> = moka::future::Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(Duration::from_secs(7 * 24 * 3600))
-            .build();
-        for i in 0..1_000_000u64 {
-            // The real key: route + ':' + event id (a 36-character UUID here).
-            let key = format!(
-                "guest_sync:{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-                i as u32,
-                (i >> 16) & 0xffff,
-                i & 0xfff,
-                (i >> 4) & 0xfff,
-                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_ffff
-            );
-            cache.insert(key, ()).await;
+    for _ in 0..o.runs {
+        let out = Command::new(std::env::current_exe().expect("own path"))
+            .arg("cache-once")
+            .output()
+            .expect("run cache measurement");
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        if let Some(mb) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("cache-rss-mib "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            cache_mb.push(mb);
         }
-        cache.run_pending_tasks().await;
-        let after = proc_status_kb(me, "VmRSS:").expect("rss");
-        let mb = (after.saturating_sub(before)) as f64 / 1024.0;
-        println!(
-            "idempotency cache: {} entries, RSS +{mb:.1} MiB ({:.0} bytes/key)",
-            cache.entry_count(),
-            (after.saturating_sub(before)) as f64 * 1024.0 / 1e6
-        );
-        cache_mb.push(mb);
-        drop(cache);
     }
 
     // 2. Peak RSS of the `serve` binary under the load of the other scenarios.
