@@ -42,6 +42,9 @@ pub trait AvroRecord: Serialize + DeserializeOwned {
     const NAME: &'static str;
     /// The parsed schema.
     fn schema() -> &'static Schema;
+    /// The single-object header (`C3 01` + Rabin fingerprint), computed once: the
+    /// fingerprint needs the schema's canonical form, far dearer than the datum itself.
+    fn single_object_header() -> &'static [u8];
 }
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -83,7 +86,7 @@ impl Codec {
                 out.push(CONFLUENT_MAGIC);
                 out.extend_from_slice(&id.to_be_bytes());
             }
-            None => out.extend_from_slice(&single_object_header(T::schema())),
+            None => out.extend_from_slice(T::single_object_header()),
         }
         out.extend_from_slice(&datum);
         Ok(out)
@@ -96,8 +99,7 @@ impl Codec {
         };
         let mut datum = match bytes {
             [0xC3, 0x01, rest @ ..] => {
-                let header = single_object_header(T::schema());
-                if !bytes.starts_with(&header) {
+                if !bytes.starts_with(T::single_object_header()) {
                     return Err(fail("schema fingerprint does not match".into()));
                 }
                 &rest[8..]
@@ -120,7 +122,8 @@ impl Codec {
     }
 }
 
-fn single_object_header(schema: &Schema) -> Vec<u8> {
+/// Builds the header; [`AvroRecord::single_object_header`] caches it per record type.
+pub(crate) fn single_object_header(schema: &Schema) -> Vec<u8> {
     let header = RabinFingerprintHeader::from_schema(schema).build_header();
     debug_assert_eq!(header[..2], SINGLE_OBJECT_MAGIC);
     header
@@ -160,6 +163,22 @@ mod tests {
         assert_eq!(codec.decode::<RawEvent>(&bytes).unwrap(), raw());
         let single = Codec::single_object().encode(&raw()).unwrap();
         assert_eq!(codec.decode::<RawEvent>(&single).unwrap(), raw());
+    }
+
+    #[test]
+    fn cached_headers_match_the_schemas() {
+        assert_eq!(
+            RawEvent::single_object_header(),
+            single_object_header(RawEvent::schema())
+        );
+        assert_eq!(
+            IdempotencyMark::single_object_header(),
+            single_object_header(IdempotencyMark::schema())
+        );
+        assert_ne!(
+            RawEvent::single_object_header(),
+            EnrichedConversation::single_object_header()
+        );
     }
 
     #[test]

@@ -16,6 +16,11 @@ macro_rules! avro_record {
                 });
                 &SCHEMA
             }
+            fn single_object_header() -> &'static [u8] {
+                static HEADER: LazyLock<Vec<u8>> =
+                    LazyLock::new(|| super::single_object_header(<$ty as AvroRecord>::schema()));
+                &HEADER
+            }
         }
     };
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario of benches/relay_bench.rs with the sizes documented in
+# BENCHMARKS.md (about 10-12 minutes on a 2-core machine, plus the release build).
+# Each scenario starts its own Tansu broker in a temp dir and the simulators in-process;
+# the HTTP load generator is in-process too (reqwest, bounded concurrency), so no external
+# load tool is needed. Output (markdown tables) goes to stdout and to .run/bench/<scenario>.txt.
+#
+#   scripts/bench.sh                 # all scenarios
+#   scripts/bench.sh ingress worker  # some of them
+#   RUNS=5 scripts/bench.sh ingress  # override the number of runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${TANSU_BIN:-}" ]; then
+  scripts/install-tansu.sh >&2
+fi
+out=.run/bench
+mkdir -p "$out"
+scenarios=("$@")
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(ingress worker e2e retry memory)
+cargo bench --bench relay_bench --no-run
+for s in "${scenarios[@]}"; do
+  case "$s" in
+    ingress) args=(--runs "${RUNS:-5}" --events 20000 --concurrency 64 --rate 500 --seconds 10) ;;
+    worker)  args=(--runs "${RUNS:-3}" --events 10000 --serial-events 200 --in-flight 1,32,256 --latency-ms 20) ;;
+    e2e)     args=(--runs "${RUNS:-3}" --rate 500 --seconds 20 --latency-ms 20) ;;
+    retry)   args=(--runs "${RUNS:-3}" --rate 200 --seconds 20 --latency-ms 20) ;;
+    memory)  args=(--runs "${RUNS:-2}" --rate 500 --seconds 20 --events 20000 --concurrency 64 --latency-ms 20) ;;
+    *) echo "unknown scenario $s" >&2; exit 2 ;;
+  esac
+  echo "== $s: cargo bench --bench relay_bench -- $s ${args[*]}"
+  cargo bench --bench relay_bench -- "$s" "${args[@]}" | tee "$out/$s.txt"
+done
