@@ -18,8 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
-const GUEST_PREFIX: &str = "guest:";
-
 /// The idempotency memory of one worker process.
 pub struct IdempotencyStore {
     handled: Cache<String, ()>,
@@ -64,14 +62,23 @@ impl IdempotencyStore {
         hit
     }
 
-    /// Makes `key` durable and remembered.
+    /// Makes `key` durable and remembered, and for a guest sync the guest's newest event
+    /// time too: one record per synced event keeps the write cost of a sync at one ack.
     pub async fn remember(
         &self,
         key: &str,
         event_time_ms: Option<i64>,
+        guest_id: Option<&str>,
     ) -> Result<(), ProduceError> {
-        self.write(key, event_time_ms).await?;
-        self.handled.insert(key.to_string(), ()).await;
+        let mark = IdempotencyMark {
+            handled_at_ms: now_ms(),
+            event_time_ms,
+            guest_id: guest_id.map(str::to_string),
+        };
+        // A fixed record against a compiled-in schema cannot fail to encode.
+        let value = self.codec.encode(&mark).expect("IdempotencyMark encodes");
+        self.producer.send(&self.topic, key, &value, &[]).await?;
+        self.apply(key, &mark).await;
         Ok(())
     }
 
@@ -80,54 +87,14 @@ impl IdempotencyStore {
         self.guest_times.get(guest_id).await
     }
 
-    /// Records that `guest_id` was synced with an event from `event_time_ms`.
-    pub async fn remember_guest_time(
-        &self,
-        guest_id: &str,
-        event_time_ms: i64,
-    ) -> Result<(), ProduceError> {
-        if self
-            .newest_guest_time(guest_id)
-            .await
-            .is_some_and(|t| t >= event_time_ms)
-        {
-            return Ok(());
-        }
-        self.write(&format!("{GUEST_PREFIX}{guest_id}"), Some(event_time_ms))
-            .await?;
-        self.apply_guest_time(guest_id, event_time_ms).await;
-        Ok(())
-    }
-
-    async fn apply_guest_time(&self, guest_id: &str, t: i64) {
-        self.guest_times
-            .entry(guest_id.to_string())
-            .and_upsert_with(|old| std::future::ready(old.map_or(t, |e| (*e.value()).max(t))))
-            .await;
-    }
-
-    async fn write(&self, key: &str, event_time_ms: Option<i64>) -> Result<(), ProduceError> {
-        let mark = IdempotencyMark {
-            handled_at_ms: now_ms(),
-            event_time_ms,
-        };
-        // A fixed record of two numbers against a compiled-in schema cannot fail to encode.
-        let value = self.codec.encode(&mark).expect("IdempotencyMark encodes");
-        self.producer
-            .send(&self.topic, key, &value, &[])
-            .await
-            .map(|_| ())
-    }
-
-    /// Applies one record of the idempotency topic.
-    async fn apply(&self, key: &str, value: Option<&[u8]>) {
-        if let Some(guest) = key.strip_prefix(GUEST_PREFIX) {
-            let mark = value.and_then(|v| self.codec.decode::<IdempotencyMark>(v).ok());
-            if let Some(t) = mark.and_then(|m| m.event_time_ms) {
-                self.apply_guest_time(guest, t).await;
-            }
-        } else if value.is_some() {
-            self.handled.insert(key.to_string(), ()).await;
+    /// Applies one mark, written here or read from the topic.
+    async fn apply(&self, key: &str, mark: &IdempotencyMark) {
+        self.handled.insert(key.to_string(), ()).await;
+        if let (Some(guest), Some(t)) = (&mark.guest_id, mark.event_time_ms) {
+            self.guest_times
+                .entry(guest.clone())
+                .and_upsert_with(|old| std::future::ready(old.map_or(t, |e| (*e.value()).max(t))))
+                .await;
         }
     }
 
@@ -221,7 +188,10 @@ impl IdempotencyStore {
             match msg {
                 Ok(m) => {
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                    self.apply(&key, m.payload()).await;
+                    match m.payload().map(|v| self.codec.decode::<IdempotencyMark>(v)) {
+                        Some(Ok(mark)) => self.apply(&key, &mark).await,
+                        _ => tracing::warn!(%key, "undecodable idempotency mark; ignored"),
+                    }
                     applied += 1;
                     if pending
                         .get(&m.partition())

@@ -370,3 +370,60 @@ async fn killed_worker_is_replaced_and_nothing_is_lost_or_synced_twice() {
     assert!(twice.is_empty(), "no key synced twice: {twice:?}");
     ingress.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_event_never_overwrites_newer_guest_state_even_after_a_restart() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("stale");
+    let newer = envelope(
+        "conversation:updated",
+        "evt-new",
+        "2026-11-24T10:00:00Z",
+        json!({"conversationId": "c-s", "guestId": "g-s"}),
+    );
+    let older = |id: &str| {
+        envelope(
+            "conversation:updated",
+            id,
+            "2026-11-24T09:00:00Z",
+            json!({"conversationId": "c-s", "guestId": "g-s"}),
+        )
+    };
+    let stale = "relay_skipped_total{reason=\"stale\",route=\"guest_sync\"}";
+
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
+    post_event(&sims.http, relay.ingress_addr.unwrap(), &newer).await;
+    assert!(sims.wait_for_syncs(1, Duration::from_secs(60)).await);
+    post_event(&sims.http, relay.ingress_addr.unwrap(), &older("evt-old-1")).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            metric_value(&relay.metrics.render(), stale) == 1.0
+        })
+        .await
+    );
+    relay.stop().await;
+
+    // A new process learns the guest's newest event time from the idempotency topic.
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
+        .await
+        .unwrap();
+    post_event(&sims.http, relay.ingress_addr.unwrap(), &older("evt-old-2")).await;
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            metric_value(&relay.metrics.render(), stale) == 1.0
+        })
+        .await,
+        "the restarted worker skips the older event as stale"
+    );
+    let stats = sims.cms_stats().await;
+    assert_eq!(stats["entries"]["g-s"]["eventId"], "evt-new");
+    assert_eq!(
+        syncs_by_key(&stats).len(),
+        1,
+        "only the newer event was synced"
+    );
+    relay.stop().await;
+}

@@ -17,9 +17,13 @@ pub async fn ensure_topics(cfg: &Config, topics: &Topics) -> Result<(), KafkaErr
         .chain([&topics.dlq, &topics.enriched])
         .map(|name| NewTopic::new(name, cfg.topic_partitions, replication()))
         .collect();
+    // Every event id is a distinct key, so compaction alone would keep them forever; marks
+    // older than the in-memory TTL are of no use and are deleted too.
+    let retention_ms = cfg.idempotency_ttl.as_millis().to_string();
     new_topics.push(
         NewTopic::new(&topics.idempotency, cfg.topic_partitions, replication())
-            .set("cleanup.policy", "compact"),
+            .set("cleanup.policy", "compact,delete")
+            .set("retention.ms", &retention_ms),
     );
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &opts).await? {

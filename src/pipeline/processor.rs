@@ -92,7 +92,15 @@ impl Processor {
     }
 
     async fn synced(&self, route: Route, key: &str, event: &RawEvent) -> Handled {
-        if let Err(e) = self.idempotency.remember(key, event.event_time_ms).await {
+        let guest = match route {
+            Route::GuestSync => event.guest_id.as_deref(),
+            _ => None,
+        };
+        if let Err(e) = self
+            .idempotency
+            .remember(key, event.event_time_ms, guest)
+            .await
+        {
             // The sync happened; a later redelivery is caught by the sink's own
             // idempotency-key handling, so this is not worth a retry.
             tracing::warn!(error = %e, event_id = %event.event_id, "synced, but the idempotency mark was not written");

@@ -76,9 +76,6 @@ impl Routes {
         self.cms
             .upsert_guest_session(guest_id, &fields, key)
             .await?;
-        if let Some(t) = event.event_time_ms {
-            self.idempotency.remember_guest_time(guest_id, t).await?;
-        }
         Ok(Outcome::Synced)
     }
 

@@ -72,5 +72,7 @@ avro_record!(EnrichedConversation, "enriched_conversation.avsc");
 pub struct IdempotencyMark {
     pub handled_at_ms: i64,
     pub event_time_ms: Option<i64>,
+    /// Set for guest syncs: feeds the stale-event guard.
+    pub guest_id: Option<String>,
 }
 avro_record!(IdempotencyMark, "idempotency_mark.avsc");
