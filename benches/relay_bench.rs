@@ -19,6 +19,11 @@
 //! `--seconds N`, `--latency-ms N` (simulator latency), `--serial-events N` (worker at
 //! in-flight 1), `--in-flight 1,32,256`. Every scenario prints min/median/max tables.
 
+// The Tansu broker fixture is shared with the integration tests.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{free_port, unique_prefix, Broker};
+
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::Config;
 use genesys_relay::ingress::{parse_event, record_key};
@@ -29,9 +34,8 @@ use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -212,92 +216,6 @@ impl Table {
 
 // ---------------------------------------------------------------------------------------
 // Broker, configuration, simulators
-
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu");
-    assert!(
-        p.exists(),
-        "Tansu is not installed: run scripts/install-tansu.sh (looked for {})",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A Tansu broker with sqlite storage in a temp dir; killed on drop (and by a watchdog
-/// shell when this process dies).
-struct Broker {
-    port: u16,
-    _dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let script = format!(
-            "\"$0\" broker --listener-url {url} --advertised-listener-url {url} --storage-engine sqlite://tansu.db --silent & pid=$!; \
-             trap 'kill $pid 2>/dev/null; exit 0' TERM; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null",
-            parent = std::process::id()
-        );
-        let child = Command::new("sh")
-            .current_dir(dir.path())
-            .arg("-c")
-            .arg(script)
-            .arg(tansu_bin())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tansu");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Broker {
-            port,
-            _dir: dir,
-            child: Some(child),
-        }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let _ = c.wait();
-        }
-    }
-}
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn unique_prefix(name: &str) -> String {
-    format!(
-        "b{}-{name}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn relay_vars(broker: &Broker, prefix: &str, extra: &[(&str, String)]) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = [
