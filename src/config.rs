@@ -91,6 +91,8 @@ pub struct Config {
     pub http_timeout: Duration,
     pub idempotency_capacity: u64,
     pub idempotency_ttl: Duration,
+    /// Retention of the idempotency topic when the relay creates it; `None` = compact only.
+    pub idempotency_retention: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
 }
@@ -179,6 +181,13 @@ impl Config {
                 "RELAY_IDEMPOTENCY_TTL",
                 Duration::from_secs(7 * 24 * 3600),
             )?,
+            idempotency_retention: match get("RELAY_IDEMPOTENCY_RETENTION") {
+                None => None,
+                Some(v) => Some(
+                    humantime::parse_duration(&v)
+                        .map_err(|e| invalid("RELAY_IDEMPOTENCY_RETENTION", e.to_string()))?,
+                ),
+            },
             shutdown_timeout: duration_or(vars, "RELAY_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             log_format,
         })

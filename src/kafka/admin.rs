@@ -17,14 +17,18 @@ pub async fn ensure_topics(cfg: &Config, topics: &Topics) -> Result<(), KafkaErr
         .chain([&topics.dlq, &topics.enriched])
         .map(|name| NewTopic::new(name, cfg.topic_partitions, replication()))
         .collect();
-    // Every event id is a distinct key, so compaction alone would keep them forever; marks
-    // older than the in-memory TTL are of no use and are deleted too.
-    let retention_ms = cfg.idempotency_ttl.as_millis().to_string();
-    new_topics.push(
-        NewTopic::new(&topics.idempotency, cfg.topic_partitions, replication())
+    // Every event id is a distinct key, so compaction alone keeps them all. With
+    // RELAY_IDEMPOTENCY_RETENTION set, marks older than that are deleted too (not the
+    // default: the dev broker, Tansu, slows down by half on delete-retention topics).
+    let retention_ms = cfg.idempotency_retention.map(|r| r.as_millis().to_string());
+    let mut idempotency = NewTopic::new(&topics.idempotency, cfg.topic_partitions, replication());
+    idempotency = match &retention_ms {
+        Some(ms) => idempotency
             .set("cleanup.policy", "compact,delete")
-            .set("retention.ms", &retention_ms),
-    );
+            .set("retention.ms", ms),
+        None => idempotency.set("cleanup.policy", "compact"),
+    };
+    new_topics.push(idempotency);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &opts).await? {
         match result {

@@ -138,6 +138,9 @@ fn commit_tracked<C: Consumer<X>, X: ConsumerContext>(
 
 type Job = (OwnedMessage, Ticket);
 
+/// Records received beyond `max_in_flight` before the loop pauses its partitions.
+const BACKLOG_SLACK: usize = 1024;
+
 /// A topic-partition, as the loop keeps them in sets.
 type Partition = (String, i32);
 
@@ -200,8 +203,11 @@ impl ConsumerLoop {
             pending: Arc::new(AtomicUsize::new(0)),
         });
         let parked: Arc<Mutex<HashSet<Partition>>> = Arc::default();
-        // Up to one batch of waiting records per handler slot before partitions are paused.
-        let (high, low) = (self.opts.max_in_flight * 2, self.opts.max_in_flight);
+        // Records may wait in their lanes up to a fixed slack beyond the handler slots before
+        // the partitions are paused. A pause makes librdkafka drop what it prefetched and
+        // fetch it again on resume, so the slack is wide enough for pauses to be rare.
+        let high = self.opts.max_in_flight + BACKLOG_SLACK;
+        let low = high / 2;
         let mut backpressure = false;
         let committer = self.spawn_committer(shutdown.clone());
         let mut tick = tokio::time::interval(Duration::from_millis(100));
