@@ -139,7 +139,7 @@ fn commit_tracked<C: Consumer<X>, X: ConsumerContext>(
 type Job = (OwnedMessage, Ticket);
 
 /// Records received beyond `max_in_flight` before the loop pauses its partitions.
-const BACKLOG_SLACK: usize = 1024;
+const BACKLOG_SLACK: usize = 4096;
 
 /// A topic-partition, as the loop keeps them in sets.
 type Partition = (String, i32);
@@ -166,6 +166,11 @@ impl ConsumerLoop {
         // Commits are ours alone: only offsets of fully handled records are ever committed.
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
+        // librdkafka prefetches up to 100,000 records per partition by default; what is
+        // prefetched is dropped on every backpressure pause, so keep it small.
+        if config.get("queued.min.messages").is_none() {
+            config.set("queued.min.messages", "500");
+        }
         if config.get("statistics.interval.ms").is_none() {
             config.set("statistics.interval.ms", "5000");
         }
@@ -204,10 +209,11 @@ impl ConsumerLoop {
         });
         let parked: Arc<Mutex<HashSet<Partition>>> = Arc::default();
         // Records may wait in their lanes up to a fixed slack beyond the handler slots before
-        // the partitions are paused. A pause makes librdkafka drop what it prefetched and
-        // fetch it again on resume, so the slack is wide enough for pauses to be rare.
+        // the partitions are paused. A pause makes librdkafka drop what it prefetched
+        // (bounded by `queued.min.messages`) and fetch it again on resume, so a pause must
+        // drain far more records than that before the loop resumes.
         let high = self.opts.max_in_flight + BACKLOG_SLACK;
-        let low = high / 2;
+        let low = self.opts.max_in_flight + BACKLOG_SLACK / 8;
         let mut backpressure = false;
         let committer = self.spawn_committer(shutdown.clone());
         let mut tick = tokio::time::interval(Duration::from_millis(100));
