@@ -51,14 +51,7 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    text[..text.floor_char_boundary(max)].to_string()
 }
 
 /// An error body fit for an error message: redacted first, then truncated, so a secret

@@ -37,14 +37,7 @@ pub fn header_i64(msg: &OwnedMessage, name: &str) -> Option<i64> {
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 #[cfg(test)]
