@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::kafka::{headers, now_ms, EventProducer};
 use crate::metrics::Metrics;
 use crate::schema::Codec;
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use futures::{Stream, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -214,7 +214,7 @@ where
     if declared.is_some_and(|len| len > max as u64) {
         return Err(BodyError::TooLarge);
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(max as u64) as usize);
+    let mut buf = Vec::with_capacity(declared.unwrap_or(4096).min(max as u64) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(BodyError::Read)?;
         if buf.len() + chunk.remaining() > max {
@@ -227,5 +227,5 @@ where
             chunk.advance(n);
         }
     }
-    Ok(buf.to_vec())
+    Ok(buf)
 }
