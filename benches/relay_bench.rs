@@ -217,20 +217,17 @@ impl Table {
 // ---------------------------------------------------------------------------------------
 // Broker, configuration, simulators
 
+/// The tests' relay settings, with the product defaults the tests shorten restored.
 fn relay_vars(broker: &Broker, prefix: &str, extra: &[(&str, String)]) -> HashMap<String, String> {
-    let mut vars: HashMap<String, String> = [
-        ("RELAY_KAFKA_BROKERS", broker.addr()),
-        ("RELAY_TOPIC_PREFIX", prefix.to_string()),
-        ("RELAY_CONSUMER_GROUP", format!("{prefix}-group")),
-        ("RELAY_HTTP_ADDR", "127.0.0.1:0".into()),
-        ("RELAY_ADMIN_ADDR", "127.0.0.1:0".into()),
-        ("RELAY_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
-        ("RELAY_KAFKA_HEARTBEAT_INTERVAL_MS", "500".into()),
-        ("RELAY_KAFKA_MAX_POLL_INTERVAL_MS", "10000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut vars = common::relay_vars(
+        broker,
+        prefix,
+        &[
+            ("RELAY_TOPIC_PARTITIONS", "6"),
+            ("RELAY_PRODUCE_TIMEOUT", "5s"),
+            ("RELAY_SHUTDOWN_TIMEOUT", "30s"),
+        ],
+    );
     for (k, v) in extra {
         vars.insert(k.to_string(), v.clone());
     }
