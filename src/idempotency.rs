@@ -54,7 +54,7 @@ impl IdempotencyStore {
     }
 
     /// Whether `key` was already synced; counts a hit.
-    pub async fn seen(&self, key: &str) -> bool {
+    pub fn seen(&self, key: &str) -> bool {
         let hit = self.handled.contains_key(key);
         if hit {
             self.metrics.idempotency_hits_total.inc();
@@ -96,15 +96,6 @@ impl IdempotencyStore {
                 .and_upsert_with(|old| std::future::ready(old.map_or(t, |e| (*e.value()).max(t))))
                 .await;
         }
-    }
-
-    /// Number of remembered keys (approximate; for memory measurements).
-    pub fn len(&self) -> u64 {
-        self.handled.entry_count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Tails the idempotency topic from the beginning until `shutdown`; resolves once what

@@ -64,7 +64,7 @@ impl Processor {
             }
         };
         let key = format!("{}:{}", route.as_str(), event.event_id);
-        if self.idempotency.seen(&key).await {
+        if self.idempotency.seen(&key) {
             self.count(route.as_str(), "duplicate");
             return Handled::Done;
         }
