@@ -20,7 +20,7 @@
 //! in-flight 1), `--in-flight 1,32,256`. Every scenario prints min/median/max tables.
 
 // The Tansu broker fixture is shared with the integration tests.
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 use common::{free_port, unique_prefix, Broker};
 

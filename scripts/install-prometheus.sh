@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's `prometheus` package for tests/prometheus_dashboard.rs, which runs
+# Installs Debian's `prometheus` package for tests/it/prometheus_dashboard.rs, which runs
 # /usr/bin/prometheus itself against a test relay and evaluates the Grafana dashboard's
 # queries. Skips when the binary is present.
 #

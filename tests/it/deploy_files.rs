@@ -3,7 +3,6 @@
 //! provisioning, and that every metric the Grafana dashboard queries is one the relay
 //! registers in src/metrics.rs.
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -734,7 +733,7 @@ fn scripts_and_dockerignore_exist() {
 /// (not only registered in the source).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_metrics_are_exported_by_a_running_relay() {
-    use common::*;
+    use crate::common::*;
     let broker = Broker::start();
     let sims = Sims::start().await;
     let prefix = unique_prefix("dash");

@@ -922,7 +922,7 @@ async fn stats_count_by_route_template_never_raw_ids() {
     cms.shutdown().await;
 }
 
-/// Load check, not run by default: `cargo test --test sim -- --ignored --nocapture`.
+/// Load check, not run by default: `cargo test --test it sim:: -- --ignored --nocapture`.
 /// Prints the request rate of concurrent writes and authenticated reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load check; prints throughput"]

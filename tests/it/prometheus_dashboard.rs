@@ -5,13 +5,12 @@
 //! must show series. Skipped, loudly, where no Prometheus binary is installed
 //! (scripts/install-prometheus.sh installs it; CI runs that script).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// The Prometheus binary, if one is installed.

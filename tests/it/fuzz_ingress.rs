@@ -5,9 +5,8 @@
 //! `PROPTEST_CASES` scales the property tests (default 256 each); `FUZZ_HTTP_REQUESTS` and
 //! `FUZZ_HTTP_SEED` the HTTP test (default 200 requests, a fixed seed).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::Secret;
 use genesys_relay::ingress::{parse_event, AuthError, EnvelopeError, WebhookAuth};

@@ -2,9 +2,8 @@
 //! CMS simulator / enriched topic, with idempotency, skips, token refresh, 429 handling,
 //! crash recovery and per-key ordering.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::schema::{Codec, EnrichedConversation};
 use rdkafka::Message;

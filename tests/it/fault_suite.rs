@@ -17,11 +17,10 @@
 //! committed to the end of the raw and retry topics.
 //!
 //! Size: `FAULT_SUITE_EVENTS` (default 300, which keeps CI under ~3 minutes); the full run
-//! is `FAULT_SUITE_EVENTS=100000 cargo test --release --test fault_suite -- --nocapture`.
+//! is `FAULT_SUITE_EVENTS=100000 cargo test --release --test it fault_suite:: -- --nocapture`.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::kafka::{headers, read_topic_to_end};
 use genesys_relay::schema::{Codec, RawEvent};
@@ -254,7 +253,7 @@ async fn events_under_faults_are_all_accounted_for() {
     let addr = broker.lock().unwrap().addr();
     let sims = Sims::start().await;
     let prefix = unique_prefix("faults");
-    // Tansu 0.6 forgets idempotent-producer state across a restart (see tests/ingress.rs).
+    // Tansu 0.6 forgets idempotent-producer state across a restart (see tests/it/ingress.rs).
     let extra = [
         ("RELAY_KAFKA_ENABLE_IDEMPOTENCE", "false"),
         ("RELAY_RETRY_DELAYS", RETRY_DELAYS),

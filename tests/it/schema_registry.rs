@@ -4,9 +4,8 @@
 //! own worker decodes those records. Real Tansu broker, real simulators, including the
 //! schema registry simulator.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::schema::{AvroRecord, Codec, EnrichedConversation, RawEvent};
 use rdkafka::message::OwnedMessage;

@@ -1,9 +1,8 @@
 //! Non-blocking retries and the dead-letter topic: tier delays, context headers, poison
 //! records, exhaustion, fresh traffic while a retry waits, and restarts with retries pending.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::kafka::headers;
 use rdkafka::message::{Headers, OwnedMessage};

@@ -1,0 +1,20 @@
+//! All integration tests, one program (one link of librdkafka instead of one per file).
+//! Each module is an area; `common` holds the shared fixtures (broker, relay settings,
+//! Kafka read-back, simulators).
+
+mod common;
+mod deploy_files;
+mod dlq;
+mod fault_suite;
+mod fuzz_ingress;
+mod genesys_client;
+mod ingress;
+mod prometheus_dashboard;
+mod retry;
+mod schema_registry;
+mod secrets;
+mod shutdown;
+mod sim;
+mod sinks;
+mod webhooks_cli;
+mod worker;
