@@ -53,6 +53,8 @@ pub fn parse_event(
             received_at_ms,
             payload,
             traceparent,
+            topic_name: None,
+            participant_id: None,
         })
     } else if obj.contains_key("topicName") || obj.contains_key("eventBody") {
         let topic_name = required_str(obj, "topicName")?;
@@ -86,6 +88,8 @@ pub fn parse_event(
             received_at_ms,
             payload,
             traceparent,
+            topic_name: None,
+            participant_id: None,
         })
     } else {
         Err(EnvelopeError::UnknownShape)

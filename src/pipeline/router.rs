@@ -48,6 +48,8 @@ mod tests {
             received_at_ms: 0,
             payload: "{}".into(),
             traceparent: None,
+            topic_name: None,
+            participant_id: None,
         }
     }
 

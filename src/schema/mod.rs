@@ -144,6 +144,8 @@ mod tests {
             received_at_ms: 1_700_000_000_123,
             payload: r#"{"eventType":"conversation:updated"}"#.into(),
             traceparent: None,
+            topic_name: None,
+            participant_id: None,
         }
     }
 

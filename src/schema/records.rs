@@ -30,7 +30,7 @@ macro_rules! avro_record {
 pub struct RawEvent {
     pub event_id: String,
     pub event_type: String,
-    /// `ENVELOPE` or `NOTIFICATION`.
+    /// `EVENTBRIDGE`, `NOTIFICATION` or `ENVELOPE` (legacy).
     pub shape: String,
     pub conversation_id: Option<String>,
     pub guest_id: Option<String>,
@@ -39,6 +39,13 @@ pub struct RawEvent {
     /// The JSON body exactly as delivered.
     pub payload: String,
     pub traceparent: Option<String>,
+    /// The Genesys topic with its ids (EventBridge and notification shapes). Added in schema
+    /// v2 with a default, so v1 records still decode.
+    #[serde(default)]
+    pub topic_name: Option<String>,
+    /// `eventBody.participantId` when the event names one (schema v2).
+    #[serde(default)]
+    pub participant_id: Option<String>,
 }
 avro_record!(RawEvent, "raw_event.avsc");
 
