@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-command local stack, no Docker needed: installs what is missing (Debian packages,
-# the Tansu broker), builds the relay, then runs the dev broker, the Genesys Cloud and CMS
+# Java and Apache Kafka from Maven artifacts), builds the relay, then runs the dev broker, the Genesys Cloud and CMS
 # simulators and `genesys-relay serve` until Ctrl-C.
 #
 #   scripts/local-stack.sh            # human-readable logs
@@ -14,7 +14,7 @@ broker_port="${BROKER_PORT:-9092}"
 secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
 
 scripts/install-deps.sh
-scripts/install-tansu.sh
+if [ "${RELAY_DEV_BROKER:-kafka}" = tansu ]; then scripts/install-tansu.sh; else scripts/install-kafka.sh >/dev/null; fi
 echo "== building genesys-relay (first build: about 4 minutes on 2 cores)"
 cargo build --locked --bin genesys-relay
 relay="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-relay"
@@ -27,10 +27,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "== dev broker on 127.0.0.1:$broker_port (log: .run/broker.log)"
+echo "== dev broker on 127.0.0.1:$broker_port (log: .run/broker.log, .run/kafka/logs/server.log)"
 PORT="$broker_port" scripts/dev-broker.sh > "$run/broker.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
+# A JVM broker takes ~5 s to listen on an idle machine; allow a minute on a busy one.
+for _ in $(seq 1 300); do
   (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break
   sleep 0.2
 done

@@ -5,6 +5,7 @@
 mod common;
 mod deploy_files;
 mod dlq;
+mod failover;
 mod fault_suite;
 mod fuzz_ingress;
 mod genesys_client;
