@@ -16,8 +16,9 @@ secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
 scripts/install-deps.sh
 scripts/install-tansu.sh
 echo "== building genesys-relay (first build: about 4 minutes on 2 cores)"
-cargo build --locked --bin genesys-relay
+cargo build --locked --bin genesys-relay --bin genesys-sim
 relay="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-relay"
+sim="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-sim"
 
 pids=()
 cleanup() {
@@ -36,7 +37,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "== simulators: Genesys Cloud 127.0.0.1:8181, CMS 127.0.0.1:8282 (log: .run/sim.log)"
-"$relay" sim --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
+"$sim" --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
 pids+=($!)
 
 export RELAY_KAFKA_BROKERS="127.0.0.1:$broker_port"

@@ -14,8 +14,9 @@
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`operator`]: operator commands (`dlq list`, `dlq replay`): dead letters listed and replayed.
-//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack,
-//!   and a schema registry simulator for tests.
+//!
+//! The simulators the tests and the local stack run against are a separate workspace member,
+//! `genesys-sim` (its own binary): the product ships no fake OAuth server.
 pub mod admin_server;
 pub mod app;
 pub mod config;
@@ -29,5 +30,4 @@ mod outbound;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
-pub mod sim;
 pub mod sinks;

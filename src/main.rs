@@ -2,15 +2,14 @@
 //! the library crate.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::{Config, LogFormat};
 use genesys_relay::genesys::{register_webhook, GenesysClient, RegistrationOutcome, WebhookSpec};
 use genesys_relay::kafka::{EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
 use genesys_relay::operator::{self, ReplaySelection};
-use genesys_relay::{shutdown, sim};
-use std::net::SocketAddr;
+use genesys_relay::shutdown;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,8 +41,6 @@ enum Command {
     /// Genesys Cloud webhook registration.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
-    /// Run the Genesys Cloud and CMS simulators until SIGTERM or Ctrl-C.
-    Sim(SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -83,28 +80,6 @@ enum WebhooksCommand {
     },
 }
 
-#[derive(Args)]
-struct SimArgs {
-    #[arg(long, default_value = "127.0.0.1:8181")]
-    genesys_addr: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:8282")]
-    cms_addr: SocketAddr,
-    /// Also run a minimal Confluent-compatible schema registry on this address.
-    #[arg(long)]
-    registry_addr: Option<SocketAddr>,
-    /// The only client id the simulated `/oauth/token` accepts.
-    #[arg(long, env = "RELAY_GENESYS_CLIENT_ID", default_value = "sim-client")]
-    client_id: String,
-    /// The only client secret the simulated `/oauth/token` accepts.
-    #[arg(
-        long,
-        env = "RELAY_GENESYS_CLIENT_SECRET",
-        default_value = "sim-secret",
-        hide_env_values = true
-    )]
-    client_secret: String,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -118,7 +93,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Webhooks(WebhooksCommand::Register { url, name }) => {
             return register(&cfg, WebhookSpec { name, url }).await
         }
-        Command::Sim(args) => return run_sim(args).await,
     };
     run_role(cfg, role).await
 }
@@ -180,47 +154,6 @@ async fn register(cfg: &Config, spec: WebhookSpec) -> anyhow::Result<()> {
         RegistrationOutcome::Unchanged { .. } => "unchanged",
     };
     println!("{verb} {}", outcome.id());
-    Ok(())
-}
-
-async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    let opts = sim::GenesysSimOptions {
-        client_id: args.client_id,
-        client_secret: args.client_secret,
-        ..Default::default()
-    };
-    let genesys = sim::start_genesys(args.genesys_addr, opts)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot start the Genesys simulator on {}",
-                args.genesys_addr
-            )
-        })?;
-    let cms = sim::start_cms(args.cms_addr)
-        .await
-        .with_context(|| format!("cannot start the CMS simulator on {}", args.cms_addr))?;
-    let registry =
-        match args.registry_addr {
-            Some(addr) => Some(sim::start_schema_registry(addr).await.with_context(|| {
-                format!("cannot start the schema registry simulator on {addr}")
-            })?),
-            None => None,
-        };
-    tracing::info!(
-        genesys = %genesys.base_url(),
-        cms = %cms.base_url(),
-        registry = registry.as_ref().map(|r| r.base_url()).unwrap_or_default(),
-        "simulators running; Ctrl-C to stop"
-    );
-    let (tx, rx) = shutdown::channel();
-    tokio::spawn(shutdown::on_signal(tx));
-    shutdown::signalled(rx).await;
-    tokio::join!(genesys.shutdown(), cms.shutdown());
-    if let Some(r) = registry {
-        r.shutdown().await;
-    }
-    tracing::info!("simulators stopped");
     Ok(())
 }
 

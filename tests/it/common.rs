@@ -231,8 +231,8 @@ pub fn key_of(m: &OwnedMessage) -> String {
 
 /// The Genesys Cloud and CMS simulators on free ports.
 pub struct Sims {
-    pub genesys: genesys_relay::sim::SimServer,
-    pub cms: genesys_relay::sim::SimServer,
+    pub genesys: genesys_sim::SimServer,
+    pub cms: genesys_sim::SimServer,
     pub http: reqwest::Client,
 }
 
@@ -240,10 +240,10 @@ impl Sims {
     pub async fn start() -> Sims {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         Sims {
-            genesys: genesys_relay::sim::start_genesys(any, Default::default())
+            genesys: genesys_sim::start_genesys(any, Default::default())
                 .await
                 .unwrap(),
-            cms: genesys_relay::sim::start_cms(any).await.unwrap(),
+            cms: genesys_sim::start_cms(any).await.unwrap(),
             http: reqwest::Client::new(),
         }
     }

@@ -4,7 +4,6 @@
 //! own worker decodes those records. Real Tansu broker, real simulators, including the
 //! schema registry simulator.
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::schema::{AvroRecord, Codec, EnrichedConversation, RawEvent};
@@ -73,9 +72,7 @@ async fn registry_mode_end_to_end_with_idempotent_registration() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let registry = genesys_relay::sim::start_schema_registry(any)
-        .await
-        .unwrap();
+    let registry = genesys_sim::start_schema_registry(any).await.unwrap();
     let registry_url = registry.base_url();
     let http = &sims.http;
     let prefix = unique_prefix("registry");

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use genesys_relay::sim::{start_cms, start_genesys, GenesysSimOptions, SimServer};
+use genesys_sim::{start_cms, start_genesys, GenesysSimOptions, SimServer};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 

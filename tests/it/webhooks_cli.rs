@@ -1,7 +1,7 @@
 //! `genesys-relay webhooks register` end to end against the Genesys Cloud simulator:
 //! idempotent across runs, and it finds its webhook beyond the first page.
 
-use genesys_relay::sim::{self, GenesysSimOptions, SimServer};
+use genesys_sim::{GenesysSimOptions, SimServer};
 use serde_json::{json, Value};
 
 async fn token(client: &reqwest::Client, sim: &SimServer) -> String {
@@ -63,9 +63,10 @@ async fn register(sim: &SimServer, url: &str) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_is_idempotent_across_pages() {
-    let sim = sim::start_genesys("127.0.0.1:0".parse().unwrap(), GenesysSimOptions::default())
-        .await
-        .unwrap();
+    let sim =
+        genesys_sim::start_genesys("127.0.0.1:0".parse().unwrap(), GenesysSimOptions::default())
+            .await
+            .unwrap();
     let client = reqwest::Client::new();
     let token = token(&client, &sim).await;
     for i in 0..30 {
