@@ -1,5 +1,13 @@
-//! The Genesys Cloud simulator: OAuth client credentials, guest profiles,
-//! conversations and webhook registrations, with Genesys-shaped bodies and errors.
+//! The Genesys Cloud simulator: OAuth client credentials, conversations with their
+//! participants, Process Automation triggers and a per-token request budget, with the
+//! Platform API's shapes, errors and `inin-ratelimit-*` headers.
+//!
+//! Every path used here is in the Platform API (platform-client-sdk-python
+//! `build/docs/*Api.md`): `POST /oauth/token` (login host), `GET
+//! /api/v2/conversations/{conversationId}`, `GET|POST /api/v2/processautomation/triggers`,
+//! `GET|PUT /api/v2/processautomation/triggers/{triggerId}`. Further APIs (the
+//! Notifications channels, queues) mount in [`Genesys::route_api`] and
+//! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,42 +19,32 @@ use rand::RngCore;
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
-use super::clock::{iso8601_ms, now_unix_ms};
+use super::budget::Budget;
 use super::exchange::{form_pairs, Reply, SimRequest};
 use super::faults::{lock, Faults};
 use super::synth;
+use super::triggers::Triggers;
 use super::{Backend, GenesysSimOptions, Routed};
-
-const DEFAULT_PAGE_SIZE: u64 = 25;
-/// Genesys caps page sizes too; a relay asking for more should find out here.
-const MAX_PAGE_SIZE: u64 = 500;
 
 pub(crate) enum Route {
     Token,
-    Guest(String),
     Conversation(String),
-    ListWebhooks,
-    CreateWebhook,
-    GetWebhook(String),
-    UpdateWebhook(String),
-}
-
-/// A guest whose attributes a test set with `PUT /__sim/guests/{id}`.
-struct GuestOverride {
-    attributes: Map<String, Value>,
-    updated_date: String,
+    ListTriggers,
+    CreateTrigger,
+    GetTrigger(String),
+    UpdateTrigger(String),
 }
 
 #[derive(Default)]
 struct Data {
-    /// Issued access tokens and when each expires.
-    tokens: HashMap<String, Instant>,
     token_requests: u64,
     tokens_issued: u64,
-    guests: HashMap<String, GuestOverride>,
-    /// Webhooks in creation order (listing order must be stable), and id -> index.
-    webhooks: Vec<Value>,
-    webhook_index: HashMap<String, usize>,
+    /// Live access tokens and when they expire.
+    tokens: HashMap<String, Instant>,
+    /// Customer attributes a test set with `PUT /__sim/conversations/{id}/attributes`.
+    attributes: HashMap<String, Map<String, Value>>,
+    triggers: Triggers,
+    budget: Budget,
 }
 
 pub(crate) struct Genesys {
@@ -135,8 +133,9 @@ impl Genesys {
             ))
     }
 
-    /// Every `/api/v2` route needs a live bearer token issued by this server.
-    fn authorize(&self, req: &SimRequest) -> Result<(), Reply> {
+    /// Every `/api/v2` route needs a live bearer token issued by this server; the token
+    /// is returned for the request budget.
+    fn authorize(&self, req: &SimRequest) -> Result<String, Reply> {
         let token = req
             .header("authorization")
             .and_then(|h| h.split_once(' '))
@@ -148,111 +147,30 @@ impl Genesys {
                 .get(token)
                 .is_some_and(|expires| *expires > Instant::now())
         });
-        if live {
-            Ok(())
-        } else {
-            Err(Reply::genesys_error(
+        match token {
+            Some(token) if live => Ok(token.to_string()),
+            _ =>
+Err(Reply::genesys_error(
                 StatusCode::UNAUTHORIZED,
                 "authentication.required",
                 "No authentication bearer token specified in authorization header, or it has expired.",
-            ))
+            )),
         }
     }
 
-    fn guest(&self, id: &str) -> Reply {
-        if let Some(guest) = lock(&self.data).guests.get(id) {
-            return Reply::ok(json!({
-                "id": id,
-                "attributes": guest.attributes,
-                "updatedDate": guest.updated_date,
-            }));
-        }
+    /// `GET /api/v2/conversations/{id}`: ids starting `gone-` do not exist (404), as a
+    /// conversation past its retention would not.
+    fn conversation(&self, id: &str) -> Reply {
         if id.starts_with("gone-") {
-            return Reply::not_found(&format!("guest {id} not found"));
+            return Reply::not_found(&format!("conversation {id} not found"));
         }
-        Reply::ok(json!({
-            "id": id,
-            "attributes": synth::guest_attributes(id),
-            "updatedDate": synth::guest_updated_date(id),
-        }))
-    }
-
-    fn list_webhooks(&self, req: &SimRequest) -> Reply {
-        let page_size = match page_param(req, "pageSize", DEFAULT_PAGE_SIZE) {
-            Ok(n) if n <= MAX_PAGE_SIZE => n,
-            Ok(_) => return Reply::bad_request("pageSize must be at most 500"),
-            Err(reply) => return reply,
-        };
-        let page_number = match page_param(req, "pageNumber", 1) {
-            Ok(n) => n,
-            Err(reply) => return reply,
-        };
         let data = lock(&self.data);
-        let total = data.webhooks.len() as u64;
-        let start =
-            usize::try_from((page_number - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
-        let entities: Vec<&Value> = data
-            .webhooks
-            .iter()
-            .skip(start)
-            .take(usize::try_from(page_size).unwrap_or(usize::MAX))
-            .collect();
-        Reply::ok(json!({
-            "entities": entities,
-            "pageSize": page_size,
-            "pageNumber": page_number,
-            "total": total,
-            "pageCount": total.div_ceil(page_size),
-        }))
+        Reply::ok(synth::conversation(id, data.attributes.get(id)))
     }
 
-    fn create_webhook(&self, req: &SimRequest) -> Reply {
-        let mut body = match webhook_body(req) {
-            Ok(body) => body,
-            Err(reply) => return reply,
-        };
-        let id = random_uuid();
-        complete_webhook(&mut body, &id);
-        let stored = Value::Object(body);
-        let mut data = lock(&self.data);
-        let index = data.webhooks.len();
-        data.webhooks.push(stored.clone());
-        data.webhook_index.insert(id, index);
-        Reply::ok(stored)
-    }
-
-    fn update_webhook(&self, id: &str, req: &SimRequest) -> Reply {
-        let mut body = match webhook_body(req) {
-            Ok(body) => body,
-            Err(reply) => return reply,
-        };
-        let mut data = lock(&self.data);
-        let Some(&index) = data.webhook_index.get(id) else {
-            return Reply::not_found(&format!("webhook {id} not found"));
-        };
-        complete_webhook(&mut body, id);
-        let stored = Value::Object(body);
-        if let Some(slot) = data.webhooks.get_mut(index) {
-            *slot = stored.clone();
-        }
-        Reply::ok(stored)
-    }
-
-    fn get_webhook(&self, id: &str) -> Reply {
-        let data = lock(&self.data);
-        match data
-            .webhook_index
-            .get(id)
-            .and_then(|&i| data.webhooks.get(i))
-        {
-            Some(webhook) => Reply::ok(webhook.clone()),
-            None => Reply::not_found(&format!("webhook {id} not found")),
-        }
-    }
-
-    /// `PUT /__sim/guests/{id}`: `{"attributes": {...}}` or a bare attributes object;
-    /// the attributes replace the generated ones (also for `gone-` ids).
-    fn set_guest(&self, id: &str, req: &SimRequest) -> Reply {
+    /// `PUT /__sim/conversations/{id}/attributes`: `{"attributes": {...}}` or a bare object
+    /// of string values; they replace the customer participant's attributes.
+    fn set_attributes(&self, id: &str, req: &SimRequest) -> Reply {
         let body = match req.json_body() {
             Ok(body) => body,
             Err(reply) => return reply,
@@ -268,16 +186,98 @@ impl Genesys {
             },
             _ => return Reply::bad_request("expected a JSON object of attributes"),
         };
-        let updated_date = iso8601_ms(now_unix_ms());
-        let reply = json!({"id": id, "attributes": attributes, "updatedDate": updated_date});
-        lock(&self.data).guests.insert(
-            id.to_string(),
-            GuestOverride {
-                attributes,
-                updated_date,
-            },
-        );
+        // Participant attributes are string -> string in the Platform API.
+        if !attributes.values().all(Value::is_string) {
+            return Reply::bad_request("attribute values must be strings");
+        }
+        let reply = json!({"id": id, "attributes": attributes});
+        lock(&self.data)
+            .attributes
+            .insert(id.to_string(), attributes);
         Reply::ok(reply)
+    }
+
+    /// The `/api/v2` routes (everything but the token endpoint).
+    fn route_api(&self, req: &SimRequest, segs: &[&str]) -> Routed<Route> {
+        let found = |template, route| Routed::Found { template, route };
+        let method = &req.method;
+        match segs {
+            ["conversations", id] if !id.is_empty() => match *method {
+                Method::GET => found(
+                    "GET /api/v2/conversations/{conversationId}",
+                    Route::Conversation(id.to_string()),
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/conversations/{conversationId}",
+                },
+            },
+            ["processautomation", "triggers"] => match *method {
+                Method::GET => found(
+                    "GET /api/v2/processautomation/triggers",
+                    Route::ListTriggers,
+                ),
+                Method::POST => found(
+                    "POST /api/v2/processautomation/triggers",
+                    Route::CreateTrigger,
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/processautomation/triggers",
+                },
+            },
+            ["processautomation", "triggers", id] if !id.is_empty() => match *method {
+                Method::GET => found(
+                    "GET /api/v2/processautomation/triggers/{triggerId}",
+                    Route::GetTrigger(id.to_string()),
+                ),
+                Method::PUT => found(
+                    "PUT /api/v2/processautomation/triggers/{triggerId}",
+                    Route::UpdateTrigger(id.to_string()),
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/processautomation/triggers/{triggerId}",
+                },
+            },
+            _ => Routed::NotFound,
+        }
+    }
+
+    /// Answers an authorised `/api/v2` request within the budget.
+    fn handle_api(&self, route: Route, req: &SimRequest) -> Reply {
+        match route {
+            Route::Token => self.token(req),
+            Route::Conversation(id) => self.conversation(&id),
+            Route::ListTriggers => lock(&self.data).triggers.list(req),
+            Route::CreateTrigger => lock(&self.data).triggers.create(req, random_uuid()),
+            Route::GetTrigger(id) => lock(&self.data).triggers.get(&id),
+            Route::UpdateTrigger(id) => lock(&self.data).triggers.update(&id, req),
+        }
+    }
+
+    /// Spends one request of `token`'s budget when `rate_limit_per_minute` is set: the
+    /// headers to add, or the 429 to answer instead.
+    fn spend_budget(&self, token: &str) -> Result<Vec<(&'static str, String)>, Reply> {
+        let Some(allowed) = self.faults.snapshot().rate_limit_per_minute else {
+            return Ok(Vec::new());
+        };
+        let now = Instant::now();
+        let mut data = lock(&self.data);
+        data.budget.prune(now);
+        let verdict = data.budget.spend(token, allowed, now);
+        match verdict.retry_after_s {
+            None => Ok(verdict.headers),
+            Some(retry_after) => {
+                let mut reply = Reply::genesys_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too.many.requests",
+                    &format!("Rate limit exceeded the maximum of {allowed} requests per minute"),
+                )
+                .with_header("retry-after", retry_after.to_string());
+                for (name, value) in verdict.headers {
+                    reply = reply.with_header(name, value);
+                }
+                Err(reply)
+            }
+        }
     }
 }
 
@@ -286,88 +286,45 @@ impl Backend for Genesys {
 
     fn route(&self, req: &SimRequest) -> Routed<Route> {
         let segs = req.segs();
-        let get = req.method == Method::GET;
-        let post = req.method == Method::POST;
-        let put = req.method == Method::PUT;
-        let found = |template, route| Routed::Found { template, route };
         match segs.as_slice() {
-            ["oauth", "token"] if post => found("POST /oauth/token", Route::Token),
+            ["oauth", "token"] if req.method == Method::POST => Routed::Found {
+                template: "POST /oauth/token",
+                route: Route::Token,
+            },
             ["oauth", "token"] => Routed::WrongMethod {
                 path: "/oauth/token",
             },
-            ["api", "v2", "conversations", "messaging", "guests", id] if !id.is_empty() => {
-                if get {
-                    found(
-                        "GET /api/v2/conversations/messaging/guests/{guestId}",
-                        Route::Guest(id.to_string()),
-                    )
-                } else {
-                    Routed::WrongMethod {
-                        path: "/api/v2/conversations/messaging/guests/{guestId}",
-                    }
-                }
-            }
-            ["api", "v2", "conversations", id] if !id.is_empty() => {
-                if get {
-                    found(
-                        "GET /api/v2/conversations/{id}",
-                        Route::Conversation(id.to_string()),
-                    )
-                } else {
-                    Routed::WrongMethod {
-                        path: "/api/v2/conversations/{id}",
-                    }
-                }
-            }
-            ["api", "v2", "webhooks"] if get => found("GET /api/v2/webhooks", Route::ListWebhooks),
-            ["api", "v2", "webhooks"] if post => {
-                found("POST /api/v2/webhooks", Route::CreateWebhook)
-            }
-            ["api", "v2", "webhooks"] => Routed::WrongMethod {
-                path: "/api/v2/webhooks",
-            },
-            ["api", "v2", "webhooks", id] if !id.is_empty() && get => found(
-                "GET /api/v2/webhooks/{id}",
-                Route::GetWebhook(id.to_string()),
-            ),
-            ["api", "v2", "webhooks", id] if !id.is_empty() && put => found(
-                "PUT /api/v2/webhooks/{id}",
-                Route::UpdateWebhook(id.to_string()),
-            ),
-            ["api", "v2", "webhooks", id] if !id.is_empty() => Routed::WrongMethod {
-                path: "/api/v2/webhooks/{id}",
-            },
+            ["api", "v2", rest @ ..] => self.route_api(req, rest),
             _ => Routed::NotFound,
         }
     }
 
     fn handle(&self, route: Route, req: &SimRequest) -> Reply {
-        if !matches!(route, Route::Token) {
-            if let Err(reply) = self.authorize(req) {
-                return reply;
-            }
+        if matches!(route, Route::Token) {
+            return self.token(req);
         }
-        match route {
-            Route::Token => self.token(req),
-            Route::Guest(id) => self.guest(&id),
-            Route::Conversation(id) if id.starts_with("gone-") => {
-                Reply::not_found(&format!("conversation {id} not found"))
-            }
-            Route::Conversation(id) => Reply::ok(synth::conversation(&id)),
-            Route::ListWebhooks => self.list_webhooks(req),
-            Route::CreateWebhook => self.create_webhook(req),
-            Route::GetWebhook(id) => self.get_webhook(&id),
-            Route::UpdateWebhook(id) => self.update_webhook(&id, req),
+        let token = match self.authorize(req) {
+            Ok(token) => token,
+            Err(reply) => return reply,
+        };
+        let headers = match self.spend_budget(&token) {
+            Ok(headers) => headers,
+            Err(reply) => return reply,
+        };
+        let mut reply = self.handle_api(route, req);
+        for (name, value) in headers {
+            reply = reply.with_header(name, value);
         }
+        reply
     }
 
     fn control(&self, req: &SimRequest) -> Option<Reply> {
         match (&req.method, req.segs().as_slice()) {
-            (&Method::PUT, ["__sim", "guests", id]) if !id.is_empty() => {
-                Some(self.set_guest(id, req))
+            (&Method::PUT, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
+                Some(self.set_attributes(id, req))
             }
-            (&Method::DELETE, ["__sim", "guests", id]) if !id.is_empty() => {
-                let removed = lock(&self.data).guests.remove(*id).is_some();
+            (&Method::DELETE, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
+                let removed = lock(&self.data).attributes.remove(*id).is_some();
                 Some(Reply::ok(json!({"id": id, "removed": removed})))
             }
             _ => None,
@@ -379,66 +336,15 @@ impl Backend for Genesys {
         let mut stats = Map::new();
         stats.insert("token_requests".into(), json!(data.token_requests));
         stats.insert("tokens_issued".into(), json!(data.tokens_issued));
-        stats.insert("webhooks".into(), json!(data.webhooks.len()));
-        stats.insert("guest_overrides".into(), json!(data.guests.len()));
+        stats.insert("triggers".into(), json!(data.triggers.len()));
+        stats.insert("attribute_overrides".into(), json!(data.attributes.len()));
+        stats.insert("rate_limited".into(), json!(data.budget.refused));
         stats
     }
 
     fn reset(&self) {
         *lock(&self.data) = Data::default();
     }
-}
-
-/// A positive integer query parameter, or its default when absent.
-fn page_param(req: &SimRequest, name: &str, default: u64) -> Result<u64, Reply> {
-    match req.query_param(name) {
-        None => Ok(default),
-        Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err(Reply::bad_request(&format!(
-                "{name} must be a positive integer"
-            ))),
-        },
-    }
-}
-
-/// Validates a webhook create/update body: an object with a non-empty `name` and a
-/// `url`; `enabled` must be a boolean and `topics` an array of strings when present.
-fn webhook_body(req: &SimRequest) -> Result<Map<String, Value>, Reply> {
-    let Value::Object(body) = req.json_body()? else {
-        return Err(Reply::bad_request("expected a JSON object"));
-    };
-    if body
-        .get("name")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err(Reply::bad_request("name is required"));
-    }
-    if !body.get("url").is_some_and(Value::is_string) {
-        return Err(Reply::bad_request("url is required"));
-    }
-    if body.get("enabled").is_some_and(|e| !e.is_boolean()) {
-        return Err(Reply::bad_request("enabled must be a boolean"));
-    }
-    if let Some(topics) = body.get("topics") {
-        let all_strings = topics
-            .as_array()
-            .is_some_and(|t| t.iter().all(Value::is_string));
-        if !all_strings {
-            return Err(Reply::bad_request("topics must be an array of strings"));
-        }
-    }
-    Ok(body)
-}
-
-/// Adds what the server owns (`id`, `selfUri`) and the defaults of optional fields;
-/// any other fields the client sent are kept as they are.
-fn complete_webhook(body: &mut Map<String, Value>, id: &str) {
-    body.insert("id".into(), json!(id));
-    body.insert("selfUri".into(), json!(format!("/api/v2/webhooks/{id}")));
-    body.entry("enabled").or_insert(json!(true));
-    body.entry("topics").or_insert(json!([]));
 }
 
 fn random_uuid() -> String {
