@@ -6,9 +6,11 @@
 //! - [`schema`]: Avro records and their wire formats.
 //! - [`kafka`]: producer, at-least-once consumer loop, topics, headers.
 //! - [`ingress`]: the webhook endpoint (envelope parsing, authentication).
-//! - [`genesys`]: Genesys Cloud API client, OAuth token source, webhook registration.
+//! - [`genesys`]: Genesys Cloud API client (request budget, conversation cache), OAuth
+//!   token source, Process Automation trigger registration.
 //! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
-//! - `outbound` (private): failure handling shared by those HTTP clients.
+//! - [`outbound`]: the one outbound-HTTP failure type ([`outbound::HttpError`]) and answer
+//!   shared by the Genesys, CMS and forward clients.
 //! - [`idempotency`]: moka caches of synced keys, backed by a compacted topic.
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
@@ -26,7 +28,7 @@ pub mod ingress;
 pub mod kafka;
 pub mod metrics;
 pub mod operator;
-mod outbound;
+pub mod outbound;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;

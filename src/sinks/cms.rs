@@ -6,9 +6,10 @@ use std::sync::Arc;
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
-use super::{send, SinkError};
+use super::send;
 use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::outbound::HttpError;
 
 const SINK: &str = "cms";
 const IDEMPOTENCY_HEADER: &str = "X-Idempotency-Key";
@@ -60,7 +61,7 @@ impl CmsClient {
         entry_id: &str,
         fields: &Map<String, Value>,
         idempotency_key: &str,
-    ) -> Result<UpsertOutcome, SinkError> {
+    ) -> Result<UpsertOutcome, HttpError> {
         let body = serde_json::json!({ "id": entry_id, "type": "guest_session", "fields": fields });
         let collection = self.collection_url()?;
         let entry = entry_url(collection.clone(), entry_id)?;
@@ -76,7 +77,7 @@ impl CmsClient {
             return Ok(UpsertOutcome::Created);
         }
         if created.status != StatusCode::CONFLICT {
-            return Err(created.into_error(&self.secrets()));
+            return Err(created.into_error(SINK, &self.secrets()));
         }
 
         let updated = send(
@@ -89,13 +90,13 @@ impl CmsClient {
         if updated.status.is_success() {
             Ok(UpsertOutcome::Updated)
         } else {
-            Err(updated.into_error(&self.secrets()))
+            Err(updated.into_error(SINK, &self.secrets()))
         }
     }
 
-    fn collection_url(&self) -> Result<Url, SinkError> {
+    fn collection_url(&self) -> Result<Url, HttpError> {
         Url::parse(&self.entries_url)
-            .map_err(|e| SinkError::InvalidRequest(format!("CMS URL {:?}: {e}", self.entries_url)))
+            .map_err(|e| HttpError::InvalidRequest(format!("CMS URL {:?}: {e}", self.entries_url)))
     }
 
     fn authorised(
@@ -115,20 +116,10 @@ impl CmsClient {
     }
 }
 
-/// `{collection}/{id}` with the id percent-encoded as one segment (it comes from webhook
+/// `{collection}/{id}` with the id percent-encoded as one segment (it comes from event
 /// input); `.` and `..` are refused because `Url` would silently drop them.
-fn entry_url(mut collection: Url, entry_id: &str) -> Result<Url, SinkError> {
-    if entry_id.is_empty() || entry_id == "." || entry_id == ".." {
-        return Err(SinkError::InvalidRequest(format!(
-            "{entry_id:?} is not a usable entry id"
-        )));
-    }
-    collection
-        .path_segments_mut()
-        .map_err(|_| SinkError::InvalidRequest("CMS URL cannot have a path".into()))?
-        .pop_if_empty()
-        .push(entry_id);
-    Ok(collection)
+fn entry_url(collection: Url, entry_id: &str) -> Result<Url, HttpError> {
+    crate::outbound::url_with_segments(collection.as_str(), &[entry_id])
 }
 
 #[cfg(test)]

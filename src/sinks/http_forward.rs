@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{send, SinkError};
+use super::send;
 use crate::metrics::Metrics;
+use crate::outbound::HttpError;
 
 const SINK: &str = "forward";
 
@@ -31,15 +32,15 @@ impl HttpForwarder {
     }
 
     /// POST the JSON body with `X-Idempotency-Key` and `X-Relay-Event-Id`; any 2xx is
-    /// done, anything else is a [`SinkError`] for the pipeline to classify.
+    /// done, anything else is a [`HttpError`] for the pipeline to classify.
     pub async fn forward(
         &self,
         body: &Value,
         idempotency_key: &str,
         event_id: &str,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), HttpError> {
         let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| SinkError::InvalidRequest(format!("forward URL {:?}: {e}", self.url)))?;
+            .map_err(|e| HttpError::InvalidRequest(format!("forward URL {:?}: {e}", self.url)))?;
         let request = self
             .http
             .post(url)
@@ -50,7 +51,7 @@ impl HttpForwarder {
         if answer.status.is_success() {
             Ok(())
         } else {
-            Err(answer.into_error(&[]))
+            Err(answer.into_error(SINK, &[]))
         }
     }
 }
