@@ -16,5 +16,5 @@ mod secrets;
 mod shutdown;
 mod sim;
 mod sinks;
-mod webhooks_cli;
+mod triggers_cli;
 mod worker;
