@@ -60,9 +60,9 @@ cat <<MSG
     -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\
     -d '{"eventType":"conversation:updated","eventId":"demo-1","timestamp":"2026-11-24T08:00:00Z","data":{"conversationId":"conv-1","guestId":"guest-1"}}'
 
-== and see it arrive in the CMS simulator:
+== and see conv-1's customer attributes arrive in the CMS simulator:
 
-  curl -s http://127.0.0.1:8282/v1/entries/guest-1; echo
+  curl -s http://127.0.0.1:8282/v1/entries/conv-1; echo
   curl -s http://127.0.0.1:8282/__sim/stats; echo
 
 == metrics: curl -s http://$RELAY_ADMIN_ADDR/metrics   (Ctrl-C stops everything)

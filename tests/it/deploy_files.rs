@@ -758,7 +758,7 @@ async fn dashboard_metrics_are_exported_by_a_running_relay() {
         .await
         .unwrap();
     let ingress = relay.ingress_addr.unwrap();
-    let data = serde_json::json!({"conversationId": "c-1", "guestId": "g-1"});
+    let data = serde_json::json!({"conversationId": "g-1", "guestId": "g-1"});
     post_event(
         &sims.http,
         ingress,
@@ -777,7 +777,7 @@ async fn dashboard_metrics_are_exported_by_a_running_relay() {
         ),
     )
     .await;
-    let gone = serde_json::json!({"conversationId": "c-3", "guestId": "gone-3"});
+    let gone = serde_json::json!({"conversationId": "gone-3", "guestId": "gone-3"});
     post_event(
         &sims.http,
         ingress,

@@ -10,6 +10,7 @@ mod fuzz_ingress;
 mod genesys_client;
 mod ingress;
 mod prometheus_dashboard;
+mod real_shapes;
 mod retry;
 mod schema_registry;
 mod secrets;
