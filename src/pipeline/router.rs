@@ -227,7 +227,10 @@ mod tests {
         assert!(!p.matches("v2.routing.queues..conversations"));
         let p = Pattern::parse("v2.detail.events.conversation.{conversationId}.attributes");
         assert!(p.matches("v2.detail.events.conversation.{id}.attributes"));
-        assert!(!p.matches(concat!("v2.detail.events.conversation.{id}.attributes", ".x")));
+        assert!(!p.matches(concat!(
+            "v2.detail.events.conversation.{id}.attributes",
+            ".x"
+        )));
         assert!(Pattern::parse("*").matches("anything"));
         assert!(Pattern::parse("conversation:updated").matches("conversation:updated"));
     }

@@ -73,10 +73,18 @@ async fn produce(cfg: &genesys_relay::config::Config, events: &[RawEvent]) {
     let producer = EventProducer::new(cfg, Arc::new(Metrics::new())).unwrap();
     let codec = Codec::single_object();
     for e in events {
-        let key = e.conversation_id.clone().unwrap_or_else(|| e.event_id.clone());
+        let key = e
+            .conversation_id
+            .clone()
+            .unwrap_or_else(|| e.event_id.clone());
         let value = codec.encode(e).unwrap();
         producer
-            .send(&topics.raw, &key, &value, &[("relay-event-id", &e.event_id)])
+            .send(
+                &topics.raw,
+                &key,
+                &value,
+                &[("relay-event-id", &e.event_id)],
+            )
             .await
             .unwrap();
     }
@@ -147,9 +155,36 @@ async fn attributes_from_events_sync_typed_fields_without_genesys_calls_and_lega
     produce(
         &cfg,
         &[
-            raw("eb-1", "EVENTBRIDGE", ATTRIBUTES_TYPE, Some(&topic), Some(conv), Some("p-cust-1"), 1_764_059_400_123, &eb),
-            raw("q-1", "NOTIFICATION", "v2.routing.queues.{id}.conversations", Some(queue_topic), Some(queue_conv), None, 1_764_059_400_200, &notification),
-            raw("eb-bad", "EVENTBRIDGE", ATTRIBUTES_TYPE, None, Some(bad_conv), Some("p-3"), 1_764_059_400_000, &bad),
+            raw(
+                "eb-1",
+                "EVENTBRIDGE",
+                ATTRIBUTES_TYPE,
+                Some(&topic),
+                Some(conv),
+                Some("p-cust-1"),
+                1_764_059_400_123,
+                &eb,
+            ),
+            raw(
+                "q-1",
+                "NOTIFICATION",
+                "v2.routing.queues.{id}.conversations",
+                Some(queue_topic),
+                Some(queue_conv),
+                None,
+                1_764_059_400_200,
+                &notification,
+            ),
+            raw(
+                "eb-bad",
+                "EVENTBRIDGE",
+                ATTRIBUTES_TYPE,
+                None,
+                Some(bad_conv),
+                Some("p-3"),
+                1_764_059_400_000,
+                &bad,
+            ),
         ],
     )
     .await;
@@ -180,8 +215,11 @@ async fn attributes_from_events_sync_typed_fields_without_genesys_calls_and_lega
     assert_eq!(g["token_requests"], 0);
 
     // 4. The legacy envelope still syncs, through one conversation GET.
-    sims.set_attributes("legacy-1", json!({"cart_value": "5.5", "loyalty_tier": "bronze"}))
-        .await;
+    sims.set_attributes(
+        "legacy-1",
+        json!({"cart_value": "5.5", "loyalty_tier": "bronze"}),
+    )
+    .await;
     let legacy = envelope(
         "conversation:updated",
         "legacy-evt-1",
@@ -203,7 +241,12 @@ async fn fifty_customer_starts_of_five_conversations_make_five_gets() {
     let sims = Sims::start().await;
     let prefix = unique_prefix("cache");
     // A TTL far longer than the run, so "inside the TTL" holds on a busy machine.
-    let cfg = stack_config(&broker, &sims, &prefix, &[("RELAY_GENESYS_CACHE_TTL", "120s")]);
+    let cfg = stack_config(
+        &broker,
+        &sims,
+        &prefix,
+        &[("RELAY_GENESYS_CACHE_TTL", "120s")],
+    );
     let relay = app::start(cfg.clone(), Role::Serve).await.unwrap();
     let events: Vec<RawEvent> = (0..50)
         .map(|i| {
@@ -226,11 +269,18 @@ async fn fifty_customer_starts_of_five_conversations_make_five_gets() {
         let e: EnrichedConversation = codec.decode(r.payload().unwrap()).unwrap();
         assert!(e.conversation_id.starts_with("start-conv-"));
         assert_eq!(key_of(r), e.conversation_id);
-        assert!(e.participants.iter().any(|p| p.purpose.as_deref() == Some("customer")));
+        assert!(e
+            .participants
+            .iter()
+            .any(|p| p.purpose.as_deref() == Some("customer")));
         ids.insert(e.event_id);
     }
     assert_eq!(ids.len(), 50, "one enriched record per event");
-    assert_eq!(sims.genesys_requests(CONVERSATION_GET, 200).await, 5, "one GET per conversation");
+    assert_eq!(
+        sims.genesys_requests(CONVERSATION_GET, 200).await,
+        5,
+        "one GET per conversation"
+    );
     let hits = metric_value(&relay.metrics.render(), "relay_genesys_cache_hits_total");
     assert_eq!(hits, 45.0);
     relay.stop().await;
@@ -245,7 +295,8 @@ async fn the_budget_keeps_the_relay_under_the_genesys_rate_limit() {
     const EVENTS: usize = 70;
     let broker = Broker::start();
     let sims = Sims::start().await;
-    sims.genesys_faults(json!({"rate_limit_per_minute": 60})).await;
+    sims.genesys_faults(json!({"rate_limit_per_minute": 60}))
+        .await;
     let prefix = unique_prefix("budget");
     let cfg = stack_config(
         &broker,
@@ -272,17 +323,32 @@ async fn the_budget_keeps_the_relay_under_the_genesys_rate_limit() {
     let elapsed = started.elapsed();
     let g = sims.genesys_stats().await;
     let m = relay.metrics.render();
-    assert!(all, "all {EVENTS} synced: {} after {elapsed:?}; {g}", syncs_by_key(&sims.cms_stats().await).len());
+    assert!(
+        all,
+        "all {EVENTS} synced: {} after {elapsed:?}; {g}",
+        syncs_by_key(&sims.cms_stats().await).len()
+    );
     println!(
         "budget: {EVENTS} events in {elapsed:?}; deferred {}; genesys {}",
-        metric_value(&m, "relay_events_processed_total{outcome=\"deferred\",route=\"guest_sync\"}"),
+        metric_value(
+            &m,
+            "relay_events_processed_total{outcome=\"deferred\",route=\"guest_sync\"}"
+        ),
         g["requests"]
     );
-    assert_eq!(g["rate_limited"], 0, "no request exceeded the Genesys budget: {g}");
+    assert_eq!(
+        g["rate_limited"], 0,
+        "no request exceeded the Genesys budget: {g}"
+    );
     assert_eq!(sims.genesys_requests(CONVERSATION_GET, 429).await, 0);
-    assert_eq!(sims.genesys_requests(CONVERSATION_GET, 200).await, EVENTS as u64);
+    assert_eq!(
+        sims.genesys_requests(CONVERSATION_GET, 200).await,
+        EVENTS as u64
+    );
     assert_eq!(dlq_total(&m), 0.0, "nothing dead-lettered");
-    assert!(syncs_by_key(&sims.cms_stats().await).values().all(|n| *n == 1));
+    assert!(syncs_by_key(&sims.cms_stats().await)
+        .values()
+        .all(|n| *n == 1));
     relay.stop().await;
 }
 
@@ -295,15 +361,20 @@ async fn a_huge_retry_after_from_the_cms_is_capped_and_holds_nothing() {
         &broker,
         &sims,
         &prefix,
-        &[("RELAY_RETRY_DELAYS", "1s,2s"), ("RELAY_TOPIC_PARTITIONS", "1")],
+        &[
+            ("RELAY_RETRY_DELAYS", "1s,2s"),
+            ("RELAY_TOPIC_PARTITIONS", "1"),
+        ],
     );
     let relay = app::start(cfg, Role::Serve).await.unwrap();
     let ingress = relay.ingress_addr.unwrap();
     let mut posted = 0;
     for retry_after in ["18446744073709551615", "86400"] {
         // Three 429s with that Retry-After: three events share the one retry partition.
-        sims.cms_faults(json!({"rate_limit_next": 3, "retry_after_s": retry_after.parse::<u64>().unwrap()}))
-            .await;
+        sims.cms_faults(
+            json!({"rate_limit_next": 3, "retry_after_s": retry_after.parse::<u64>().unwrap()}),
+        )
+        .await;
         let started = Instant::now();
         for i in 0..5 {
             let body = envelope(
@@ -319,11 +390,20 @@ async fn a_huge_retry_after_from_the_cms_is_capped_and_holds_nothing() {
             sims.wait_for_syncs(posted, Duration::from_secs(60)).await,
             "Retry-After {retry_after}: every event synced within a minute, not a day"
         );
-        println!("Retry-After {retry_after}: 5 events synced in {:?}", started.elapsed());
+        println!(
+            "Retry-After {retry_after}: 5 events synced in {:?}",
+            started.elapsed()
+        );
     }
     let m = relay.metrics.render();
-    assert_eq!(metric_value(&m, "relay_retry_scheduled_total{tier=\"1\"}"), 6.0);
+    assert_eq!(
+        metric_value(&m, "relay_retry_scheduled_total{tier=\"1\"}"),
+        6.0
+    );
     assert_eq!(dlq_total(&m), 0.0);
-    assert_eq!(sims.cms_stats().await["requests"]["POST /v1/entries"]["429"], 6);
+    assert_eq!(
+        sims.cms_stats().await["requests"]["POST /v1/entries"]["429"],
+        6
+    );
     relay.stop().await;
 }

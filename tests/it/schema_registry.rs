@@ -86,7 +86,8 @@ async fn registry_mode_end_to_end_with_idempotent_registration() {
     let ingress = relay.ingress_addr.unwrap();
     sims.set_attributes("g-1", json!({"cart_value": "10", "loyalty_tier": "gold"}))
         .await;
-    sims.set_attributes("g-2", json!({"cart_value": "20"})).await;
+    sims.set_attributes("g-2", json!({"cart_value": "20"}))
+        .await;
 
     post_event(http, ingress, &guest_update("evt-1", "c-1", "g-1")).await;
     let created = envelope(
