@@ -41,29 +41,30 @@ fn eventbridge(id: &str, topic: &str, generic: &str, body: Value) -> Value {
     })
 }
 
-/// The `RawEvent` the ingress records for a delivery.
-fn raw(
-    event_id: &str,
-    shape: &str,
-    event_type: &str,
-    topic: Option<&str>,
-    conversation: Option<&str>,
-    participant: Option<&str>,
+/// What the ingress records for a delivery, beside the body.
+struct Recorded<'a> {
+    shape: &'a str,
+    event_type: &'a str,
+    topic: Option<&'a str>,
+    conversation: Option<&'a str>,
+    participant: Option<&'a str>,
     event_time_ms: i64,
-    payload: &Value,
-) -> RawEvent {
+}
+
+/// The `RawEvent` the ingress records for a delivery.
+fn raw(event_id: &str, r: Recorded<'_>, payload: &Value) -> RawEvent {
     RawEvent {
         event_id: event_id.into(),
-        event_type: event_type.into(),
-        shape: shape.into(),
-        conversation_id: conversation.map(Into::into),
+        event_type: r.event_type.into(),
+        shape: r.shape.into(),
+        conversation_id: r.conversation.map(Into::into),
         guest_id: None,
-        event_time_ms: Some(event_time_ms),
-        received_at_ms: event_time_ms,
+        event_time_ms: Some(r.event_time_ms),
+        received_at_ms: r.event_time_ms,
         payload: payload.to_string(),
         traceparent: None,
-        topic_name: topic.map(Into::into),
-        participant_id: participant.map(Into::into),
+        topic_name: r.topic.map(Into::into),
+        participant_id: r.participant.map(Into::into),
     }
 }
 
@@ -157,32 +158,38 @@ async fn attributes_from_events_sync_typed_fields_without_genesys_calls_and_lega
         &[
             raw(
                 "eb-1",
-                "EVENTBRIDGE",
-                ATTRIBUTES_TYPE,
-                Some(&topic),
-                Some(conv),
-                Some("p-cust-1"),
-                1_764_059_400_123,
+                Recorded {
+                    shape: "EVENTBRIDGE",
+                    event_type: ATTRIBUTES_TYPE,
+                    topic: Some(&topic),
+                    conversation: Some(conv),
+                    participant: Some("p-cust-1"),
+                    event_time_ms: 1_764_059_400_123,
+                },
                 &eb,
             ),
             raw(
                 "q-1",
-                "NOTIFICATION",
-                "v2.routing.queues.{id}.conversations",
-                Some(queue_topic),
-                Some(queue_conv),
-                None,
-                1_764_059_400_200,
+                Recorded {
+                    shape: "NOTIFICATION",
+                    event_type: "v2.routing.queues.{id}.conversations",
+                    topic: Some(queue_topic),
+                    conversation: Some(queue_conv),
+                    participant: None,
+                    event_time_ms: 1_764_059_400_200,
+                },
                 &notification,
             ),
             raw(
                 "eb-bad",
-                "EVENTBRIDGE",
-                ATTRIBUTES_TYPE,
-                None,
-                Some(bad_conv),
-                Some("p-3"),
-                1_764_059_400_000,
+                Recorded {
+                    shape: "EVENTBRIDGE",
+                    event_type: ATTRIBUTES_TYPE,
+                    topic: None,
+                    conversation: Some(bad_conv),
+                    participant: Some("p-3"),
+                    event_time_ms: 1_764_059_400_000,
+                },
                 &bad,
             ),
         ],
@@ -255,8 +262,7 @@ async fn fifty_customer_starts_of_five_conversations_make_five_gets() {
             let body = json!({"eventTime": 1_764_059_400_000_i64 + i as i64, "conversationId": conv,
                               "participantId": format!("p-{i}"), "mediaType": "MESSAGE", "direction": "INBOUND"});
             let payload = json!({"topicName": topic, "version": "2", "eventBody": body, "metadata": {"CorrelationId": "c"}});
-            raw(&format!("start-{i}"), "NOTIFICATION", START_TYPE, Some(&topic), Some(&conv),
-                Some(&format!("p-{i}")), 1_764_059_400_000 + i as i64, &payload)
+            raw(&format!("start-{i}"), Recorded { shape: "NOTIFICATION", event_type: START_TYPE, topic: Some(&topic), conversation: Some(&conv), participant: Some(&format!("p-{i}")), event_time_ms: 1_764_059_400_000 + i as i64 }, &payload)
         })
         .collect();
     produce(&cfg, &events).await;
