@@ -576,3 +576,65 @@ async fn invalidate_only_drops_the_token_it_names() {
     assert_eq!(fake.tokens(), 2);
     assert!(!format!("{tokens:?}").contains("tok-2"));
 }
+
+#[tokio::test]
+async fn concurrent_lookups_of_one_conversation_make_one_request_and_the_cache_serves_the_rest() {
+    let fake = Fake::new();
+    // A slow answer keeps the first request in flight while the others ask.
+    *fake.api_delay.lock().unwrap() = Duration::from_millis(300);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let cfg = GenesysConfig {
+        cache_ttl: Duration::from_secs(60),
+        ..config(&base, &base)
+    };
+    let client = Arc::new(GenesysClient::new(
+        cfg,
+        http(Duration::from_secs(5)),
+        metrics.clone(),
+    ));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.conversation("c-shared").await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().unwrap().id, "c-shared");
+    }
+    assert_eq!(fake.log().len(), 1, "one request for 20 concurrent lookups");
+    // Later lookups within the TTL, and a cached 404, make no request either.
+    client.conversation("c-shared").await.unwrap().unwrap();
+    assert_eq!(client.conversation("gone-1").await.unwrap(), None);
+    assert_eq!(client.conversation("gone-1").await.unwrap(), None);
+    assert_eq!(fake.log().len(), 2);
+    assert_eq!(metrics.genesys_cache_hits_total.get(), 21);
+}
+
+#[tokio::test]
+async fn a_budget_slot_too_far_away_is_a_deferral_not_a_wait() {
+    let fake = Fake::new();
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    // 6 per minute = one slot every 10 s; at most 1 s of waiting in a lane.
+    let cfg = GenesysConfig {
+        rate_limit_per_minute: 6,
+        budget_max_wait: Duration::from_secs(1),
+        ..config(&base, &base)
+    };
+    let client = GenesysClient::new(cfg, http(Duration::from_secs(5)), metrics.clone());
+    client.conversation("c-1").await.unwrap().unwrap();
+    let started = Instant::now();
+    let err = client.conversation("c-2").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no wait in the lane"
+    );
+    assert!(err.is_deferral() && err.is_retriable(), "{err:?}");
+    let retry_after = err.retry_after().unwrap();
+    assert!(
+        retry_after > Duration::from_secs(8) && retry_after <= Duration::from_secs(10),
+        "{retry_after:?}"
+    );
+    assert_eq!(fake.log().len(), 1, "nothing sent for a deferred call");
+}
