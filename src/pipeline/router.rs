@@ -178,14 +178,21 @@ impl RouteTable {
 }
 
 /// The conditions of a matched rule: a conversation object syncs only with a customer
-/// carrying attributes; an enrichment needs a conversation id; forwarding needs a URL.
+/// carrying attributes; any other guest sync needs attributes or a conversation to read
+/// them from; an enrichment needs a conversation id. An event failing them falls through
+/// to the next rule (in the end: forward or `no_route`), as the v1 router did.
 fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
     match route {
         Route::GuestSync => match body {
             Some(b) if b.get("participants").is_some() => {
                 customer_in_conversation_object(b).is_some_and(|c| !c.attributes.is_empty())
             }
-            _ => true,
+            Some(b) => {
+                event.conversation_id.is_some()
+                    || b.get("attributes").is_some_and(Value::is_object)
+                    || b.get("conversationId").is_some_and(Value::is_string)
+            }
+            None => event.conversation_id.is_some(),
         },
         Route::ConversationEnrich => event.conversation_id.is_some(),
         Route::Forward => true,
@@ -267,6 +274,11 @@ mod tests {
         assert_eq!(t.route(&legacy("user:presence", None)), Err("no_route"));
         let t = RouteTable::new(&[], true);
         assert_eq!(t.route(&legacy("user:presence", None)), Ok(Route::Forward));
+        assert_eq!(
+            t.route(&legacy("conversation:updated", None)),
+            Ok(Route::Forward),
+            "nothing to sync from: forwarded, as before"
+        );
     }
 
     #[test]
