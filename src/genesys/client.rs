@@ -234,8 +234,11 @@ impl GenesysClient {
         let mut refreshed = false;
         let mut rate_limited = 0;
         loop {
-            let token = self.tokens.token().await?;
+            // The slot first: a token fetched before a wait for the budget could expire
+            // during it (a 401, and after the refresh possibly another), and a deferred
+            // call must cost nothing, not even a token.
             self.take_slot().await?;
+            let token = self.tokens.token().await?;
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
