@@ -24,6 +24,9 @@ pub enum UpsertOutcome {
 /// Client of the CMS entries collection (`RELAY_CMS_URL`, e.g. `http://cms/v1/entries`).
 pub struct CmsClient {
     entries_url: String,
+    /// `entries_url` parsed once, at construction; an unusable URL fails every call the
+    /// same way (a permanent failure naming it).
+    collection: Result<Url, HttpError>,
     api_key: Option<Secret>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
@@ -46,6 +49,8 @@ impl CmsClient {
         metrics: Arc<Metrics>,
     ) -> Self {
         CmsClient {
+            collection: Url::parse(&entries_url)
+                .map_err(|e| HttpError::InvalidRequest(format!("CMS URL {entries_url:?}: {e}"))),
             entries_url,
             api_key,
             http,
@@ -95,8 +100,7 @@ impl CmsClient {
     }
 
     fn collection_url(&self) -> Result<Url, HttpError> {
-        Url::parse(&self.entries_url)
-            .map_err(|e| HttpError::InvalidRequest(format!("CMS URL {:?}: {e}", self.entries_url)))
+        self.collection.clone()
     }
 
     fn authorised(

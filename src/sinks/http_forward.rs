@@ -14,6 +14,8 @@ const SINK: &str = "forward";
 /// POSTs events to one downstream URL.
 pub struct HttpForwarder {
     url: String,
+    /// `url` parsed once, at construction.
+    parsed: Result<reqwest::Url, HttpError>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
 }
@@ -28,7 +30,14 @@ impl std::fmt::Debug for HttpForwarder {
 
 impl HttpForwarder {
     pub fn new(url: String, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
-        HttpForwarder { url, http, metrics }
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| HttpError::InvalidRequest(format!("forward URL {url:?}: {e}")));
+        HttpForwarder {
+            url,
+            parsed,
+            http,
+            metrics,
+        }
     }
 
     /// POST the JSON body with `X-Idempotency-Key` and `X-Relay-Event-Id`; any 2xx is
@@ -39,8 +48,7 @@ impl HttpForwarder {
         idempotency_key: &str,
         event_id: &str,
     ) -> Result<(), HttpError> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| HttpError::InvalidRequest(format!("forward URL {:?}: {e}", self.url)))?;
+        let url = self.parsed.clone()?;
         let request = self
             .http
             .post(url)
