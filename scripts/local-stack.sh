@@ -16,8 +16,9 @@ secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
 scripts/install-deps.sh
 if [ "${RELAY_DEV_BROKER:-kafka}" = tansu ]; then scripts/install-tansu.sh; else scripts/install-kafka.sh >/dev/null; fi
 echo "== building genesys-relay (first build: about 4 minutes on 2 cores)"
-cargo build --locked --bin genesys-relay
+cargo build --locked --bin genesys-relay --bin genesys-sim
 relay="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-relay"
+sim="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-sim"
 
 pids=()
 cleanup() {
@@ -37,7 +38,7 @@ for _ in $(seq 1 300); do
 done
 
 echo "== simulators: Genesys Cloud 127.0.0.1:8181, CMS 127.0.0.1:8282 (log: .run/sim.log)"
-"$relay" sim --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
+"$sim" --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
 pids+=($!)
 
 export RELAY_KAFKA_BROKERS="127.0.0.1:$broker_port"
@@ -60,9 +61,9 @@ cat <<MSG
     -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\
     -d '{"eventType":"conversation:updated","eventId":"demo-1","timestamp":"2026-11-24T08:00:00Z","data":{"conversationId":"conv-1","guestId":"guest-1"}}'
 
-== and see it arrive in the CMS simulator:
+== and see conv-1's customer attributes arrive in the CMS simulator:
 
-  curl -s http://127.0.0.1:8282/v1/entries/guest-1; echo
+  curl -s http://127.0.0.1:8282/v1/entries/conv-1; echo
   curl -s http://127.0.0.1:8282/__sim/stats; echo
 
 == metrics: curl -s http://$RELAY_ADMIN_ADDR/metrics   (Ctrl-C stops everything)

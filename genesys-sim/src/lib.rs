@@ -8,10 +8,11 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs), [`registry`] (a Confluent-compatible schema registry), [`synth`]
+//! two APIs; [`triggers`] and [`budget`] are parts of Genesys), [`registry`] (a Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
 
+mod budget;
 mod clock;
 mod cms;
 mod exchange;
@@ -20,6 +21,7 @@ mod genesys;
 mod registry;
 mod server;
 mod synth;
+mod triggers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

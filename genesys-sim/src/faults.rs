@@ -35,6 +35,10 @@ pub(crate) struct FaultSettings {
     pub retry_after_s: u64,
     /// Genesys only: `expires_in` for tokens issued from now on (`None`: the start option).
     pub token_ttl_s: Option<u64>,
+    /// Genesys only: requests each access token may make per minute (fixed one-minute
+    /// windows); beyond it `/api/v2` answers 429 with `Retry-After`. `None`: no budget
+    /// enforced, and no `inin-ratelimit-*` headers sent.
+    pub rate_limit_per_minute: Option<u64>,
 }
 
 impl Default for FaultSettings {
@@ -47,6 +51,7 @@ impl Default for FaultSettings {
             rate_limit_next: 0,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             token_ttl_s: None,
+            rate_limit_per_minute: None,
         }
     }
 }
@@ -63,6 +68,7 @@ struct FaultPatch {
     rate_limit_next: Option<u64>,
     retry_after_s: Option<u64>,
     token_ttl_s: Option<u64>,
+    rate_limit_per_minute: Option<u64>,
 }
 
 /// Fault configuration plus the countdowns it drives.
@@ -89,6 +95,9 @@ impl Faults {
                 return Err("error_rate must be between 0 and 1".into());
             }
         }
+        if patch.rate_limit_per_minute == Some(0) {
+            return Err("rate_limit_per_minute must be at least 1".into());
+        }
         if let Some(status) = patch.error_status {
             // 1xx cannot be a final answer; 2xx is allowed on purpose (a "lost" success).
             if !(200..=599).contains(&status) {
@@ -103,6 +112,7 @@ impl Faults {
         s.rate_limit_next = patch.rate_limit_next.unwrap_or(s.rate_limit_next);
         s.retry_after_s = patch.retry_after_s.unwrap_or(s.retry_after_s);
         s.token_ttl_s = patch.token_ttl_s.or(s.token_ttl_s);
+        s.rate_limit_per_minute = patch.rate_limit_per_minute.or(s.rate_limit_per_minute);
         Ok(s.clone())
     }
 
