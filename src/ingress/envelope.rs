@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn eventbridge_time_falls_back_to_detail_timestamp() {
         let body = json!({"id":"eb-2","detail-type":"v2.routing.queues.{id}.conversations","detail":{
-            "topicName":"v2.routing.queues.q-1.conversations","eventBody":{"id":"conv-9","participants":[]},
+            "topicName":"v2.routing.queues.q1.conversations","eventBody":{"id":"conv-9","participants":[]},
             "timestamp":"2026-11-25T08:30:00.500Z"}});
         let e = parse_event(&serde_json::to_vec(&body).unwrap(), NOW, None).unwrap();
         assert_eq!(e.event_time_ms, Some(1_795_595_400_500));

@@ -157,25 +157,36 @@ mod tests {
 
     #[test]
     fn queue_and_user_topics_carry_conversation_objects_not_conversation_ids() {
-        let q = classify("v2.routing.queues.q-1.conversations");
+        let q = classify("v2.routing.queues.q1.conversations");
         assert_eq!(q.event_type, "v2.routing.queues.{id}.conversations");
         assert!(q.body_is_conversation);
         assert_eq!(q.conversation_id, None);
-        let u = classify("v2.users.u-1.conversations.messages");
+        let u = classify("v2.users.u1.conversations.messages");
         assert_eq!(u.event_type, "v2.users.{id}.conversations.messages");
         assert!(u.body_is_conversation);
         assert_eq!(u.conversation_id, None, "the id in a user topic is a user");
-        let s = classify("v2.users.u-1.conversations.summaries");
+        let s = classify("v2.users.u1.conversations.summaries");
         assert!(!s.body_is_conversation);
-        let r = classify(&format!("v2.users.u-1.conversations.{C}.recordings"));
+        let r = classify(&format!("v2.users.u1.conversations.{C}.recordings"));
         assert_eq!(r.event_type, "v2.users.{id}.conversations.{id}.recordings");
         assert_eq!(r.conversation_id.as_deref(), Some(C));
+    }
+
+    #[test]
+    fn a_pattern_sent_as_topic_names_no_conversation() {
+        let t = classify("v2.detail.events.conversation.{id}.attributes");
+        assert_eq!(
+            t.event_type,
+            "v2.detail.events.conversation.{id}.attributes"
+        );
+        assert_eq!(t.conversation_id, None);
     }
 
     #[test]
     fn literal_topics_and_unknown_topics() {
         let t = classify("v2.system.socket_closing");
         assert_eq!(t.event_type, "v2.system.socket_closing");
+        // Deliberately not a Genesys topic: the fallback for topics outside the SDK list.
         let t = classify(&format!("v2.future.conversations.{C}.things"));
         assert_eq!(t.event_type, "v2.future.conversations.{id}.things");
         assert_eq!(t.conversation_id.as_deref(), Some(C));

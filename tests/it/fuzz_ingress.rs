@@ -177,11 +177,11 @@ proptest! {
     fn good_eventbridge_events_with_odd_bodies_are_accepted(
         id in "[a-f0-9-]{1,64}",
         topic in prop::sample::select(vec![
-            "v2.detail.events.conversation.c-1.customer.start",
-            "v2.detail.events.conversation.c-1.attributes",
-            "v2.routing.queues.q-1.conversations",
-            "v2.users.u-1.conversations.messages",
-            "v2.some.future.topic",
+            "v2.detail.events.conversation.c1.customer.start",
+            "v2.detail.events.conversation.c1.attributes",
+            "v2.routing.queues.q1.conversations",
+            "v2.users.u1.conversations.messages",
+            "v2.some.future.topic", // deliberately not a Genesys topic (fallback path)
         ]),
         body in prop::collection::btree_map("[a-zA-Z]{1,12}", any_json(), 0..6),
         time in prop::option::of(any::<i64>()),
@@ -414,6 +414,7 @@ fn now_secs() -> i64 {
 const MAX_BODY: usize = 16 * 1024;
 
 fn random_body(rng: &mut StdRng, i: usize) -> Vec<u8> {
+    let cid = format!("3a7d6c2e11114a4a9b9b{i:012}");
     match rng.gen_range(0..10) {
         0..=2 => serde_json::to_vec(&json!({
             "eventType": "conversation:updated",
@@ -428,7 +429,7 @@ fn random_body(rng: &mut StdRng, i: usize) -> Vec<u8> {
             "detail-type": "v2.detail.events.conversation.{id}.customer.start",
             "source": "aws.partner/genesys.com/cloud/org/fuzz",
             "detail": {
-                "topicName": format!("v2.detail.events.conversation.3a7d6c2e-1111-4a4a-9b9b-{i:012}.customer.start"),
+                "topicName": format!("v2.detail.events.conversation.{cid}.customer.start"),
                 "version": "2",
                 "eventBody": {"eventTime": rng.gen::<i64>(), "participantId": format!("p-{i}")},
                 "timestamp": "2026-11-25T08:30:00.000Z"
@@ -436,7 +437,7 @@ fn random_body(rng: &mut StdRng, i: usize) -> Vec<u8> {
         }))
         .unwrap(),
         3 => serde_json::to_vec(&json!({
-            "topicName": format!("v2.conversations.3a7d6c2e-1111-4a4a-9b9b-{i:012}"),
+            "topicName": format!("v2.conversations.{cid}.transcription"),
             "version": "2",
             "eventBody": {"id": i},
             "metadata": {"CorrelationId": format!("fz-n-{i}")}

@@ -398,7 +398,7 @@ async fn every_shape_is_written_with_the_right_id_type_key_and_time() {
         r#"{{"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","detail-type":"v2.detail.events.conversation.{{id}}.customer.start","source":"aws.partner/genesys.com/cloud/org-1/relay","account":"123456789012","time":"2026-11-25T08:30:00Z","region":"eu-central-1","resources":[],"detail":{{"topicName":"{topic}","version":"2","eventBody":{{"eventTime":1795595400123,"conversationId":"{CONV}","participantId":"cust-1","mediaType":"MESSAGE","direction":"INBOUND"}},"metadata":{{"CorrelationId":"corr-1"}},"timestamp":"2026-11-25T08:30:00.500Z"}}}}"#
     );
     // 2. EventBridge without eventTime: detail.timestamp.
-    let eb_queue = r#"{"version":"0","id":"eb-queue-1","detail-type":"v2.routing.queues.{id}.conversations","source":"aws.partner/genesys.com/cloud/org-1/relay","account":"123456789012","time":"2026-11-25T08:31:00Z","region":"eu-central-1","resources":[],"detail":{"topicName":"v2.routing.queues.8a1b-4c2d-q.conversations","version":"2","eventBody":{"id":"conv-from-object","participants":[{"id":"p-c","purpose":"customer","attributes":{"cart_value":"10"}}]},"metadata":{"CorrelationId":"corr-2"},"timestamp":"2026-11-25T08:31:00.250Z"}}"#.to_string();
+    let eb_queue = r#"{"version":"0","id":"eb-queue-1","detail-type":"v2.routing.queues.{id}.conversations","source":"aws.partner/genesys.com/cloud/org-1/relay","account":"123456789012","time":"2026-11-25T08:31:00Z","region":"eu-central-1","resources":[],"detail":{"topicName":"v2.routing.queues.8a1b4c2dq.conversations","version":"2","eventBody":{"id":"conv-from-object","participants":[{"id":"p-c","purpose":"customer","attributes":{"cart_value":"10"}}]},"metadata":{"CorrelationId":"corr-2"},"timestamp":"2026-11-25T08:31:00.250Z"}}"#.to_string();
     // 3. A notification (Notifications API / Data Action body), odd spacing kept as sent.
     let attr_topic = format!("v2.detail.events.conversation.{CONV}.attributes");
     let attr_body = format!(
@@ -785,7 +785,8 @@ async fn body_limit_fits_message_max_bytes() {
     );
     let at_max = sized(max, &long_id);
     assert_eq!(at_max.len(), max);
-    let (status, text) = post_raw(&client, &target, at_max, &[traceparent.clone()]).await;
+    let (status, text) =
+        post_raw(&client, &target, at_max, std::slice::from_ref(&traceparent)).await;
     assert_eq!(status, 202, "{text}");
     let over = sized(max + 1, "over");
     let (status, text) = post_raw(&client, &target, over, &[]).await;
