@@ -89,7 +89,14 @@ pub(crate) fn classify(topic: &str) -> TopicInfo {
     let conversation_id = segments
         .windows(2)
         .zip(is_id.windows(2))
-        .find(|(w, ids)| (w[0] == "conversation" || w[0] == "conversations") && !ids[0] && ids[1])
+        // A Data Action template may send the pattern itself (`...conversation.{id}...`):
+        // that placeholder is no conversation id.
+        .find(|(w, ids)| {
+            (w[0] == "conversation" || w[0] == "conversations")
+                && !ids[0]
+                && ids[1]
+                && w[1] != "{id}"
+        })
         .map(|(w, _)| w[1].to_string());
     TopicInfo {
         body_is_conversation: best.is_some_and(|p| carries_conversation_object(p.text)),
