@@ -162,9 +162,9 @@ fn notification(
         Shape::Notification => ("topicName", "eventBody", "eventBody.eventTime"),
     };
     let topic_name = bounded(topic_field, required_str_at(obj, "topicName", topic_field)?)?;
-    let body = obj
+    let body_value = obj
         .get("eventBody")
-        .and_then(Value::as_object)
+        .filter(|b| b.is_object())
         .ok_or(EnvelopeError::WrongType(body_field, "an object"))?;
     let raw_body = raw_body.ok_or(EnvelopeError::WrongType(body_field, "an object"))?;
     let info = topics::classify(topic_name);
@@ -174,10 +174,9 @@ fn notification(
         h.update(raw_body.get().as_bytes());
         hex::encode(h.finalize())
     };
-    let body_value = Value::Object(body.clone());
-    let conversation_id = match str_at(&body_value, &["conversationId"]) {
+    let conversation_id = match str_at(body_value, &["conversationId"]) {
         Some(id) => Some(id),
-        None if info.body_is_conversation => str_at(&body_value, &["id"]),
+        None if info.body_is_conversation => str_at(body_value, &["id"]),
         None => None,
     }
     .or(info.conversation_id);
@@ -189,12 +188,12 @@ fn notification(
         event_id,
         info.event_type,
         shape_name,
-        time_ms(body.get("eventTime"), time_field)?,
+        time_ms(body_value.get("eventTime"), time_field)?,
     );
     event.conversation_id = bounded_opt("conversationId", conversation_id)?;
     event.participant_id = bounded_opt(
         "eventBody.participantId",
-        str_at(&body_value, &["participantId"]),
+        str_at(body_value, &["participantId"]),
     )?;
     event.topic_name = Some(topic_name.to_string());
     Ok(event)
