@@ -100,8 +100,11 @@ pub async fn codec_for(cfg: &Config, topics: &Topics) -> Result<Codec, StartErro
 pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> {
     let metrics = Arc::new(Metrics::new());
     let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+    // Fail fast on missing or unsafe settings before touching the broker.
+    if role.runs_ingress() {
+        crate::ingress::check_settings(&cfg)?;
+    }
     if role.runs_worker() {
-        // Fail fast on missing settings before touching the broker.
         cfg.genesys()?;
         cfg.cms_url()?;
     }
@@ -122,10 +125,12 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
             codec.clone(),
             topics.raw.clone(),
             metrics.clone(),
-        ));
+        )?);
+        let scheme = if ingress.is_tls() { "https" } else { "http" };
+        let max_body_bytes = ingress.max_body_bytes();
         let (addr, server) =
             ingress.bind(cfg.http_addr, shutdown::signalled(shutdown_rx.clone()))?;
-        tracing::info!(%addr, "ingress listening");
+        tracing::info!(%addr, scheme, max_body_bytes, "ingress listening");
         ingress_addr = Some(addr);
         tasks.push(tokio::spawn(bounded_drain(
             server,

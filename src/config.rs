@@ -19,6 +19,11 @@ pub enum ConfigError {
     Invalid { name: String, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error(
+        "the ingress needs a credential: set RELAY_WEBHOOK_SECRET or RELAY_WEBHOOK_BASIC_USER and \
+         RELAY_WEBHOOK_BASIC_PASSWORD (or RELAY_WEBHOOK_AUTH=none to accept unauthenticated requests)"
+    )]
+    NoWebhookCredential,
 }
 
 /// A value that must never reach a log line or a metric label.
@@ -119,7 +124,16 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     pub webhook_secret: Option<Secret>,
     pub webhook_secret_header: String,
-    pub max_body_bytes: usize,
+    pub webhook_basic_user: Option<Secret>,
+    pub webhook_basic_password: Option<Secret>,
+    /// `RELAY_WEBHOOK_AUTH=none`: the ingress may run without any credential.
+    pub webhook_auth_none: bool,
+    /// PEM certificate chain and private key for HTTPS on the ingress.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// `RELAY_MAX_BODY_BYTES`; unset = the largest body the producer's
+    /// `message.max.bytes` can carry (see `ingress::body_limit`).
+    pub max_body_bytes: Option<usize>,
     pub produce_timeout: Duration,
     genesys_api_base: String,
     genesys_login_base: String,
@@ -210,6 +224,30 @@ impl Config {
             }
         };
         let routes = parse_routes(&get("RELAY_ROUTES").unwrap_or_default())?;
+        let webhook_auth_none = match get("RELAY_WEBHOOK_AUTH").as_deref() {
+            None | Some("required") => false,
+            Some("none") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "RELAY_WEBHOOK_AUTH",
+                    format!("{other:?} is not required or none"),
+                ))
+            }
+        };
+        let webhook_basic_user = get("RELAY_WEBHOOK_BASIC_USER").map(Secret::new);
+        let webhook_basic_password = get("RELAY_WEBHOOK_BASIC_PASSWORD").map(Secret::new);
+        match (&webhook_basic_user, &webhook_basic_password) {
+            (Some(_), None) => return Err(ConfigError::Missing("RELAY_WEBHOOK_BASIC_PASSWORD")),
+            (None, Some(_)) => return Err(ConfigError::Missing("RELAY_WEBHOOK_BASIC_USER")),
+            _ => {}
+        }
+        let tls_cert = get("RELAY_TLS_CERT").map(std::path::PathBuf::from);
+        let tls_key = get("RELAY_TLS_KEY").map(std::path::PathBuf::from);
+        match (&tls_cert, &tls_key) {
+            (Some(_), None) => return Err(ConfigError::Missing("RELAY_TLS_KEY")),
+            (None, Some(_)) => return Err(ConfigError::Missing("RELAY_TLS_CERT")),
+            _ => {}
+        }
         let log_format = match get("RELAY_LOG_FORMAT").as_deref() {
             None | Some("human") | Some("text") => LogFormat::Human,
             Some("json") => LogFormat::Json,
@@ -240,7 +278,17 @@ impl Config {
             webhook_secret: get("RELAY_WEBHOOK_SECRET").map(Secret::new),
             webhook_secret_header: get("RELAY_WEBHOOK_SECRET_HEADER")
                 .unwrap_or_else(|| "X-Relay-Secret".into()),
-            max_body_bytes: parse_or(vars, "RELAY_MAX_BODY_BYTES", 1024 * 1024)?,
+            webhook_basic_user,
+            webhook_basic_password,
+            webhook_auth_none,
+            tls_cert,
+            tls_key,
+            max_body_bytes: match get("RELAY_MAX_BODY_BYTES") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|e: std::num::ParseIntError| {
+                    invalid("RELAY_MAX_BODY_BYTES", e.to_string())
+                })?),
+            },
             produce_timeout: duration_or(vars, "RELAY_PRODUCE_TIMEOUT", Duration::from_secs(5))?,
             genesys_api_base: get("RELAY_GENESYS_API_BASE")
                 .unwrap_or_else(|| format!("https://api.{region}")),
@@ -325,6 +373,33 @@ impl Config {
             budget_max_wait: self.genesys_budget_max_wait,
             cache_ttl: self.genesys_cache_ttl,
         })
+    }
+
+    /// The producer's `message.max.bytes`: `RELAY_KAFKA_MESSAGE_MAX_BYTES`, else
+    /// librdkafka's default (1,000,000).
+    pub fn producer_message_max_bytes(&self) -> Result<usize, ConfigError> {
+        match self.kafka_passthrough.get("message.max.bytes") {
+            None => Ok(1_000_000),
+            Some(v) => v.trim().parse().map_err(|e: std::num::ParseIntError| {
+                invalid("RELAY_KAFKA_MESSAGE_MAX_BYTES", e.to_string())
+            }),
+        }
+    }
+
+    /// The ingress credentials; with none configured the ingress refuses to start unless
+    /// `RELAY_WEBHOOK_AUTH=none` (`Ok(None)`). Configured credentials are always enforced.
+    pub fn ingress_auth(&self) -> Result<Option<crate::ingress::IngressAuth>, ConfigError> {
+        use crate::ingress::{BasicAuth, IngressAuth, WebhookAuth};
+        let secret = self.webhook_secret.clone().map(WebhookAuth::new);
+        let basic = match (&self.webhook_basic_user, &self.webhook_basic_password) {
+            (Some(u), Some(p)) => Some(BasicAuth::new(u.clone(), p.clone())),
+            _ => None,
+        };
+        match (secret, basic) {
+            (None, None) if self.webhook_auth_none => Ok(None),
+            (None, None) => Err(ConfigError::NoWebhookCredential),
+            (secret, basic) => Ok(Some(IngressAuth { secret, basic })),
+        }
     }
 
     /// The CMS entries collection URL; required by the worker's guest sync.
@@ -488,7 +563,8 @@ mod tests {
         let c = Config::from_vars(&HashMap::new()).unwrap();
         assert_eq!(c.kafka_brokers, "localhost:9092");
         assert_eq!(c.topic_prefix, "genesys");
-        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.max_body_bytes, None);
+        assert_eq!(c.producer_message_max_bytes().unwrap(), 1_000_000);
         assert_eq!(c.max_in_flight, 256);
         assert_eq!(
             c.retry_delays,
@@ -555,8 +631,52 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = Config::from_vars(&vars(&[("RELAY_WEBHOOK_SECRET", "hunter2")])).unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = Config::from_vars(&vars(&[
+            ("RELAY_WEBHOOK_SECRET", "hunter2"),
+            ("RELAY_WEBHOOK_BASIC_USER", "basic-user-7"),
+            ("RELAY_WEBHOOK_BASIC_PASSWORD", "basic-pass-9"),
+        ]))
+        .unwrap();
+        let printed = format!("{c:?} {:?}", c.ingress_auth().unwrap());
+        for secret in ["hunter2", "basic-user-7", "basic-pass-9"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+    }
+
+    #[test]
+    fn ingress_auth_is_required_unless_explicitly_none() {
+        let err = Config::from_vars(&HashMap::new())
+            .unwrap()
+            .ingress_auth()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RELAY_WEBHOOK_AUTH=none"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let none = Config::from_vars(&vars(&[("RELAY_WEBHOOK_AUTH", "none")])).unwrap();
+        assert!(none.ingress_auth().unwrap().is_none());
+        // `none` never switches off a configured credential.
+        let both = Config::from_vars(&vars(&[
+            ("RELAY_WEBHOOK_AUTH", "none"),
+            ("RELAY_WEBHOOK_SECRET", "s"),
+        ]))
+        .unwrap();
+        assert!(both.ingress_auth().unwrap().is_some());
+        let basic = Config::from_vars(&vars(&[
+            ("RELAY_WEBHOOK_BASIC_USER", "u"),
+            ("RELAY_WEBHOOK_BASIC_PASSWORD", "p"),
+        ]))
+        .unwrap();
+        let auth = basic.ingress_auth().unwrap().unwrap();
+        assert!(auth.basic.is_some() && auth.secret.is_none());
+        let half = Config::from_vars(&vars(&[("RELAY_WEBHOOK_BASIC_USER", "u")])).unwrap_err();
+        assert_eq!(
+            half.to_string(),
+            "missing required setting RELAY_WEBHOOK_BASIC_PASSWORD"
+        );
+        let typo = Config::from_vars(&vars(&[("RELAY_WEBHOOK_AUTH", "off")])).unwrap_err();
+        assert!(typo.to_string().contains("RELAY_WEBHOOK_AUTH"));
+        let tls = Config::from_vars(&vars(&[("RELAY_TLS_CERT", "c.pem")])).unwrap_err();
+        assert_eq!(tls.to_string(), "missing required setting RELAY_TLS_KEY");
     }
 
     #[test]

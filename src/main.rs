@@ -182,7 +182,10 @@ async fn register(cfg: &Config, spec: TriggerSpec) -> anyhow::Result<()> {
 }
 
 async fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
-    let relay = app::start(cfg, role).await.context("cannot start")?;
+    // One line (`Error: cannot start: <reason>`), not anyhow's multi-line cause chain.
+    let relay = app::start(cfg, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
     tokio::spawn(shutdown::on_signal(relay.shutdown_sender()));
     relay.wait().await;
     Ok(())

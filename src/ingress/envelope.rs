@@ -1,10 +1,34 @@
-//! Turns a webhook body into a [`RawEvent`]: the relay's envelope
-//! `{eventType, eventId?, timestamp, data}` or the Genesys notification
-//! `{topicName, version, eventBody, metadata}` (DESIGN section 5).
+//! Turns one delivered body into a [`RawEvent`] (DESIGN section 5). Three shapes:
+//!
+//! - the **Amazon EventBridge event** `{version, id, detail-type, source, account, time,
+//!   region, resources, detail}` (AWS "event structure reference"); Genesys Cloud puts the
+//!   notification in `detail`; the event id is EventBridge's own `id` (a UUID per event);
+//! - the **Genesys notification** `{topicName, version, eventBody, metadata}` (Notifications
+//!   API, Process Automation trigger -> Data Action); the event id is SHA-256 of `topicName`
+//!   followed by the exact `eventBody` text, so identical deliveries share an id
+//!   (`metadata.CorrelationId` is not unique per event and is only kept in the payload);
+//! - the **legacy envelope** `{eventType, eventId?, timestamp, data}` of the replaced seed
+//!   services, and seed 002's bare conversation start `{conversationId, timestamp}`.
+//!
+//! Invariants: the same body always gives the same event id, type, key and time (the
+//! `listen` source calls [`parse_event`] on each WebSocket message for that reason);
+//! every text field written to the record is bounded ([`MAX_FIELD_BYTES`]), so a record is
+//! never much larger than its body (see `ingress::body_limit`); a bad body is an
+//! [`EnvelopeError`] naming the field, never a panic.
 
+use super::topics;
 use crate::schema::RawEvent;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+/// Longest id, type, topic or traceparent the relay writes: Genesys ids are UUIDs and its
+/// topics are under 120 characters, so 1 KiB is generous and bounds the record overhead.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// Event times later than receipt plus this are clamped to the receipt time.
+pub const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
 
 /// Why a body is not an event; answered as 400 with this text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -13,13 +37,32 @@ pub enum EnvelopeError {
     Json(String),
     #[error("body must be a JSON object")]
     NotAnObject,
-    #[error("body is neither an envelope {{eventType, data}} nor a notification {{topicName, eventBody}}")]
+    #[error(
+        "body is neither an EventBridge event {{id, detail-type, detail}}, a notification \
+         {{topicName, eventBody}} nor an envelope {{eventType, data}}"
+    )]
     UnknownShape,
     #[error("field {0} must be {1}")]
     WrongType(&'static str, &'static str),
+    #[error("field {0} is longer than {MAX_FIELD_BYTES} bytes")]
+    TooLong(&'static str),
 }
 
-/// Parses and checks `body`. `received_at_ms` and `traceparent` come from the request.
+/// The raw text of the fields whose exact bytes matter (the notification id hashes them).
+#[derive(Deserialize)]
+struct RawFields<'a> {
+    #[serde(borrow, rename = "eventBody")]
+    event_body: Option<&'a RawValue>,
+    #[serde(borrow)]
+    detail: Option<&'a RawValue>,
+}
+
+fn raw_fields(json: &str) -> Result<RawFields<'_>, EnvelopeError> {
+    serde_json::from_str(json).map_err(|e| EnvelopeError::Json(e.to_string()))
+}
+
+/// Parses and checks `body`. `received_at_ms` and `traceparent` come from the request
+/// (or, for the `listen` source, from the WebSocket message's arrival).
 pub fn parse_event(
     body: &[u8],
     received_at_ms: i64,
@@ -29,70 +72,204 @@ pub fn parse_event(
         serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
     let obj = value.as_object().ok_or(EnvelopeError::NotAnObject)?;
     // serde_json only accepts valid UTF-8, so this cannot fail after parsing.
-    let payload = String::from_utf8_lossy(body).into_owned();
-    let body_hash = || hex::encode(Sha256::digest(body));
-
-    if obj.contains_key("eventType") || obj.contains_key("data") {
-        let event_type = required_str(obj, "eventType")?;
-        let data = obj
-            .get("data")
-            .ok_or(EnvelopeError::WrongType("data", "present"))?;
-        if !data.is_object() {
-            return Err(EnvelopeError::WrongType("data", "an object"));
-        }
-        let event_id = optional_str(obj, "eventId")?
-            .map(str::to_string)
-            .unwrap_or_else(body_hash);
-        Ok(RawEvent {
-            event_id,
-            event_type: event_type.to_string(),
-            shape: "ENVELOPE".into(),
-            conversation_id: conversation_id(data),
-            guest_id: guest_id(data),
-            event_time_ms: timestamp_ms(obj.get("timestamp"))?,
-            received_at_ms,
-            payload,
-            traceparent,
-            topic_name: None,
-            participant_id: None,
-        })
+    let payload = std::str::from_utf8(body)
+        .map_err(|e| EnvelopeError::Json(e.to_string()))?
+        .to_string();
+    // An over-long traceparent is dropped (it is a tracing hint), never a reason to refuse.
+    let traceparent = traceparent.filter(|t| t.len() <= MAX_FIELD_BYTES);
+    let mut event = if obj.contains_key("detail-type") || obj.contains_key("detail") {
+        eventbridge(obj, &payload)?
     } else if obj.contains_key("topicName") || obj.contains_key("eventBody") {
-        let topic_name = required_str(obj, "topicName")?;
-        let body_value = obj
-            .get("eventBody")
-            .ok_or(EnvelopeError::WrongType("eventBody", "present"))?;
-        if !body_value.is_object() {
-            return Err(EnvelopeError::WrongType("eventBody", "an object"));
-        }
-        let metadata = obj.get("metadata").and_then(Value::as_object);
-        let event_id = metadata
-            .and_then(|m| m.get("CorrelationId"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(body_hash);
-        let event_type = body_value
-            .get("eventType")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| generic_topic(topic_name));
-        let conversation_id =
-            conversation_id(body_value).or_else(|| topic_conversation_id(topic_name));
-        Ok(RawEvent {
-            event_id,
-            event_type,
-            shape: "NOTIFICATION".into(),
-            conversation_id,
-            guest_id: guest_id(body_value),
-            event_time_ms: timestamp_ms(body_value.get("timestamp"))?,
-            received_at_ms,
-            payload,
-            traceparent,
-            topic_name: None,
-            participant_id: None,
-        })
+        let raw = raw_fields(&payload)?;
+        notification(obj, raw.event_body, Shape::Notification)?
+    } else if obj.contains_key("eventType") || obj.contains_key("data") {
+        envelope(obj, body)?
+    } else if obj.contains_key("conversationId") {
+        conversation_start(obj, body)?
     } else {
-        Err(EnvelopeError::UnknownShape)
+        return Err(EnvelopeError::UnknownShape);
+    };
+    event.event_time_ms = event.event_time_ms.map(|t| clamp_future(t, received_at_ms));
+    event.received_at_ms = received_at_ms;
+    event.payload = payload;
+    event.traceparent = traceparent;
+    Ok(event)
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    EventBridge,
+    Notification,
+}
+
+/// An event with the fields every shape fills; `parse_event` adds the request's own.
+fn event(
+    event_id: String,
+    event_type: String,
+    shape: &str,
+    event_time_ms: Option<i64>,
+) -> RawEvent {
+    RawEvent {
+        event_id,
+        event_type,
+        shape: shape.into(),
+        conversation_id: None,
+        guest_id: None,
+        event_time_ms,
+        received_at_ms: 0,
+        payload: String::new(),
+        traceparent: None,
+        topic_name: None,
+        participant_id: None,
+    }
+}
+
+/// `{version, id, detail-type, source, ..., detail: <notification>}`.
+fn eventbridge(obj: &Map<String, Value>, payload: &str) -> Result<RawEvent, EnvelopeError> {
+    let id = bounded("id", required_str(obj, "id")?)?;
+    required_str(obj, "detail-type")?;
+    let detail = obj
+        .get("detail")
+        .and_then(Value::as_object)
+        .ok_or(EnvelopeError::WrongType("detail", "an object"))?;
+    let raw_detail = raw_fields(payload)?
+        .detail
+        .ok_or(EnvelopeError::WrongType("detail", "an object"))?;
+    let raw_body = raw_fields(raw_detail.get())?.event_body;
+    let mut event = notification(detail, raw_body, Shape::EventBridge)?;
+    event.event_id = id.to_string();
+    if event.event_time_ms.is_none() {
+        // `detail.timestamp` is when Genesys published the event; EventBridge's `time`
+        // is the last resort.
+        event.event_time_ms = time_ms(detail.get("timestamp"), "detail.timestamp")?
+            .or(time_ms(obj.get("time"), "time")?);
+    }
+    Ok(event)
+}
+
+/// `{topicName, version, eventBody, metadata}`, alone or as an EventBridge `detail`.
+fn notification(
+    obj: &Map<String, Value>,
+    raw_body: Option<&RawValue>,
+    shape: Shape,
+) -> Result<RawEvent, EnvelopeError> {
+    let (topic_field, body_field, time_field) = match shape {
+        Shape::EventBridge => (
+            "detail.topicName",
+            "detail.eventBody",
+            "detail.eventBody.eventTime",
+        ),
+        Shape::Notification => ("topicName", "eventBody", "eventBody.eventTime"),
+    };
+    let topic_name = bounded(topic_field, required_str_at(obj, "topicName", topic_field)?)?;
+    let body_value = obj
+        .get("eventBody")
+        .filter(|b| b.is_object())
+        .ok_or(EnvelopeError::WrongType(body_field, "an object"))?;
+    let raw_body = raw_body.ok_or(EnvelopeError::WrongType(body_field, "an object"))?;
+    let info = topics::classify(topic_name);
+    let event_id = {
+        let mut h = Sha256::new();
+        h.update(topic_name.as_bytes());
+        h.update(raw_body.get().as_bytes());
+        hex::encode(h.finalize())
+    };
+    let conversation_id = match str_at(body_value, &["conversationId"]) {
+        Some(id) => Some(id),
+        None if info.body_is_conversation => str_at(body_value, &["id"]),
+        None => None,
+    }
+    .or(info.conversation_id);
+    let shape_name = match shape {
+        Shape::EventBridge => "EVENTBRIDGE",
+        Shape::Notification => "NOTIFICATION",
+    };
+    let mut event = event(
+        event_id,
+        info.event_type,
+        shape_name,
+        time_ms(body_value.get("eventTime"), time_field)?,
+    );
+    event.conversation_id = bounded_opt("conversationId", conversation_id)?;
+    event.participant_id = bounded_opt(
+        "eventBody.participantId",
+        str_at(body_value, &["participantId"]),
+    )?;
+    event.topic_name = Some(topic_name.to_string());
+    Ok(event)
+}
+
+/// The seed envelope `{eventType, eventId?, timestamp, data}`.
+fn envelope(obj: &Map<String, Value>, body: &[u8]) -> Result<RawEvent, EnvelopeError> {
+    let event_type = bounded("eventType", required_str(obj, "eventType")?)?;
+    let data = obj
+        .get("data")
+        .ok_or(EnvelopeError::WrongType("data", "present"))?;
+    if !data.is_object() {
+        return Err(EnvelopeError::WrongType("data", "an object"));
+    }
+    let event_id = match optional_str(obj, "eventId")? {
+        Some(id) => bounded("eventId", id)?.to_string(),
+        None => body_hash(body),
+    };
+    let mut event = event(
+        event_id,
+        event_type.to_string(),
+        "ENVELOPE",
+        time_ms(obj.get("timestamp"), "timestamp")?,
+    );
+    // Seed 000 sends `data: {id, guest: {id}}` where `data.id` is the conversation id.
+    let conversation_id = str_at(data, &["conversationId"])
+        .or_else(|| str_at(data, &["conversation", "id"]))
+        .or_else(|| str_at(data, &["id"]));
+    event.conversation_id = bounded_opt("data.conversationId", conversation_id)?;
+    event.guest_id = bounded_opt(
+        "data.guestId",
+        str_at(data, &["guestId"]).or_else(|| str_at(data, &["guest", "id"])),
+    )?;
+    event.participant_id = bounded_opt("data.participantId", str_at(data, &["participantId"]))?;
+    Ok(event)
+}
+
+/// Seed 002's receiver took a bare `{conversationId, timestamp}` as a conversation start.
+fn conversation_start(obj: &Map<String, Value>, body: &[u8]) -> Result<RawEvent, EnvelopeError> {
+    let conversation_id = bounded("conversationId", required_str(obj, "conversationId")?)?;
+    let mut event = event(
+        body_hash(body),
+        "conversation:created".into(),
+        "ENVELOPE",
+        time_ms(obj.get("timestamp"), "timestamp")?,
+    );
+    event.conversation_id = Some(conversation_id.to_string());
+    Ok(event)
+}
+
+fn body_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+fn clamp_future(event_time_ms: i64, received_at_ms: i64) -> i64 {
+    if event_time_ms > received_at_ms.saturating_add(MAX_FUTURE_MS) {
+        received_at_ms
+    } else {
+        event_time_ms
+    }
+}
+
+fn bounded<'a>(field: &'static str, value: &'a str) -> Result<&'a str, EnvelopeError> {
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(EnvelopeError::TooLong(field));
+    }
+    Ok(value)
+}
+
+fn bounded_opt(
+    field: &'static str,
+    value: Option<String>,
+) -> Result<Option<String>, EnvelopeError> {
+    match value {
+        Some(v) if v.len() > MAX_FIELD_BYTES => Err(EnvelopeError::TooLong(field)),
+        other => Ok(other),
     }
 }
 
@@ -100,9 +277,19 @@ fn required_str<'a>(
     obj: &'a Map<String, Value>,
     field: &'static str,
 ) -> Result<&'a str, EnvelopeError> {
-    optional_str(obj, field)?
-        .filter(|s| !s.trim().is_empty())
-        .ok_or(EnvelopeError::WrongType(field, "a non-empty string"))
+    required_str_at(obj, field, field)
+}
+
+/// `obj[key]` as a non-empty string; errors name the field by its full path.
+fn required_str_at<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    path: &'static str,
+) -> Result<&'a str, EnvelopeError> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        _ => Err(EnvelopeError::WrongType(path, "a non-empty string")),
+    }
 }
 
 fn optional_str<'a>(
@@ -116,19 +303,21 @@ fn optional_str<'a>(
     }
 }
 
-/// RFC 3339 text (`2026-11-24T08:00:00.000Z`) or Unix milliseconds. An unparseable text
-/// is kept in the payload but gives no event time; a wrong JSON type is an error.
-fn timestamp_ms(value: Option<&Value>) -> Result<Option<i64>, EnvelopeError> {
+/// Unix milliseconds (detail events' `eventTime`) or RFC 3339 text (`detail.timestamp`,
+/// envelope `timestamp`, and the `eventTime` of some topics such as transcription). An
+/// unparseable text or an out-of-range number gives no event time; a wrong JSON type is an
+/// error.
+fn time_ms(value: Option<&Value>, field: &'static str) -> Result<Option<i64>, EnvelopeError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_i64()),
         Some(Value::String(s)) => Ok(humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)),
+            .and_then(|d| i64::try_from(d.as_millis()).ok())),
         Some(_) => Err(EnvelopeError::WrongType(
-            "timestamp",
-            "a string or a number",
+            field,
+            "Unix milliseconds or an RFC 3339 time",
         )),
     }
 }
@@ -141,36 +330,6 @@ fn str_at(v: &Value, path: &[&str]) -> Option<String> {
     cur.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-fn conversation_id(data: &Value) -> Option<String> {
-    str_at(data, &["conversationId"]).or_else(|| str_at(data, &["conversation", "id"]))
-}
-
-fn guest_id(data: &Value) -> Option<String> {
-    str_at(data, &["guestId"]).or_else(|| str_at(data, &["guest", "id"]))
-}
-
-fn looks_like_id(segment: &str) -> bool {
-    segment.len() >= 8 && segment.chars().any(|c| c.is_ascii_digit()) && segment.contains('-')
-}
-
-/// `v2.conversations.<uuid>.messages` -> `v2.conversations.{id}.messages`.
-fn generic_topic(topic: &str) -> String {
-    topic
-        .split('.')
-        .map(|s| if looks_like_id(s) { "{id}" } else { s })
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// The id segment after `conversations` or `conversation` in a notification topic.
-fn topic_conversation_id(topic: &str) -> Option<String> {
-    let segments: Vec<&str> = topic.split('.').collect();
-    segments
-        .windows(2)
-        .find(|w| (w[0] == "conversations" || w[0] == "conversation") && looks_like_id(w[1]))
-        .map(|w| w[1].to_string())
-}
-
 /// The Kafka record key: the conversation id when the event has one, else the event id.
 pub fn record_key(event: &RawEvent) -> &str {
     event.conversation_id.as_deref().unwrap_or(&event.event_id)
@@ -179,59 +338,187 @@ pub fn record_key(event: &RawEvent) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn envelope_fields_are_extracted() {
-        let body = br#"{"eventType":"conversation:updated","eventId":"e-1","timestamp":"2026-11-24T08:00:00.000Z","data":{"conversationId":"c-1","guestId":"g-1"}}"#;
-        let e = parse_event(body, 5, None).unwrap();
-        assert_eq!(e.event_id, "e-1");
-        assert_eq!(e.event_type, "conversation:updated");
-        assert_eq!(e.conversation_id.as_deref(), Some("c-1"));
-        assert_eq!(e.guest_id.as_deref(), Some("g-1"));
-        assert_eq!(e.event_time_ms, Some(1_795_507_200_000));
-        assert_eq!(record_key(&e), "c-1");
+    const CONV: &str = "3a7d6c2e-1111-4a4a-9b9b-000000000001";
+    const NOW: i64 = 1_795_600_000_000;
+
+    fn sha(parts: &[&str]) -> String {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p.as_bytes());
+        }
+        hex::encode(h.finalize())
     }
 
     #[test]
-    fn notification_uses_correlation_id_and_topic() {
-        let body = br#"{"topicName":"v2.conversations.3a7d6c2e-1111-4a4a-9b9b-000000000001","version":"2","eventBody":{"id":"x"},"metadata":{"CorrelationId":"corr-9"}}"#;
-        let e = parse_event(body, 5, None).unwrap();
-        assert_eq!(e.event_id, "corr-9");
-        assert_eq!(e.event_type, "v2.conversations.{id}");
+    fn eventbridge_customer_start() {
+        let body = format!(
+            r#"{{"version":"0","id":"eb-1","detail-type":"v2.detail.events.conversation.{{id}}.customer.start","source":"aws.partner/genesys.com/cloud/org/relay","account":"123456789012","time":"2026-11-25T08:30:00Z","region":"us-east-1","resources":[],"detail":{{"topicName":"v2.detail.events.conversation.{CONV}.customer.start","version":"2","eventBody":{{"eventTime":1795595400123,"conversationId":"{CONV}","participantId":"p-1","mediaType":"MESSAGE"}},"metadata":{{"CorrelationId":"c"}},"timestamp":"2026-11-25T08:30:00.500Z"}}}}"#
+        );
+        let e = parse_event(body.as_bytes(), NOW, None).unwrap();
+        assert_eq!(e.shape, "EVENTBRIDGE");
+        assert_eq!(e.event_id, "eb-1");
+        assert_eq!(
+            e.event_type,
+            "v2.detail.events.conversation.{id}.customer.start"
+        );
+        assert_eq!(e.conversation_id.as_deref(), Some(CONV));
+        assert_eq!(e.participant_id.as_deref(), Some("p-1"));
+        assert_eq!(
+            e.topic_name.as_deref(),
+            Some(format!("v2.detail.events.conversation.{CONV}.customer.start").as_str())
+        );
+        assert_eq!(e.event_time_ms, Some(1_795_595_400_123));
+        assert_eq!(record_key(&e), CONV);
+        assert_eq!(e.payload, body);
+    }
+
+    #[test]
+    fn eventbridge_time_falls_back_to_detail_timestamp() {
+        let body = json!({"id":"eb-2","detail-type":"v2.routing.queues.{id}.conversations","detail":{
+            "topicName":"v2.routing.queues.q1.conversations","eventBody":{"id":"conv-9","participants":[]},
+            "timestamp":"2026-11-25T08:30:00.500Z"}});
+        let e = parse_event(&serde_json::to_vec(&body).unwrap(), NOW, None).unwrap();
+        assert_eq!(e.event_time_ms, Some(1_795_595_400_500));
         assert_eq!(
             e.conversation_id.as_deref(),
-            Some("3a7d6c2e-1111-4a4a-9b9b-000000000001")
+            Some("conv-9"),
+            "a conversation object's id"
         );
-        assert_eq!(e.shape, "NOTIFICATION");
+        assert_eq!(e.event_type, "v2.routing.queues.{id}.conversations");
     }
 
     #[test]
-    fn identical_bodies_without_ids_share_an_id() {
-        let body = br#"{"eventType":"custom","data":{}}"#;
-        let a = parse_event(body, 1, None).unwrap();
-        let b = parse_event(body, 2, None).unwrap();
-        assert_eq!(a.event_id, b.event_id);
-        assert_eq!(a.event_id.len(), 64);
-        assert_eq!(record_key(&a), a.event_id);
+    fn notification_id_hashes_topic_and_raw_body_text() {
+        let topic = format!("v2.detail.events.conversation.{CONV}.attributes");
+        let raw_body = format!(
+            r#"{{ "eventTime": 1795595400000, "conversationId": "{CONV}", "participantId": "p-2", "attributes": {{"cart_value": "42.5"}} }}"#
+        );
+        let body = format!(
+            r#"{{"topicName":"{topic}","version":"2","eventBody":{raw_body},"metadata":{{"CorrelationId":"not-unique"}}}}"#
+        );
+        let e = parse_event(body.as_bytes(), NOW, None).unwrap();
+        assert_eq!(e.shape, "NOTIFICATION");
+        assert_eq!(
+            e.event_id,
+            sha(&[&topic, &raw_body]),
+            "the exact eventBody text"
+        );
+        assert_eq!(
+            e.event_type,
+            "v2.detail.events.conversation.{id}.attributes"
+        );
+        assert_eq!(e.participant_id.as_deref(), Some("p-2"));
+        assert_eq!(e.event_time_ms, Some(1_795_595_400_000));
+        // Another CorrelationId, same event: same id.
+        let again = body.replace("not-unique", "other");
+        assert_eq!(
+            parse_event(again.as_bytes(), NOW, None).unwrap().event_id,
+            e.event_id
+        );
+    }
+
+    #[test]
+    fn legacy_shapes_of_the_seeds() {
+        // seed 000: data.id is the conversation.
+        let e = parse_event(
+            br#"{"eventType":"conversation:updated","timestamp":"2026-11-24T08:00:00.000Z","data":{"id":"conv-0","guest":{"id":"g-0"}}}"#,
+            NOW,
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.conversation_id.as_deref(), Some("conv-0"));
+        assert_eq!(e.guest_id.as_deref(), Some("g-0"));
+        assert_eq!(e.event_id.len(), 64);
+        assert_eq!(e.event_time_ms, Some(1_795_507_200_000));
+        // seed 004
+        let e = parse_event(
+            br#"{"eventType":"conversation:updated","eventId":"e-4","timestamp":"2026-11-24T08:00:00Z","data":{"conversationId":"c-4"}}"#,
+            NOW,
+            None,
+        )
+        .unwrap();
+        assert_eq!((e.event_id.as_str(), record_key(&e)), ("e-4", "c-4"));
+        // seed 002
+        let body = br#"{"conversationId":"c-2","timestamp":"2026-11-24T08:00:00Z"}"#;
+        let e = parse_event(body, NOW, None).unwrap();
+        assert_eq!(e.event_type, "conversation:created");
+        assert_eq!(e.conversation_id.as_deref(), Some("c-2"));
+        assert_eq!(e.event_id, hex::encode(Sha256::digest(body)));
+        assert_eq!(e.shape, "ENVELOPE");
+    }
+
+    #[test]
+    fn future_times_are_clamped_to_receipt() {
+        let in_4_min = NOW + 4 * 60 * 1000;
+        let in_6_min = NOW + 6 * 60 * 1000;
+        let body = |t: i64| {
+            format!(
+                r#"{{"topicName":"v2.detail.events.conversation.{CONV}.customer.end","eventBody":{{"eventTime":{t}}}}}"#
+            )
+        };
+        let e = parse_event(body(in_4_min).as_bytes(), NOW, None).unwrap();
+        assert_eq!(e.event_time_ms, Some(in_4_min));
+        let e = parse_event(body(in_6_min).as_bytes(), NOW, None).unwrap();
+        assert_eq!(e.event_time_ms, Some(NOW));
+        let e = parse_event(body(i64::MAX).as_bytes(), i64::MAX, None).unwrap();
+        assert_eq!(e.event_time_ms, Some(i64::MAX));
     }
 
     #[test]
     fn bad_bodies_are_rejected_with_a_reason() {
-        assert!(matches!(
-            parse_event(b"{not json", 0, None),
-            Err(EnvelopeError::Json(_))
-        ));
+        let err = |b: &str| parse_event(b.as_bytes(), 0, None).unwrap_err().to_string();
+        assert!(err("{not json").contains("not valid JSON"));
+        assert_eq!(err("[1]"), "body must be a JSON object");
+        assert!(err(r#"{"a":1}"#).contains("neither an EventBridge event"));
         assert_eq!(
-            parse_event(b"[1]", 0, None),
-            Err(EnvelopeError::NotAnObject)
+            err(r#"{"eventType":5,"data":{}}"#),
+            "field eventType must be a non-empty string"
         );
         assert_eq!(
-            parse_event(b"{\"a\":1}", 0, None),
-            Err(EnvelopeError::UnknownShape)
+            err(r#"{"eventType":"x","data":"s"}"#),
+            "field data must be an object"
         );
-        assert!(parse_event(br#"{"eventType":5,"data":{}}"#, 0, None).is_err());
-        assert!(parse_event(br#"{"eventType":"x","data":"s"}"#, 0, None).is_err());
-        assert!(parse_event(br#"{"eventType":"x","data":{},"timestamp":[]}"#, 0, None).is_err());
-        assert!(parse_event(br#"{"topicName":"t","eventBody":1}"#, 0, None).is_err());
+        assert!(err(r#"{"eventType":"x","data":{},"timestamp":[]}"#).contains("timestamp"));
+        assert_eq!(
+            err(r#"{"topicName":"t","eventBody":1}"#),
+            "field eventBody must be an object"
+        );
+        assert_eq!(
+            err(r#"{"detail-type":"x","detail":{}}"#),
+            "field id must be a non-empty string"
+        );
+        assert_eq!(
+            err(r#"{"id":"e","detail":{}}"#),
+            "field detail-type must be a non-empty string"
+        );
+        assert_eq!(
+            err(r#"{"id":"e","detail-type":"x","detail":[]}"#),
+            "field detail must be an object"
+        );
+        assert_eq!(
+            err(r#"{"id":"e","detail-type":"x","detail":{"eventBody":{}}}"#),
+            "field detail.topicName must be a non-empty string"
+        );
+        assert_eq!(
+            err(r#"{"id":"e","detail-type":"x","detail":{"topicName":"t","eventBody":null}}"#),
+            "field detail.eventBody must be an object"
+        );
+        assert!(err(
+            r#"{"id":"e","detail-type":"x","detail":{"topicName":"t","eventBody":{"eventTime":{}}}}"#
+        )
+        .contains("detail.eventBody.eventTime"));
+        assert_eq!(
+            err(&format!(
+                r#"{{"eventType":"x","eventId":"{}","data":{{}}}}"#,
+                "i".repeat(2000)
+            )),
+            "field eventId is longer than 1024 bytes"
+        );
+        assert_eq!(
+            err(r#"{"conversationId":5}"#),
+            "field conversationId must be a non-empty string"
+        );
     }
 }

@@ -1,18 +1,30 @@
 //! The webhook ingress: `POST /webhooks/genesys` checks a delivery and writes it to the raw
 //! topic, answering 202 only after the broker acknowledged the record (DESIGN section 5).
+//! Plain HTTP, or HTTPS with `RELAY_TLS_CERT` / `RELAY_TLS_KEY` (EventBridge API
+//! destinations only call HTTPS endpoints).
+//!
+//! Invariants: a request is authenticated unless `RELAY_WEBHOOK_AUTH=none` was set on
+//! purpose; a body the ingress accepts always fits in one record (`body_limit`), so a
+//! broker refusal is transient (503) and a size refusal is 413, never a 503 forever.
 
 mod auth;
+mod body_limit;
 mod envelope;
+mod topics;
 
-pub use auth::{AuthError, WebhookAuth, REPLAY_WINDOW_SECS};
-pub use envelope::{parse_event, record_key, EnvelopeError};
+pub use auth::{AuthError, BasicAuth, IngressAuth, Presented, WebhookAuth, REPLAY_WINDOW_SECS};
+pub use body_limit::{max_body_bytes, RECORD_OVERHEAD_BYTES};
+pub use envelope::{parse_event, record_key, EnvelopeError, MAX_FIELD_BYTES, MAX_FUTURE_MS};
 
-use crate::config::Config;
-use crate::kafka::{headers, now_ms, EventProducer};
+use crate::config::{Config, ConfigError};
+use crate::kafka::{headers, now_ms, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::Codec;
 use bytes::Buf;
-use futures::{Stream, StreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,10 +39,50 @@ pub struct Ingress {
     producer: Arc<EventProducer>,
     codec: Codec,
     topic: String,
-    auth: Option<WebhookAuth>,
+    auth: Option<IngressAuth>,
     secret_header: String,
     max_body_bytes: usize,
+    tls: Option<TlsFiles>,
     metrics: Arc<Metrics>,
+}
+
+/// The PEM certificate chain and key, read at start-up.
+struct TlsFiles {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// Checks the ingress settings without building anything: credentials (required unless
+/// `RELAY_WEBHOOK_AUTH=none`), the body limit against `message.max.bytes`, the TLS files.
+/// Start-up calls this before touching the broker.
+pub fn check_settings(cfg: &Config) -> Result<(), ConfigError> {
+    cfg.ingress_auth()?;
+    max_body_bytes(cfg)?;
+    read_tls(cfg)?;
+    Ok(())
+}
+
+fn read_tls(cfg: &Config) -> Result<Option<TlsFiles>, ConfigError> {
+    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let read = |name: &str, path: &std::path::Path| {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
+        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("{} is not PEM", path.display()),
+            });
+        }
+        Ok(bytes)
+    };
+    Ok(Some(TlsFiles {
+        cert: read("RELAY_TLS_CERT", cert)?,
+        key: read("RELAY_TLS_KEY", key)?,
+    }))
 }
 
 impl Ingress {
@@ -40,16 +92,26 @@ impl Ingress {
         codec: Codec,
         raw_topic: String,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Ingress {
+    ) -> Result<Self, ConfigError> {
+        let auth = cfg.ingress_auth()?;
+        if auth.is_none() {
+            tracing::warn!("RELAY_WEBHOOK_AUTH=none: the ingress accepts unauthenticated requests");
+        }
+        Ok(Ingress {
             producer,
             codec,
             topic: raw_topic,
-            auth: cfg.webhook_secret.clone().map(WebhookAuth::new),
+            auth,
             secret_header: cfg.webhook_secret_header.to_ascii_lowercase(),
-            max_body_bytes: cfg.max_body_bytes,
+            max_body_bytes: max_body_bytes(cfg)?,
+            tls: read_tls(cfg)?,
             metrics,
-        }
+        })
+    }
+
+    /// The largest body accepted.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
     /// The warp filter serving `POST /webhooks/genesys`.
@@ -66,14 +128,33 @@ impl Ingress {
             })
     }
 
-    /// Binds `addr` and serves until `shutdown` resolves; in-flight requests finish first.
-    /// Returns the bound address and the server future.
+    /// Binds `addr` (HTTPS when TLS is configured) and serves until `shutdown` resolves;
+    /// in-flight requests finish first. Returns the bound address and the server future.
     pub fn bind(
         self: Arc<Self>,
         addr: SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), warp::Error> {
-        warp::serve(self.routes()).try_bind_with_graceful_shutdown(addr, shutdown)
+    ) -> Result<(SocketAddr, BoxFuture<'static, ()>), warp::Error> {
+        match &self.tls {
+            None => {
+                let (addr, server) = warp::serve(self.clone().routes())
+                    .try_bind_with_graceful_shutdown(addr, shutdown)?;
+                Ok((addr, server.boxed()))
+            }
+            Some(tls) => {
+                let (addr, server) = warp::serve(self.clone().routes())
+                    .tls()
+                    .cert(&tls.cert)
+                    .key(&tls.key)
+                    .try_bind_with_graceful_shutdown(addr, shutdown)?;
+                Ok((addr, server.boxed()))
+            }
+        }
+    }
+
+    /// Whether the ingress serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     async fn handle<S, B>(&self, headers: HeaderMap, body: S) -> warp::reply::Response
@@ -131,13 +212,16 @@ impl Ingress {
             }
         };
         if let Some(auth) = &self.auth {
-            let static_value = headers
-                .get(self.secret_header.as_str())
-                .map(|v| v.as_bytes());
-            let signature = headers
-                .get("x-relay-signature")
-                .and_then(|v| v.to_str().ok());
-            if let Err(e) = auth.verify(static_value, signature, &body, now_ms() / 1000) {
+            let given = Presented {
+                static_header: headers
+                    .get(self.secret_header.as_str())
+                    .map(|v| v.as_bytes()),
+                signature: headers
+                    .get("x-relay-signature")
+                    .and_then(|v| v.to_str().ok()),
+                authorization: headers.get("authorization").map(|v| v.as_bytes()),
+            };
+            if let Err(e) = auth.verify(given, &body, now_ms() / 1000) {
                 tracing::debug!(reason = %e, "webhook rejected: unauthenticated");
                 return rejected(StatusCode::UNAUTHORIZED, e.to_string());
             }
@@ -167,6 +251,18 @@ impl Ingress {
                 StatusCode::ACCEPTED,
                 serde_json::json!({"status": "accepted", "eventId": event.event_id}),
             ),
+            // Cannot happen within the start-up rule (`body_limit`); if a broker's or topic's
+            // own limit is lower, a redelivery would fail the same way, so it is not a 503.
+            Err(ProduceError::Kafka(
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+                | KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessageSize),
+            )) => {
+                tracing::warn!(event_id = %event.event_id, bytes = value.len(), "record too large for the broker; answering 413");
+                rejected(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the event is too large for the broker's message size limit".into(),
+                )
+            }
             Err(e) => {
                 tracing::warn!(error = %e, event_id = %event.event_id, "cannot write event; answering 503");
                 (

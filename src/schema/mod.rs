@@ -4,8 +4,14 @@
 //! schema's 8-byte Rabin fingerprint, then the datum). With `RELAY_SCHEMA_REGISTRY_URL`
 //! it is the Confluent wire format (`00`, a 4-byte schema id, then the datum), using ids
 //! registered at start-up. Decoding accepts both, so switching a deployment to a registry
-//! never strands records written before; a record whose registry id this process did not
-//! register (another schema version) is not decodable here and is dead-lettered as poison.
+//! never strands records written before.
+//!
+//! Schema evolution (DESIGN section 6): new fields only with defaults, and a record written
+//! with an earlier schema is decoded by Avro schema resolution from its writer schema to
+//! today's. The writer schema is found by the single-object fingerprint (every earlier
+//! schema is kept in `schemas/history/`) or, in registry mode, by the schema id (every
+//! version of the record's subject is loaded at start-up). Only a record whose writer
+//! schema is unknown fails to decode (and is dead-lettered as poison).
 
 mod records;
 mod registry;
@@ -18,6 +24,7 @@ use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Why a value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,22 @@ pub enum SchemaError {
     Registry(String),
 }
 
+/// An earlier version of a record's schema, with its single-object header.
+#[derive(Debug)]
+pub struct WriterSchema {
+    pub schema: Schema,
+    pub header: Vec<u8>,
+}
+
+impl WriterSchema {
+    pub fn new(schema: Schema) -> Self {
+        WriterSchema {
+            header: single_object_header(&schema),
+            schema,
+        }
+    }
+}
+
 /// A Rust type that is written as one of the schemas in `schemas/`.
 pub trait AvroRecord: Serialize + DeserializeOwned {
     /// The record name, e.g. `RawEvent`.
@@ -45,6 +68,8 @@ pub trait AvroRecord: Serialize + DeserializeOwned {
     /// The single-object header (`C3 01` + Rabin fingerprint), computed once: the
     /// fingerprint needs the schema's canonical form, far dearer than the datum itself.
     fn single_object_header() -> &'static [u8];
+    /// Earlier versions of the schema, oldest first (`schemas/history/`).
+    fn history() -> &'static [WriterSchema];
 }
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -55,6 +80,8 @@ const CONFLUENT_MAGIC: u8 = 0;
 pub struct Codec {
     /// Registered schema ids by record name; empty means single-object encoding.
     registry_ids: HashMap<&'static str, u32>,
+    /// Writer schemas of the other ids of each record's registry subject (earlier versions).
+    registry_writers: HashMap<(&'static str, u32), Arc<Schema>>,
 }
 
 impl Codec {
@@ -65,7 +92,19 @@ impl Codec {
 
     /// Confluent wire format with the given registered ids (record name -> id).
     pub fn with_registry_ids(registry_ids: HashMap<&'static str, u32>) -> Self {
-        Codec { registry_ids }
+        Codec {
+            registry_ids,
+            registry_writers: HashMap::new(),
+        }
+    }
+
+    /// Adds the writer schema of registry id `id` for record `T` (an earlier version found
+    /// in the registry), so records written with it decode.
+    pub fn add_registry_writer<T: AvroRecord>(&mut self, id: u32, schema: Schema) {
+        if self.registry_ids.get(T::NAME) != Some(&id) {
+            self.registry_writers
+                .insert((T::NAME, id), Arc::new(schema));
+        }
     }
 
     /// Whether values carry a registry schema id.
@@ -97,24 +136,37 @@ impl Codec {
             record: T::NAME,
             reason,
         };
-        let mut datum = match bytes {
-            [0xC3, 0x01, rest @ ..] => {
-                if !bytes.starts_with(T::single_object_header()) {
-                    return Err(fail("schema fingerprint does not match".into()));
+        // The writer schema when it is not today's.
+        let (writer, mut datum): (Option<&Schema>, &[u8]) = match bytes {
+            [0xC3, 0x01, ..] if bytes.len() >= 10 => {
+                let datum = &bytes[10..];
+                if bytes.starts_with(T::single_object_header()) {
+                    (None, datum)
+                } else {
+                    match T::history().iter().find(|w| bytes.starts_with(&w.header)) {
+                        Some(w) => (Some(&w.schema), datum),
+                        None => return Err(fail("unknown schema fingerprint".into())),
+                    }
                 }
-                &rest[8..]
             }
             [CONFLUENT_MAGIC, a, b, c, d, rest @ ..] => {
                 let id = u32::from_be_bytes([*a, *b, *c, *d]);
-                if self.registry_ids.get(T::NAME) != Some(&id) {
-                    return Err(fail(format!("unknown schema id {id}")));
+                if self.registry_ids.get(T::NAME) == Some(&id) {
+                    (None, rest)
+                } else {
+                    match self.registry_writers.get(&(T::NAME, id)) {
+                        Some(w) => (Some(w.as_ref()), rest),
+                        None => return Err(fail(format!("unknown schema id {id}"))),
+                    }
                 }
-                rest
             }
             _ => return Err(fail("no Avro single-object or Confluent header".into())),
         };
-        let value = apache_avro::from_avro_datum(T::schema(), &mut datum, None)
-            .map_err(|e| fail(e.to_string()))?;
+        let value = match writer {
+            None => apache_avro::from_avro_datum(T::schema(), &mut datum, None),
+            Some(w) => apache_avro::from_avro_datum(w, &mut datum, Some(T::schema())),
+        }
+        .map_err(|e| fail(e.to_string()))?;
         if !datum.is_empty() {
             return Err(fail(format!("{} trailing bytes", datum.len())));
         }
@@ -189,9 +241,86 @@ mod tests {
         for bytes in [&b""[..], b"{}", &[0xC3, 0x01, 1, 2], &[0, 0, 0, 0, 1, 2, 3]] {
             assert!(codec.decode::<RawEvent>(bytes).is_err());
         }
+        // Cut inside the payload string: apache-avro fills trailing fields that have
+        // defaults when the datum ends before them, so cutting only those decodes.
         let mut truncated = codec.encode(&raw()).unwrap();
-        truncated.truncate(truncated.len() - 3);
+        truncated.truncate(truncated.len() - 10);
         assert!(codec.decode::<RawEvent>(&truncated).is_err());
+    }
+
+    /// A `RawEvent` as the relay wrote it before schema v2 (commit 9ffd4fe): no
+    /// `topic_name`, no `participant_id`.
+    #[derive(Serialize)]
+    struct RawEventV1 {
+        event_id: String,
+        event_type: String,
+        shape: String,
+        conversation_id: Option<String>,
+        guest_id: Option<String>,
+        event_time_ms: Option<i64>,
+        received_at_ms: i64,
+        payload: String,
+        traceparent: Option<String>,
+    }
+
+    const V1_FIXTURE: &str = "tests/fixtures/raw_event_v1.avro";
+
+    /// The committed fixture is exactly what the v1 schema writes for this record
+    /// (`REGENERATE_FIXTURES=1` rewrites it), and today's code decodes it.
+    #[test]
+    fn a_record_written_with_schema_v1_decodes() {
+        let v1 =
+            Schema::parse_str(include_str!("../../schemas/history/raw_event.v1.avsc")).unwrap();
+        let payload = r#"{"eventType":"conversation:updated","eventId":"evt-v1","timestamp":"2026-11-24T08:00:00.000Z","data":{"conversationId":"conv-v1","guestId":"guest-v1"}}"#;
+        let record = RawEventV1 {
+            event_id: "evt-v1".into(),
+            event_type: "conversation:updated".into(),
+            shape: "ENVELOPE".into(),
+            conversation_id: Some("conv-v1".into()),
+            guest_id: Some("guest-v1".into()),
+            event_time_ms: Some(1_795_507_200_000),
+            received_at_ms: 1_795_507_200_123,
+            payload: payload.into(),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        };
+        let datum =
+            apache_avro::to_avro_datum(&v1, apache_avro::to_value(&record).unwrap()).unwrap();
+        let mut bytes = single_object_header(&v1);
+        bytes.extend_from_slice(&datum);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(V1_FIXTURE);
+        if std::env::var_os("REGENERATE_FIXTURES").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{V1_FIXTURE} is the v1 encoding"
+        );
+        assert_ne!(
+            &bytes[..10],
+            RawEvent::single_object_header(),
+            "v1 has its own fingerprint"
+        );
+
+        let decoded: RawEvent = Codec::single_object().decode(&bytes).unwrap();
+        assert_eq!(decoded.event_id, "evt-v1");
+        assert_eq!(decoded.conversation_id.as_deref(), Some("conv-v1"));
+        assert_eq!(decoded.guest_id.as_deref(), Some("guest-v1"));
+        assert_eq!(decoded.event_time_ms, Some(1_795_507_200_000));
+        assert_eq!(decoded.payload, payload);
+        assert_eq!(decoded.topic_name, None, "new fields take their defaults");
+        assert_eq!(decoded.participant_id, None);
+
+        // In registry mode, an earlier id with the v1 schema decodes the same datum.
+        let mut codec = Codec::with_registry_ids(HashMap::from([(RawEvent::NAME, 2)]));
+        let mut framed = vec![0, 0, 0, 0, 1];
+        framed.extend_from_slice(&datum);
+        assert!(
+            codec.decode::<RawEvent>(&framed).is_err(),
+            "id 1 unknown yet"
+        );
+        codec.add_registry_writer::<RawEvent>(1, v1);
+        assert_eq!(codec.decode::<RawEvent>(&framed).unwrap(), decoded);
     }
 
     #[test]

@@ -1,13 +1,27 @@
-//! Rust types of the Avro schemas in `schemas/`, which are compiled in.
+//! Rust types of the Avro schemas in `schemas/`, which are compiled in, together with the
+//! earlier versions of each schema (`schemas/history/`), kept so that records written by an
+//! earlier relay still decode (their single-object fingerprint names the writer schema).
 
-use super::AvroRecord;
+use super::{AvroRecord, WriterSchema};
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
 macro_rules! avro_record {
     ($ty:ident, $file:literal) => {
+        avro_record!($ty, $file, []);
+    };
+    ($ty:ident, $file:literal, [$($old:literal),*]) => {
         impl AvroRecord for $ty {
+            fn history() -> &'static [WriterSchema] {
+                static HISTORY: LazyLock<Vec<WriterSchema>> = LazyLock::new(|| {
+                    vec![$(WriterSchema::new(
+                        Schema::parse_str(include_str!(concat!("../../schemas/history/", $old)))
+                            .expect(concat!("schemas/history/", $old, " is valid Avro")),
+                    )),*]
+                });
+                &HISTORY
+            }
             const NAME: &'static str = stringify!($ty);
             fn schema() -> &'static Schema {
                 static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
@@ -47,7 +61,8 @@ pub struct RawEvent {
     #[serde(default)]
     pub participant_id: Option<String>,
 }
-avro_record!(RawEvent, "raw_event.avsc");
+// v1 (before `topic_name` and `participant_id`): commit 9ffd4fe.
+avro_record!(RawEvent, "raw_event.avsc", ["raw_event.v1.avsc"]);
 
 /// One participant of an [`EnrichedConversation`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! Minimal client of the Confluent schema registry API (Redpanda's built-in registry
-//! speaks it): register each schema under `<topic>-value` and keep the returned id.
+//! speaks it): register each schema under `<topic>-value` and keep the returned id, and
+//! load every other version of that subject so records written by an earlier relay (an
+//! earlier schema id) still decode.
 
 use super::{AvroRecord, Codec, SchemaError};
 use std::collections::HashMap;
@@ -51,6 +53,59 @@ impl SchemaRegistry {
             .ok_or_else(|| SchemaError::Registry(format!("POST {url}: no id in {text}")))
     }
 
+    async fn get_json(&self, url: &str) -> Result<serde_json::Value, SchemaError> {
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| SchemaError::Registry(format!("GET {url}: {e}")))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(SchemaError::Registry(format!(
+                "GET {url}: {status}: {text}"
+            )));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| SchemaError::Registry(format!("GET {url}: bad answer: {e}")))
+    }
+
+    /// Adds to `codec` the writer schema of every version of `T`'s subject (`GET
+    /// /subjects/{subject}/versions`, then each version's `{id, schema}`). A version whose
+    /// schema is not a readable `T` is skipped: records of it stay undecodable, as before.
+    async fn load_versions<T: AvroRecord>(
+        &self,
+        topic: &str,
+        codec: &mut Codec,
+    ) -> Result<(), SchemaError> {
+        let subject = format!("{}/subjects/{}-value/versions", self.base, topic);
+        let versions = self.get_json(&subject).await?;
+        let versions: Vec<u64> = versions
+            .as_array()
+            .map(|v| v.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        for version in versions {
+            let answer = self.get_json(&format!("{subject}/{version}")).await?;
+            let id = answer["id"].as_u64().and_then(|id| u32::try_from(id).ok());
+            let schema = answer["schema"]
+                .as_str()
+                .and_then(|text| apache_avro::Schema::parse_str(text).ok());
+            match (id, schema) {
+                (Some(id), Some(schema)) if readable_as::<T>(&schema) => {
+                    codec.add_registry_writer::<T>(id, schema)
+                }
+                _ => tracing::warn!(
+                    subject = %subject,
+                    version,
+                    record = T::NAME,
+                    "registry version is not a readable schema of this record; skipped"
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// Registers every record type the relay writes, per its topic, and returns the codec.
     pub async fn codec(
         &self,
@@ -70,6 +125,26 @@ impl SchemaRegistry {
             IdempotencyMark::NAME,
             self.register::<IdempotencyMark>(idempotency_topic).await?,
         );
-        Ok(Codec::with_registry_ids(ids))
+        let mut codec = Codec::with_registry_ids(ids);
+        self.load_versions::<RawEvent>(raw_topic, &mut codec)
+            .await?;
+        self.load_versions::<EnrichedConversation>(enriched_topic, &mut codec)
+            .await?;
+        self.load_versions::<IdempotencyMark>(idempotency_topic, &mut codec)
+            .await?;
+        Ok(codec)
     }
+}
+
+/// Whether Avro schema resolution can read `writer` data as `T` (same record name, and
+/// every field `T` has without a default is in the writer).
+fn readable_as<T: AvroRecord>(writer: &apache_avro::Schema) -> bool {
+    use apache_avro::Schema;
+    let (Schema::Record(w), Schema::Record(r)) = (writer, T::schema()) else {
+        return false;
+    };
+    w.name.name == r.name.name
+        && r.fields
+            .iter()
+            .all(|f| f.default.is_some() || w.fields.iter().any(|wf| wf.name == f.name))
 }

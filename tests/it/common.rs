@@ -400,6 +400,9 @@ pub fn relay_vars_at(
         ("RELAY_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
         ("RELAY_KAFKA_HEARTBEAT_INTERVAL_MS", "500".into()),
         ("RELAY_KAFKA_MAX_POLL_INTERVAL_MS", "10000".into()),
+        // Tests post without credentials unless they configure one (which is then enforced:
+        // `none` only allows starting without any); the product default is auth required.
+        ("RELAY_WEBHOOK_AUTH", "none".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

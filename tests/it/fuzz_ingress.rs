@@ -23,7 +23,7 @@ use std::time::Duration;
 const SECRET: &str = "fuzz-webhook-secret-7f3a";
 const NOW: i64 = 1_795_507_200;
 
-/// What an accepted body must look like: an object of one of the two shapes.
+/// What an accepted body must look like: an object of one of the shapes.
 fn assert_fits_a_shape(body: &[u8], event: &RawEvent) {
     let value: Value = serde_json::from_slice(body).expect("Ok only for valid JSON");
     let obj = value.as_object().expect("Ok only for an object");
@@ -31,17 +31,43 @@ fn assert_fits_a_shape(body: &[u8], event: &RawEvent) {
         v.and_then(Value::as_str)
             .is_some_and(|s| !s.trim().is_empty())
     };
-    if event.shape == "ENVELOPE" {
-        assert!(non_empty_str(obj.get("eventType")), "{value}");
-        assert!(obj.get("data").is_some_and(Value::is_object), "{value}");
-        assert_eq!(obj["eventType"].as_str(), Some(event.event_type.as_str()));
-    } else {
-        assert_eq!(event.shape, "NOTIFICATION");
-        assert!(non_empty_str(obj.get("topicName")), "{value}");
-        assert!(
-            obj.get("eventBody").is_some_and(Value::is_object),
-            "{value}"
-        );
+    let notification_fits = |n: &Map<String, Value>| {
+        assert!(non_empty_str(n.get("topicName")), "{value}");
+        assert!(n.get("eventBody").is_some_and(Value::is_object), "{value}");
+        assert_eq!(n["topicName"].as_str(), event.topic_name.as_deref());
+    };
+    match event.shape.as_str() {
+        "ENVELOPE" if obj.contains_key("eventType") => {
+            assert!(non_empty_str(obj.get("eventType")), "{value}");
+            assert!(obj.get("data").is_some_and(Value::is_object), "{value}");
+            assert_eq!(obj["eventType"].as_str(), Some(event.event_type.as_str()));
+        }
+        "ENVELOPE" => {
+            // Seed 002's bare conversation start.
+            assert!(non_empty_str(obj.get("conversationId")), "{value}");
+            assert_eq!(event.event_type, "conversation:created");
+        }
+        "NOTIFICATION" => notification_fits(obj),
+        "EVENTBRIDGE" => {
+            assert!(non_empty_str(obj.get("id")), "{value}");
+            assert!(non_empty_str(obj.get("detail-type")), "{value}");
+            assert_eq!(obj["id"].as_str(), Some(event.event_id.as_str()));
+            notification_fits(obj["detail"].as_object().expect("detail is an object"));
+        }
+        other => panic!("unknown shape {other}"),
+    }
+    for field in [
+        Some(&event.event_id),
+        Some(&event.event_type),
+        event.conversation_id.as_ref(),
+        event.guest_id.as_ref(),
+        event.topic_name.as_ref(),
+        event.participant_id.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(field.len() <= genesys_relay::ingress::MAX_FIELD_BYTES);
     }
     assert!(!event.event_id.is_empty());
     assert_eq!(
@@ -94,6 +120,9 @@ fn near_shapes() -> impl Strategy<Value = Value> {
         Just("metadata"),
         Just("conversationId"),
         Just("guestId"),
+        Just("id"),
+        Just("detail-type"),
+        Just("detail"),
     ];
     prop::collection::vec((field, any_json()), 0..6).prop_map(|pairs| {
         let mut m = Map::new();
@@ -145,6 +174,42 @@ proptest! {
     }
 
     #[test]
+    fn good_eventbridge_events_with_odd_bodies_are_accepted(
+        id in "[a-f0-9-]{1,64}",
+        topic in prop::sample::select(vec![
+            "v2.detail.events.conversation.c1.customer.start",
+            "v2.detail.events.conversation.c1.attributes",
+            "v2.routing.queues.q1.conversations",
+            "v2.users.u1.conversations.messages",
+            "v2.some.future.topic", // deliberately not a Genesys topic (fallback path)
+        ]),
+        body in prop::collection::btree_map("[a-zA-Z]{1,12}", any_json(), 0..6),
+        time in prop::option::of(any::<i64>()),
+    ) {
+        let mut event_body = Value::Object(body.into_iter().collect());
+        event_body.as_object_mut().unwrap().remove("eventTime");
+        if let Some(t) = time {
+            event_body["eventTime"] = json!(t);
+        }
+        let v = json!({"version": "0", "id": id, "detail-type": "t",
+            "detail": {"topicName": topic, "version": "2", "eventBody": event_body}});
+        let bytes = serde_json::to_vec(&v).unwrap();
+        match check(&bytes) {
+            Ok(e) => {
+                prop_assert_eq!(&e.event_id, &id);
+                prop_assert_eq!(e.shape.as_str(), "EVENTBRIDGE");
+                if let Some(t) = time {
+                    // Received at 7: later than 7 + 5 min is clamped to 7.
+                    let want = if t > 7 + 300_000 { 7 } else { t };
+                    prop_assert_eq!(e.event_time_ms, Some(want));
+                }
+            }
+            // Only an over-long id read from the body may refuse it.
+            Err(err) => prop_assert!(matches!(err, EnvelopeError::TooLong(_)), "{err}"),
+        }
+    }
+
+    #[test]
     fn invalid_utf8_inside_a_string_is_refused(
         prefix in "[a-z]{0,10}",
         bad in prop::sample::select(vec![vec![0xffu8], vec![0xc3], vec![0xed, 0xa0, 0x80], vec![0xf8, 0x88, 0x80, 0x80, 0x80]]),
@@ -183,12 +248,33 @@ fn deep_nesting_errors_cleanly_instead_of_overflowing_the_stack() {
 
 #[test]
 fn huge_strings_and_wrong_types() {
+    // Huge ids are refused by name (a record must stay near its body's size); a huge
+    // payload elsewhere is fine.
     let big = "é".repeat(2_000_000);
-    let body =
-        serde_json::to_vec(&json!({"eventType": big, "eventId": big, "data": {"guestId": big}}))
-            .unwrap();
-    let e = check(&body).unwrap();
-    assert_eq!(e.event_id.len(), big.len());
+    for (v, field) in [
+        (json!({"eventType": big, "data": {}}), "eventType"),
+        (
+            json!({"eventType": "x", "eventId": big, "data": {}}),
+            "eventId",
+        ),
+        (
+            json!({"eventType": "x", "data": {"guestId": big}}),
+            "data.guestId",
+        ),
+        (json!({"topicName": big, "eventBody": {}}), "topicName"),
+        (
+            json!({"id": big, "detail-type": "t", "detail": {"topicName": "t", "eventBody": {}}}),
+            "id",
+        ),
+    ] {
+        match check(&serde_json::to_vec(&v).unwrap()) {
+            Err(EnvelopeError::TooLong(f)) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    let e = check(&serde_json::to_vec(&json!({"eventType": "x", "data": {"note": big}})).unwrap())
+        .unwrap();
+    assert_eq!(e.event_type, "x");
     for (v, field) in [
         (json!({"eventType": 1, "data": {}}), "eventType"),
         (json!({"eventType": "x", "data": []}), "data"),
@@ -328,6 +414,7 @@ fn now_secs() -> i64 {
 const MAX_BODY: usize = 16 * 1024;
 
 fn random_body(rng: &mut StdRng, i: usize) -> Vec<u8> {
+    let cid = format!("3a7d6c2e11114a4a9b9b{i:012}");
     match rng.gen_range(0..10) {
         0..=2 => serde_json::to_vec(&json!({
             "eventType": "conversation:updated",
@@ -336,8 +423,21 @@ fn random_body(rng: &mut StdRng, i: usize) -> Vec<u8> {
             "data": {"conversationId": format!("c-{}", rng.gen_range(0..5)), "guestId": format!("g-{i}")}
         }))
         .unwrap(),
+        3 if rng.gen_bool(0.5) => serde_json::to_vec(&json!({
+            "version": "0",
+            "id": format!("fz-eb-{i}"),
+            "detail-type": "v2.detail.events.conversation.{id}.customer.start",
+            "source": "aws.partner/genesys.com/cloud/org/fuzz",
+            "detail": {
+                "topicName": format!("v2.detail.events.conversation.{cid}.customer.start"),
+                "version": "2",
+                "eventBody": {"eventTime": rng.gen::<i64>(), "participantId": format!("p-{i}")},
+                "timestamp": "2026-11-25T08:30:00.000Z"
+            }
+        }))
+        .unwrap(),
         3 => serde_json::to_vec(&json!({
-            "topicName": format!("v2.conversations.3a7d6c2e-1111-4a4a-9b9b-{i:012}"),
+            "topicName": format!("v2.conversations.{cid}.transcription"),
             "version": "2",
             "eventBody": {"id": i},
             "metadata": {"CorrelationId": format!("fz-n-{i}")}

@@ -203,3 +203,153 @@ async fn registry_mode_end_to_end_with_idempotent_registration() {
     relay.stop().await;
     registry.shutdown().await;
 }
+
+/// A `RawEvent` as written by the relay before schema v2 (commit 9ffd4fe).
+#[derive(serde::Serialize)]
+struct RawEventV1 {
+    event_id: String,
+    event_type: String,
+    shape: String,
+    conversation_id: Option<String>,
+    guest_id: Option<String>,
+    event_time_ms: Option<i64>,
+    received_at_ms: i64,
+    payload: String,
+    traceparent: Option<String>,
+}
+
+fn v1_schema_text() -> &'static str {
+    include_str!("../../schemas/history/raw_event.v1.avsc")
+}
+
+/// The v1 datum of a guest update (no framing).
+fn v1_datum(event_id: &str, conversation: &str, guest: &str) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(v1_schema_text()).unwrap();
+    let payload = guest_update(event_id, conversation, guest).to_string();
+    let record = RawEventV1 {
+        event_id: event_id.into(),
+        event_type: "conversation:updated".into(),
+        shape: "ENVELOPE".into(),
+        conversation_id: Some(conversation.into()),
+        guest_id: Some(guest.into()),
+        event_time_ms: Some(1_795_507_201_000),
+        received_at_ms: 1_795_507_201_500,
+        payload,
+        traceparent: None,
+    };
+    apache_avro::to_avro_datum(&schema, apache_avro::to_value(&record).unwrap()).unwrap()
+}
+
+/// Schema evolution end to end (DESIGN 6): records written with the previous `RawEvent`
+/// schema (v1, before `topic_name`/`participant_id`) are still handled by today's relay:
+/// (a) in registry mode, a record carrying the id an earlier relay registered for v1;
+/// (b) the committed single-object fixture (`tests/fixtures/raw_event_v1.avro`, v1
+/// fingerprint) sitting in the dead-letter topic and replayed with `dlq replay`.
+/// Both reach the CMS; nothing is dead-lettered as poison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_previous_schema_decode_via_registry_and_dlq_replay() {
+    use genesys_relay::kafka::{headers, EventProducer};
+    use genesys_relay::operator::{replay_dead_letters, ReplaySelection};
+
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let registry = genesys_sim::start_schema_registry(any)
+        .await
+        .unwrap();
+    let registry_url = registry.base_url();
+    let http = &sims.http;
+    let prefix = unique_prefix("evolution");
+
+    // An earlier relay registered v1 under the raw subject.
+    let resp = http
+        .post(format!(
+            "{registry_url}/subjects/{prefix}.events.raw-value/versions"
+        ))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&json!({ "schema": v1_schema_text() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v1_id = resp.json::<Value>().await.unwrap()["id"].as_u64().unwrap() as u32;
+
+    // Guest sync reads the customer's attributes from the conversation (v1 records carry
+    // no attributes of their own).
+    sims.set_attributes("conv-v1", json!({"cart_value": "11"})).await;
+    sims.set_attributes("conv-reg", json!({"cart_value": "22"})).await;
+    let extra = [("RELAY_SCHEMA_REGISTRY_URL", registry_url.as_str())];
+    let cfg = stack_config(&broker, &sims, &prefix, &extra);
+    let relay = app::start(cfg.clone(), Role::Serve).await.unwrap();
+
+    // (a) A v1 record in the Confluent framing, with the v1 id.
+    let producer = EventProducer::new(&cfg, relay.metrics.clone()).unwrap();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&v1_id.to_be_bytes());
+    framed.extend_from_slice(&v1_datum("evt-v1-registry", "conv-reg", "guest-reg"));
+    producer
+        .send(
+            &format!("{prefix}.events.raw"),
+            "conv-reg",
+            &framed,
+            &[(headers::EVENT_ID, "evt-v1-registry")],
+        )
+        .await
+        .unwrap();
+
+    // (b) The committed v1 fixture as a dead letter, then replayed.
+    let fixture = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/raw_event_v1.avro"),
+    )
+    .unwrap();
+    assert_eq!(&fixture[..2], &[0xC3, 0x01], "single-object encoding");
+    let raw_topic = format!("{prefix}.events.raw");
+    producer
+        .send(
+            &format!("{prefix}.events.dlq"),
+            "conv-v1",
+            &fixture,
+            &[
+                (headers::EVENT_ID, "evt-v1"),
+                (headers::ATTEMPT, "3"),
+                (headers::ORIGINAL_TOPIC, raw_topic.as_str()),
+                (headers::ORIGINAL_PARTITION, "0"),
+                (headers::ORIGINAL_OFFSET, "0"),
+                (headers::FIRST_FAILURE_AT, "1795507201000"),
+                (headers::ROUTE, "guest_sync"),
+                (headers::ERROR_CLASS, "retries_exhausted"),
+                (headers::ERROR, "CMS answered 503"),
+            ],
+        )
+        .await
+        .unwrap();
+    let selection = ReplaySelection {
+        event_ids: vec!["evt-v1".into()],
+        all: false,
+    };
+    let report = replay_dead_letters(&cfg, &producer, &selection, false)
+        .await
+        .unwrap();
+    assert_eq!(report.replayed, 1);
+
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            let syncs = syncs_by_key(&sims.cms_stats().await);
+            syncs.get("guest_sync:evt-v1-registry") == Some(&1)
+                && syncs.get("guest_sync:evt-v1") == Some(&1)
+        })
+        .await,
+        "both v1 records synced: {}",
+        sims.cms_stats().await
+    );
+    let stats = sims.cms_stats().await;
+    assert_eq!(stats["entries"]["conv-reg"]["cart_value"], 22);
+    assert_eq!(stats["entries"]["conv-v1"]["cart_value"], 11);
+    assert_eq!(
+        metric_value(&relay.metrics.render(), "relay_dlq_total{class=\"poison\"}"),
+        0.0,
+        "no v1 record failed to decode"
+    );
+    relay.stop().await;
+    registry.shutdown().await;
+}

@@ -23,6 +23,7 @@ const CLIENT_ID: &str = "relay-client-id";
 const CLIENT_SECRET: &str = "CLIENTSECRET-q8Zr2mXv5Lp";
 const WEBHOOK_SECRET: &str = "WEBHOOKSECRET-Jw4Tn7Kd1Ys";
 const CMS_API_KEY: &str = "CMSAPIKEY-Hc3Vb9Qe6Ru";
+const BASIC_PASSWORD: &str = "BASICPASSWORD-Zr8Lm2Qx";
 
 /// A proxy in front of the simulator's `POST /oauth/token` that remembers every token.
 async fn token_proxy(upstream: String, tokens: Arc<Mutex<Vec<String>>>) -> SocketAddr {
@@ -86,6 +87,7 @@ fn leaks(text: &str, tokens: &[String]) -> Vec<String> {
         ("client secret", CLIENT_SECRET),
         ("webhook secret", WEBHOOK_SECRET),
         ("CMS API key", CMS_API_KEY),
+        ("webhook Basic password", BASIC_PASSWORD),
         ("Basic credentials", basic.as_str()),
     ] {
         if text.contains(secret) {
@@ -166,6 +168,8 @@ async fn scenario(format: &str) {
         ("RELAY_CMS_URL", format!("{}/v1/entries", cms.base_url())),
         ("RELAY_CMS_API_KEY", CMS_API_KEY.into()),
         ("RELAY_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ("RELAY_WEBHOOK_BASIC_USER", "eventbridge".into()),
+        ("RELAY_WEBHOOK_BASIC_PASSWORD", BASIC_PASSWORD.into()),
         ("RELAY_RETRY_DELAYS", "300ms,600ms".into()),
         ("RELAY_LOG", "trace".into()),
         ("RELAY_LOG_FORMAT", format.into()),
@@ -227,6 +231,22 @@ async fn scenario(format: &str) {
     assert_eq!(post(body, ("x-relay-signature", sig)).await, 202);
     let other = WebhookAuth::new(Secret::new("not-the-secret")).sign(&event(4), now_secs());
     assert_eq!(post(event(4), ("x-relay-signature", other)).await, 401);
+    // HTTP Basic, right and wrong (the wrong one carries the real password with a typo in
+    // the user, so a log of the attempted credential would show the password).
+    let basic = |user: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{BASIC_PASSWORD}"))
+        )
+    };
+    assert_eq!(
+        post(event(40), ("authorization", basic("eventbridge"))).await,
+        202
+    );
+    assert_eq!(
+        post(event(41), ("authorization", basic("eventbridgx"))).await,
+        401
+    );
     let synced = |n: usize| {
         let (http, cms) = (http.clone(), cms.base_url());
         move || {
@@ -244,7 +264,7 @@ async fn scenario(format: &str) {
             }
         }
     };
-    assert!(wait_until(Duration::from_secs(60), synced(2)).await);
+    assert!(wait_until(Duration::from_secs(60), synced(3)).await);
 
     // The token expires (3 s) and is refreshed; the new one lives long, so the injected
     // 401 below hits an API call (invalidate, refresh, retry once), not the token endpoint.
@@ -254,7 +274,7 @@ async fn scenario(format: &str) {
         post(event(5), ("x-relay-secret", WEBHOOK_SECRET.into())).await,
         202
     );
-    assert!(wait_until(Duration::from_secs(60), synced(3)).await);
+    assert!(wait_until(Duration::from_secs(60), synced(4)).await);
     fault(cms.base_url(), json!({"fail_next": 1, "error_status": 503})).await;
     fault(
         genesys.base_url(),
@@ -266,7 +286,7 @@ async fn scenario(format: &str) {
         let sig = signer.sign(&body, now_secs());
         assert_eq!(post(body, ("x-relay-signature", sig)).await, 202);
     }
-    assert!(wait_until(Duration::from_secs(60), synced(5)).await);
+    assert!(wait_until(Duration::from_secs(60), synced(6)).await);
     let metrics = http
         .get(format!("{admin}/metrics"))
         .send()
@@ -276,7 +296,7 @@ async fn scenario(format: &str) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("relay_ingress_requests_total{status=\"401\"} 2"),
+        metrics.contains("relay_ingress_requests_total{status=\"401\"} 3"),
         "{metrics}"
     );
 

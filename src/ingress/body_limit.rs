@@ -1,0 +1,129 @@
+//! The body-size rule: a body the ingress accepts (not 413) must always fit in one Kafka
+//! record under the producer's `message.max.bytes`, so an accepted size can never come
+//! back as a 503 forever, and its retry and dead-letter copies fit too.
+//!
+//! librdkafka refuses a message whose key + value + headers + per-message framing exceed
+//! `message.max.bytes` (default 1,000,000). A raw record is the body (the `payload` field)
+//! plus a bounded overhead, because every other text the relay writes is at most
+//! [`MAX_FIELD_BYTES`] (see `envelope`):
+//! - `RawEvent` fields besides the payload: 8 strings of at most 1 KiB + 2 bytes of length
+//!   each (event id, type, shape, conversation, guest, topic, participant, traceparent),
+//!   2 longs and union tags: under 8.3 KiB; the payload's own length prefix, 5 bytes;
+//! - framing: single-object header 10 bytes (Confluent 5);
+//! - key: a conversation id or event id, at most 1 KiB;
+//! - headers: `relay-event-id` and `traceparent` (1 KiB each) on the raw record, plus the
+//!   retry/DLQ headers added on hand-off (`relay-error` <= 1 KiB, the others under 400 bytes);
+//! - librdkafka's per-message v2 framing, under 100 bytes.
+//!
+//! That is under 13 KiB; [`RECORD_OVERHEAD_BYTES`] reserves 16 KiB.
+
+use super::envelope::MAX_FIELD_BYTES;
+use crate::config::{Config, ConfigError};
+
+/// Bytes a record may need beyond its body (see the module comment for the sum).
+pub const RECORD_OVERHEAD_BYTES: usize = 16 * 1024;
+
+// The sum above assumes 1 KiB fields; a larger bound must revisit it.
+const _: () = assert!(MAX_FIELD_BYTES <= 1024);
+
+/// The body limit the ingress enforces: `RELAY_MAX_BODY_BYTES`, checked against the
+/// producer's `message.max.bytes`, or, unset, the largest body that always fits.
+pub fn max_body_bytes(cfg: &Config) -> Result<usize, ConfigError> {
+    let message_max = cfg.producer_message_max_bytes()?;
+    let fits = message_max.checked_sub(RECORD_OVERHEAD_BYTES).ok_or_else(|| {
+        ConfigError::Invalid {
+            name: "RELAY_KAFKA_MESSAGE_MAX_BYTES".into(),
+            reason: format!(
+                "{message_max} leaves no room for a body after the {RECORD_OVERHEAD_BYTES}-byte record overhead"
+            ),
+        }
+    })?;
+    match cfg.max_body_bytes {
+        None => Ok(fits),
+        Some(0) => Err(ConfigError::Invalid {
+            name: "RELAY_MAX_BODY_BYTES".into(),
+            reason: "must be above 0".into(),
+        }),
+        Some(n) if n > fits => Err(ConfigError::Invalid {
+            name: "RELAY_MAX_BODY_BYTES".into(),
+            reason: format!(
+                "{n} does not fit the producer's message.max.bytes {message_max} with the \
+                 {RECORD_OVERHEAD_BYTES}-byte record overhead; use at most {fits} or raise \
+                 RELAY_KAFKA_MESSAGE_MAX_BYTES (and the topic's max.message.bytes)"
+            ),
+        }),
+        Some(n) => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Codec, RawEvent};
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&vars).unwrap()
+    }
+
+    #[test]
+    fn default_and_explicit_limits() {
+        assert_eq!(max_body_bytes(&cfg(&[])).unwrap(), 1_000_000 - 16_384);
+        assert_eq!(
+            max_body_bytes(&cfg(&[("RELAY_MAX_BODY_BYTES", "2048")])).unwrap(),
+            2048
+        );
+        let err = max_body_bytes(&cfg(&[("RELAY_MAX_BODY_BYTES", "1048576")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RELAY_MAX_BODY_BYTES") && err.contains("983616"),
+            "{err}"
+        );
+        assert_eq!(
+            max_body_bytes(&cfg(&[
+                ("RELAY_MAX_BODY_BYTES", "1048576"),
+                ("RELAY_KAFKA_MESSAGE_MAX_BYTES", "2000000"),
+            ]))
+            .unwrap(),
+            1_048_576
+        );
+        assert!(max_body_bytes(&cfg(&[("RELAY_KAFKA_MESSAGE_MAX_BYTES", "1000")])).is_err());
+    }
+
+    /// The worst record a body of the limit can make stays under the budget: every bounded
+    /// field at its maximum, the largest framing.
+    #[test]
+    fn the_overhead_covers_the_largest_fields() {
+        let max = "x".repeat(MAX_FIELD_BYTES);
+        let body_len = 100_000;
+        let event = RawEvent {
+            event_id: max.clone(),
+            event_type: max.clone(),
+            shape: "EVENTBRIDGE".into(),
+            conversation_id: Some(max.clone()),
+            guest_id: Some(max.clone()),
+            event_time_ms: Some(i64::MIN),
+            received_at_ms: i64::MIN,
+            payload: "p".repeat(body_len),
+            traceparent: Some(max.clone()),
+            topic_name: Some(max.clone()),
+            participant_id: Some(max.clone()),
+        };
+        let value = Codec::single_object().encode(&event).unwrap();
+        let key = MAX_FIELD_BYTES;
+        // relay-event-id, traceparent, relay-error at 1 KiB; 8 short relay-* headers.
+        let headers = 3 * (MAX_FIELD_BYTES + 32) + 8 * 64;
+        let framing = 100;
+        let record = value.len() + key + headers + framing;
+        assert!(
+            record - body_len < RECORD_OVERHEAD_BYTES,
+            "overhead {} bytes",
+            record - body_len
+        );
+    }
+}
