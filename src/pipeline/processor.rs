@@ -1,5 +1,11 @@
 //! Handles one record end to end: decode, route, idempotency check, run the route, and
 //! hand failures off; it returns only when the record may be committed (or at shutdown).
+//!
+//! A failed event whose idempotency key got marked meanwhile (another attempt of the same
+//! event synced it, e.g. a redelivery after a worker was killed) is counted `duplicate`
+//! instead of being retried or dead-lettered: an event is never both synced and in the
+//! dead-letter topic through this worker's own bookkeeping. A handler panic dead-letters
+//! its record with class `poison` (the consumer loop catches it, see `handle_panic`).
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
@@ -28,6 +34,28 @@ pub struct Processor {
 impl MessageHandler for Processor {
     fn handle(&self, msg: OwnedMessage) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
         Box::pin(self.process(msg))
+    }
+
+    fn handle_panic(
+        &self,
+        msg: OwnedMessage,
+        panic: String,
+    ) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
+        Box::pin(async move {
+            let event: Option<RawEvent> = msg.payload().and_then(|p| self.codec.decode(p).ok());
+            let route = event
+                .as_ref()
+                .and_then(|e| route_for(e, self.routes.forwarder.is_some()).ok())
+                .map_or("unknown", Route::as_str);
+            let failure = Failure::poison(format!("handler panicked: {panic}"));
+            self.fail(
+                &msg,
+                event.as_ref().map(|e| e.event_id.as_str()),
+                route,
+                failure,
+            )
+            .await
+        })
     }
 }
 
@@ -77,6 +105,12 @@ impl Processor {
                     .skipped_total
                     .with_label_values(&[route.as_str(), reason])
                     .inc();
+                Handled::Done
+            }
+            // Another attempt of this event synced it while this one ran: neither a retry
+            // nor a dead letter is due.
+            Err(_) if self.idempotency.seen(&key) => {
+                self.count(route.as_str(), "duplicate");
                 Handled::Done
             }
             Err(failure) => {
