@@ -156,7 +156,18 @@ impl IdempotencyStore {
                     .filter(|t| t.name() == topic)
                     .flat_map(|t| t.partitions())
                 {
-                    let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
+                    // A topic created a moment ago may not have its leaders yet.
+                    let mut tries = 0;
+                    let (low, high) = loop {
+                        match consumer.fetch_watermarks(&topic, p.id(), timeout) {
+                            Err(e) if tries < 20 => {
+                                tries += 1;
+                                tracing::debug!(error = %e, "idempotency topic not ready; asking again");
+                                std::thread::sleep(Duration::from_millis(250));
+                            }
+                            r => break r?,
+                        }
+                    };
                     tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
                     if high > low {
                         ends.insert(p.id(), high);

@@ -268,6 +268,14 @@ impl MessageHandler for Panicky {
     }
 }
 
+/// The relay's topics for `prefix` (the test broker does not create topics on use).
+async fn create_topics(cfg: &Config, prefix: &str) {
+    let topics = genesys_relay::kafka::Topics::new(prefix, cfg.retry_delays.len());
+    genesys_relay::kafka::ensure_topics(cfg, &topics)
+        .await
+        .unwrap();
+}
+
 fn produce(broker: &Broker, topic: &str, records: &[(&str, &str)]) {
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.addr())
@@ -286,14 +294,15 @@ fn produce(broker: &Broker, topic: &str, records: &[(&str, &str)]) {
 async fn a_panicking_handler_frees_its_key_and_its_partition() {
     let broker = Broker::start();
     let prefix = unique_prefix("panic");
-    let topic = format!("{prefix}.in");
+    let cfg = relay_config(&broker, &prefix, &[]);
+    create_topics(&cfg, &prefix).await;
+    let topic = format!("{prefix}.events.raw");
     let group = format!("{prefix}-group");
     produce(
         &broker,
         &topic,
         &[("k", "a"), ("k", "boom"), ("k", "c"), ("other", "d")],
     );
-    let cfg = relay_config(&broker, &prefix, &[]);
     let cc = genesys_relay::kafka::client_config(
         &cfg,
         &[("group.id", &group), ("auto.offset.reset", "earliest")],
@@ -345,7 +354,7 @@ async fn a_hand_off_too_large_for_the_broker_is_dead_lettered() {
     let limit_s = limit.to_string();
     let extra = [
         ("RELAY_KAFKA_MESSAGE_MAX_BYTES", limit_s.as_str()),
-        ("RELAY_MAX_BODY_BYTES", "19000"),
+        ("RELAY_MAX_BODY_BYTES", "19950"),
         ("RELAY_RETRY_DELAYS", "200ms"),
     ];
     let relay = app::start(stack_config(&broker, &sims, &prefix, &extra), Role::Serve)
@@ -479,7 +488,9 @@ async fn an_event_synced_by_another_attempt_is_not_dead_lettered() {
 async fn a_partial_topic_read_is_an_error() {
     let broker = Broker::start();
     let prefix = unique_prefix("partial");
-    let topic = format!("{prefix}.dlq");
+    let cfg = relay_config(&broker, &prefix, &[]);
+    create_topics(&cfg, &prefix).await;
+    let topic = format!("{prefix}.events.dlq");
     let records: Vec<(String, String)> = (0..50)
         .map(|i| (format!("k{i}"), format!("v{i}")))
         .collect();
@@ -488,7 +499,6 @@ async fn a_partial_topic_read_is_an_error() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     produce(&broker, &topic, &refs);
-    let cfg = relay_config(&broker, &prefix, &[]);
     let (c1, t1) = (cfg.clone(), topic.clone());
     let whole = tokio::task::spawn_blocking(move || {
         read_topic_to_end_within(&c1, &t1, Duration::from_secs(60), |_| {})
