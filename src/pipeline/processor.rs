@@ -20,7 +20,7 @@ use rdkafka::Message;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The worker's [`MessageHandler`] for the raw and the retry topics alike.
 pub struct Processor {
@@ -130,14 +130,23 @@ impl Processor {
             Route::GuestSync => event.guest_id.as_deref(),
             _ => None,
         };
-        if let Err(e) = self
+        // The offset moves past a synced event only once its mark is durable: another
+        // member that re-handles the record (after a failed commit) must find the mark,
+        // not send again. At shutdown the mark stays local; the sink's own idempotency-key
+        // handling covers the rare redelivery.
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = self
             .idempotency
             .remember(key, event.event_time_ms, guest)
             .await
         {
-            // The sync happened; a later redelivery is caught by the sink's own
-            // idempotency-key handling, so this is not worth a retry.
-            tracing::warn!(error = %e, event_id = %event.event_id, "synced, but the idempotency mark was not written");
+            if *self.hand_off.shutdown.borrow() {
+                tracing::warn!(error = %e, event_id = %event.event_id, "synced, but the idempotency mark was not written");
+                break;
+            }
+            tracing::warn!(error = %e, event_id = %event.event_id, "idempotency mark not written; trying again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         self.count(route.as_str(), "synced");
         Handled::Done
