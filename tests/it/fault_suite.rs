@@ -639,7 +639,10 @@ async fn events_under_faults_are_all_accounted_for() {
     );
     row("gone guests synced", gone_synced.len().to_string());
     row("CMS write requests (attempts)", attempts.to_string());
-    row("redundant sends (writes of an accepted key)", replays.to_string());
+    row(
+        "redundant sends (writes of an accepted key)",
+        replays.to_string(),
+    );
     row(
         "  allowed: SIGKILLs x max in flight",
         (killed as u64 * max_in_flight()).to_string(),
