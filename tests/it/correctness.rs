@@ -660,6 +660,9 @@ async fn backpressure_holds_across_a_rebalance() {
     // The documented bound plus what librdkafka may hand over while a pause takes effect.
     let bound = high + 1000.0;
     eprintln!("peak relay_in_flight after the rebalances: {peak} (bound {bound})");
-    assert!(peak <= bound, "backlog grew to {peak} records (bound {bound})");
+    assert!(
+        peak <= bound,
+        "backlog grew to {peak} records (bound {bound})"
+    );
     relay.stop().await;
 }
