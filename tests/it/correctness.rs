@@ -666,3 +666,82 @@ async fn backpressure_holds_across_a_rebalance() {
     );
     relay.stop().await;
 }
+
+/// Handles every record slowly and counts them.
+struct Slow {
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl MessageHandler for Slow {
+    fn handle(&self, _msg: OwnedMessage) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
+        Box::pin(async move {
+            self.started
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            Handled::Done
+        })
+    }
+}
+
+/// Finding 5: a commit made while the broker is away fails; it is made again once the
+/// broker is back, also for a partition that receives nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_is_made_again_on_a_quiet_partition() {
+    let broker = Arc::new(Mutex::new(Broker::dedicated()));
+    let addr = broker.lock().unwrap().addr();
+    let prefix = unique_prefix("commit");
+    let cfg = relay_config(&broker.lock().unwrap(), &prefix, &[]);
+    create_topics(&cfg, &prefix).await;
+    let topic = format!("{prefix}.events.raw");
+    let group = format!("{prefix}-group");
+    produce(&broker.lock().unwrap(), &topic, &[("k", "one")]);
+    let cc = genesys_relay::kafka::client_config(
+        &cfg,
+        &[("group.id", &group), ("auto.offset.reset", "earliest")],
+    );
+    let opts = ConsumerOptions {
+        max_in_flight: 4,
+        commit_interval: Duration::from_millis(200),
+        honour_not_before: false,
+        drain_timeout: Duration::from_secs(2),
+    };
+    let lp = ConsumerLoop::new(cc, &[&topic], opts, Arc::new(Metrics::new())).unwrap();
+    let handler = Arc::new(Slow {
+        started: Default::default(),
+    });
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(lp.run(handler.clone(), rx));
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            handler.started.load(std::sync::atomic::Ordering::SeqCst) > 0
+        })
+        .await
+    );
+    // The handler finishes while the broker is away: the commits of its offset fail.
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.lock().unwrap().kill())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.lock().unwrap().restart())
+        .await
+        .unwrap();
+    let committed = wait_until(Duration::from_secs(60), || {
+        let (a, g, t) = (addr.clone(), group.clone(), topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || group_lag(&a, &g, &t) == Some(0))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let handled = handler.started.load(std::sync::atomic::Ordering::SeqCst);
+    let _ = tx.send(true);
+    let _ = run.await;
+    eprintln!("handled {handled} time(s)");
+    assert!(
+        committed,
+        "the offset was never committed after the broker came back"
+    );
+}
