@@ -690,7 +690,13 @@ async fn a_failed_commit_is_made_again_on_a_quiet_partition() {
     let broker = Arc::new(Mutex::new(Broker::dedicated()));
     let addr = broker.lock().unwrap().addr();
     let prefix = unique_prefix("commit");
-    let cfg = relay_config(&broker.lock().unwrap(), &prefix, &[]);
+    // Sessions outlive the outage, so the group does not rebalance and the record is not
+    // handed to anyone again: only a commit made again can move the offset.
+    let extra = [
+        ("RELAY_KAFKA_SESSION_TIMEOUT_MS", "45000"),
+        ("RELAY_KAFKA_MAX_POLL_INTERVAL_MS", "60000"),
+    ];
+    let cfg = relay_config(&broker.lock().unwrap(), &prefix, &extra);
     create_topics(&cfg, &prefix).await;
     let topic = format!("{prefix}.events.raw");
     let group = format!("{prefix}-group");
