@@ -751,3 +751,80 @@ async fn a_failed_commit_is_made_again_on_a_quiet_partition() {
         "the offset was never committed after the broker came back"
     );
 }
+
+/// Finding 8 (replay side): `dlq replay --all` does not replay a dead letter whose event
+/// was synced after all (its idempotency mark exists); it reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_skips_dead_letters_of_events_synced_after_all() {
+    use genesys_relay::operator::{replay_dead_letters, ReplaySelection};
+    let broker = Broker::start();
+    let prefix = unique_prefix("replay-synced");
+    let cfg = relay_config(&broker, &prefix, &[]);
+    create_topics(&cfg, &prefix).await;
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    let dlq = format!("{prefix}.events.dlq");
+    for id in ["synced-1", "failed-1"] {
+        let hdrs = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: headers::EVENT_ID,
+                value: Some(id),
+            })
+            .insert(rdkafka::message::Header {
+                key: headers::ROUTE,
+                value: Some("forward"),
+            })
+            .insert(rdkafka::message::Header {
+                key: headers::ERROR_CLASS,
+                value: Some("exhausted"),
+            });
+        p.send(BaseRecord::to(&dlq).key("k").payload("{}").headers(hdrs))
+            .unwrap();
+    }
+    let mark = genesys_relay::schema::IdempotencyMark {
+        handled_at_ms: genesys_relay::kafka::now_ms(),
+        event_time_ms: None,
+        guest_id: None,
+    };
+    let value = genesys_relay::schema::Codec::single_object()
+        .encode(&mark)
+        .unwrap();
+    p.send(
+        BaseRecord::to(&format!("{prefix}.relay.idempotency"))
+            .key("forward:synced-1")
+            .payload(&value),
+    )
+    .unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+    let producer =
+        genesys_relay::kafka::EventProducer::new(&cfg, Arc::new(Metrics::new())).unwrap();
+    let sel = ReplaySelection {
+        event_ids: vec![],
+        all: true,
+    };
+    let report = replay_dead_letters(&cfg, &producer, &sel, false)
+        .await
+        .unwrap();
+    assert_eq!(report.already_synced, vec!["synced-1".to_string()]);
+    assert_eq!((report.matched, report.replayed), (1, 1));
+    let raw = read_records(
+        &broker,
+        &format!("{prefix}.events.raw"),
+        2,
+        Duration::from_secs(5),
+    );
+    let ids: Vec<_> = raw
+        .iter()
+        .filter_map(|m| {
+            m.headers().and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == headers::EVENT_ID)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+        })
+        .collect();
+    assert_eq!(ids, vec!["failed-1".to_string()]);
+}

@@ -558,6 +558,7 @@ async fn events_under_faults_are_all_accounted_for() {
     let mut skipped = 0;
     let mut dead = 0;
     let mut synced_and_dead = 0;
+    let mut synced_and_dead_ids = Vec::new();
     let mut lost = Vec::new();
     let mut missing_from_raw = Vec::new();
     let mut gone_synced = Vec::new();
@@ -579,6 +580,7 @@ async fn events_under_faults_are_all_accounted_for() {
             (true, true) => {
                 synced += 1;
                 synced_and_dead += 1;
+                synced_and_dead_ids.push(id.clone());
             }
             (true, false) => synced += 1,
             (false, true) => dead += 1,
@@ -669,6 +671,50 @@ async fn events_under_faults_are_all_accounted_for() {
     row("settle phase", format!("{settle_took:.1?}"));
     eprintln!("chaos: {:?}", chaos_log.lock().unwrap());
 
+    if !synced_and_dead_ids.is_empty() {
+        // Why: the dead letter's last error and the CMS's view of the key.
+        let cfg = cfg.clone();
+        let (ids, dlq_topic) = (synced_and_dead_ids.clone(), format!("{prefix}.events.dlq"));
+        let letters = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let _ = read_topic_to_end(&cfg, &dlq_topic, |m| {
+                let header = |name: &str| {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|x| x.key == name)
+                            .and_then(|x| x.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                    })
+                };
+                if header(headers::EVENT_ID).is_some_and(|id| ids.contains(&id)) {
+                    out.push(format!(
+                        "{:?} attempt {:?} first failure {:?}: {:?}",
+                        header(headers::EVENT_ID),
+                        header(headers::ATTEMPT),
+                        header(headers::FIRST_FAILURE_AT),
+                        header(headers::ERROR)
+                    ));
+                }
+            });
+            out
+        })
+        .await
+        .unwrap();
+        for l in letters {
+            eprintln!("synced and dead-lettered: {l}");
+        }
+        for id in &synced_and_dead_ids {
+            let key = format!("guest_sync:{id}");
+            let writes: Vec<&serde_json::Value> = cms["writes"]
+                .as_array()
+                .map(|w| w.iter().filter(|x| x["key"] == key.as_str()).collect())
+                .unwrap_or_default();
+            eprintln!(
+                "  {key}: attempts {} replays {} accepted writes {writes:?}",
+                cms["attempts_by_key"][&key], cms["replays_by_key"][&key]
+            );
+        }
+    }
     if !lost.is_empty() {
         // Where the lost events are: the retry records that carry them.
         let cfg = cfg.clone();
