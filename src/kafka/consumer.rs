@@ -464,7 +464,10 @@ impl ConsumerLoop {
             }
             lanes.dispatch(job, handler, tracker, metrics);
             // Under backpressure the partition stays paused with the others; the loop
-            // resumes it when the backlog drained (it is no longer in `parked`).
+            // resumes it when the backlog drained (it is no longer in `parked`). Checked
+            // under the `parked` lock, which the loop holds while it pauses, so a pause
+            // that starts now cannot be undone by this resume.
+            let _parked = parked.lock().expect("parked lock");
             if !backpressure.load(Ordering::SeqCst) {
                 if let Err(e) = consumer.resume(&tpl) {
                     tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot resume partition");
