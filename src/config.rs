@@ -198,6 +198,16 @@ impl Config {
                 (prop, v.clone())
             })
             .collect();
+        // The relay's promises rest on `acks=all` (DESIGN section 2): a weaker setting
+        // would let the ingress answer 202 for a record a broker failure can lose.
+        if let Some(acks) = get("RELAY_KAFKA_ACKS") {
+            if !matches!(acks.to_ascii_lowercase().as_str(), "all" | "-1") {
+                return Err(invalid(
+                    "RELAY_KAFKA_ACKS",
+                    format!("{acks:?} would weaken acks=all, which the relay requires; remove the setting"),
+                ));
+            }
+        }
         let retry_delays = parse_delays(
             "RELAY_RETRY_DELAYS",
             &get("RELAY_RETRY_DELAYS").unwrap_or_else(|| "5s,60s,600s".into()),

@@ -5,22 +5,34 @@
 //!
 //! A mark is written only after the sync succeeded. A crash between the two leads to one
 //! more sync attempt with the same `X-Idempotency-Key`, which the sink deduplicates.
+//!
+//! Invariants (issue 12): a full cache evicts the least recently used mark, never a mark
+//! just written (moka's default TinyLFU admission would refuse most new marks, since each
+//! is written once); a mark lives `RELAY_IDEMPOTENCY_TTL` from when it was *handled*, also
+//! when it is loaded at start-up (older marks are not loaded); and the consumers start
+//! only once the topic has been read to its end: a load slower than its limit is logged
+//! as an error and waited for, never silently partial.
 
 use crate::config::Config;
 use crate::kafka::{client_config, now_ms, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use moka::Expiry;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 /// The idempotency memory of one worker process.
 pub struct IdempotencyStore {
-    handled: Cache<String, ()>,
+    /// Key -> when it was handled (Unix ms); expires `ttl` after that.
+    handled: Cache<String, i64>,
+    ttl: Duration,
     guest_times: Cache<String, i64>,
     producer: Arc<EventProducer>,
     codec: Codec,
@@ -40,10 +52,15 @@ impl IdempotencyStore {
         Arc::new(IdempotencyStore {
             handled: Cache::builder()
                 .max_capacity(cfg.idempotency_capacity)
-                .time_to_live(cfg.idempotency_ttl)
+                .eviction_policy(EvictionPolicy::lru())
+                .expire_after(SinceHandled {
+                    ttl: cfg.idempotency_ttl,
+                })
                 .build(),
+            ttl: cfg.idempotency_ttl,
             guest_times: Cache::builder()
                 .max_capacity(cfg.idempotency_capacity)
+                .eviction_policy(EvictionPolicy::lru())
                 .time_to_live(cfg.idempotency_ttl)
                 .build(),
             producer,
@@ -77,8 +94,10 @@ impl IdempotencyStore {
         };
         // A fixed record against a compiled-in schema cannot fail to encode.
         let value = self.codec.encode(&mark).expect("IdempotencyMark encodes");
-        self.producer.send(&self.topic, key, &value, &[]).await?;
+        // Remembered here even when the write fails: the sync happened, so this process
+        // must not send it again; only other processes (and a restart) miss the mark.
         self.apply(key, &mark).await;
+        self.producer.send(&self.topic, key, &value, &[]).await?;
         Ok(())
     }
 
@@ -87,9 +106,15 @@ impl IdempotencyStore {
         self.guest_times.get(guest_id).await
     }
 
-    /// Applies one mark, written here or read from the topic.
+    /// Applies one mark, written here or read from the topic; a mark older than the TTL
+    /// is not applied.
     async fn apply(&self, key: &str, mark: &IdempotencyMark) {
-        self.handled.insert(key.to_string(), ()).await;
+        if remaining_life(self.ttl, mark.handled_at_ms, now_ms()).is_zero() {
+            return;
+        }
+        self.handled
+            .insert(key.to_string(), mark.handled_at_ms)
+            .await;
         if let (Some(guest), Some(t)) = (&mark.guest_id, mark.event_time_ms) {
             self.guest_times
                 .entry(guest.clone())
@@ -131,7 +156,18 @@ impl IdempotencyStore {
                     .filter(|t| t.name() == topic)
                     .flat_map(|t| t.partitions())
                 {
-                    let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
+                    // A topic created a moment ago may not have its leaders yet.
+                    let mut tries = 0;
+                    let (low, high) = loop {
+                        match consumer.fetch_watermarks(&topic, p.id(), timeout) {
+                            Err(e) if tries < 20 => {
+                                tries += 1;
+                                tracing::debug!(error = %e, "idempotency topic not ready; asking again");
+                                std::thread::sleep(Duration::from_millis(250));
+                            }
+                            r => break r?,
+                        }
+                    };
                     tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
                     if high > low {
                         ends.insert(p.id(), high);
@@ -142,16 +178,35 @@ impl IdempotencyStore {
             })
             .await
             .expect("metadata task does not panic")?;
-        let (caught_up_tx, caught_up_rx) = oneshot::channel();
+        let (caught_up_tx, mut caught_up_rx) = oneshot::channel();
+        let behind = Arc::new(AtomicUsize::new(ends.len()));
         let store = self.clone();
-        let task = tokio::spawn(store.tail(consumer, ends, caught_up_tx, shutdown));
-        if tokio::time::timeout(catch_up_limit, caught_up_rx)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "idempotency topic not fully read within {catch_up_limit:?}; continuing"
-            );
+        let task = tokio::spawn(store.tail(
+            consumer,
+            ends,
+            caught_up_tx,
+            behind.clone(),
+            shutdown.clone(),
+        ));
+        // Handling events with a partly loaded memory would sync again what was synced
+        // before: wait, and say so loudly while it takes longer than `catch_up_limit`.
+        let started = Instant::now();
+        let mut stop = shutdown;
+        loop {
+            tokio::select! {
+                r = &mut caught_up_rx => {
+                    if r.is_err() {
+                        tracing::error!("idempotency tail ended before the memory was loaded");
+                    }
+                    break;
+                }
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(catch_up_limit) => tracing::error!(
+                    waited_s = started.elapsed().as_secs(),
+                    partitions_behind = behind.load(Ordering::Relaxed),
+                    "idempotency memory still loading; the worker does not consume until it is loaded"
+                ),
+            }
         }
         Ok(task)
     }
@@ -161,6 +216,7 @@ impl IdempotencyStore {
         consumer: StreamConsumer,
         mut pending: HashMap<i32, i64>,
         caught_up: oneshot::Sender<()>,
+        behind: Arc<AtomicUsize>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut caught_up = Some(caught_up);
@@ -189,6 +245,7 @@ impl IdempotencyStore {
                         .is_some_and(|end| m.offset() + 1 >= *end)
                     {
                         pending.remove(&m.partition());
+                        behind.store(pending.len(), Ordering::Relaxed);
                     }
                 }
                 Err(e) => {
@@ -197,5 +254,131 @@ impl IdempotencyStore {
                 }
             }
         }
+    }
+}
+
+/// How long a mark handled at `handled_at_ms` has left to live at `now_ms` (zero when
+/// expired); a handled time in the future (clock skew) counts as now.
+fn remaining_life(ttl: Duration, handled_at_ms: i64, now_ms: i64) -> Duration {
+    let age = u64::try_from(now_ms.saturating_sub(handled_at_ms)).unwrap_or(0);
+    ttl.saturating_sub(Duration::from_millis(age))
+}
+
+/// Expires a mark `ttl` after it was handled, wherever and whenever it was applied.
+struct SinceHandled {
+    ttl: Duration,
+}
+
+impl Expiry<String, i64> for SinceHandled {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        handled_at_ms: &i64,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(remaining_life(self.ttl, *handled_at_ms, now_ms()))
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &String,
+        handled_at_ms: &i64,
+        updated_at: std::time::Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, handled_at_ms, updated_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(capacity: u64, ttl: &str) -> Arc<IdempotencyStore> {
+        let vars: HashMap<String, String> = [
+            ("RELAY_KAFKA_BROKERS", "127.0.0.1:1"),
+            ("RELAY_IDEMPOTENCY_CAPACITY", &capacity.to_string()),
+            ("RELAY_IDEMPOTENCY_TTL", ttl),
+            ("RELAY_PRODUCE_TIMEOUT", "200ms"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = Config::from_vars(&vars).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let producer = Arc::new(EventProducer::new(&cfg, metrics.clone()).unwrap());
+        IdempotencyStore::new(
+            &cfg,
+            "t.relay.idempotency",
+            Codec::single_object(),
+            producer,
+            metrics,
+        )
+    }
+
+    fn mark(handled_at_ms: i64) -> IdempotencyMark {
+        IdempotencyMark {
+            handled_at_ms,
+            event_time_ms: None,
+            guest_id: None,
+        }
+    }
+
+    /// Issue 12, finding 2: at capacity, the newest marks are the ones kept.
+    #[tokio::test]
+    async fn a_full_cache_keeps_the_newest_marks() {
+        let n = 200u64;
+        let s = store(n, "1h");
+        for i in 0..3 * n {
+            s.apply(&format!("k-{i}"), &mark(now_ms())).await;
+            if i % 50 == 0 {
+                s.handled.run_pending_tasks().await;
+            }
+        }
+        s.handled.run_pending_tasks().await;
+        let newest: Vec<u64> = (3 * n - n / 2..3 * n).collect();
+        let missing: Vec<&u64> = newest
+            .iter()
+            .filter(|i| !s.seen(&format!("k-{i}")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "recent marks evicted: {} of {}",
+            missing.len(),
+            newest.len()
+        );
+        assert!(s.handled.entry_count() <= n + n / 10, "capacity is kept");
+    }
+
+    /// Issue 12, finding 2: a mark older than the TTL is not loaded; a younger one lives
+    /// only what is left of its TTL.
+    #[tokio::test]
+    async fn loaded_marks_keep_their_age() {
+        let s = store(100, "60s");
+        let now = now_ms();
+        s.apply("old", &mark(now - 61_000)).await;
+        s.apply("young", &mark(now - 1_000)).await;
+        s.apply("almost", &mark(now - 59_900)).await;
+        assert!(!s.seen("old"), "a mark past its TTL was loaded");
+        assert!(s.seen("young"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!s.seen("almost"), "a loaded mark got a fresh TTL");
+        assert_eq!(
+            remaining_life(Duration::from_secs(60), now + 5_000, now),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            remaining_life(Duration::from_secs(60), i64::MIN, i64::MAX),
+            Duration::ZERO
+        );
+    }
+
+    /// Issue 12, finding 9: a mark whose write failed is still remembered here.
+    #[tokio::test]
+    async fn a_mark_that_failed_to_write_is_still_applied() {
+        let s = store(100, "1h");
+        let written = s.remember("guest_sync:e1", None, None).await;
+        assert!(written.is_err(), "no broker at 127.0.0.1:1");
+        assert!(s.seen("guest_sync:e1"));
     }
 }

@@ -161,6 +161,13 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
                     report.superseded
                 );
             }
+            if !report.already_synced.is_empty() {
+                println!(
+                    "skipped {} dead letters of events synced after all: {}",
+                    report.already_synced.len(),
+                    report.already_synced.join(", ")
+                );
+            }
             if !report.missing.is_empty() {
                 anyhow::bail!("not found in {dlq}: {}", report.missing.join(", "));
             }

@@ -8,6 +8,14 @@
 //! 404, 409) do not remember the key. Writes without a key (or with an empty one) are
 //! never replayed and are counted under the key `""`, so a test can see a relay that
 //! forgot to send it. `Authorization` is accepted whatever it holds.
+//!
+//! Counting, so a checker can fail: `syncs_by_key` counts accepted writes per key (a
+//! replay is not one), `attempts_by_key` counts every write request per key that reached
+//! the handler (accepted, replayed or rejected), `replays_by_key` the ones answered from
+//! a stored reply (the relay sent a write that had already been done), and
+//! `events_by_relay_event_id` every `POST /v1/events` (the forward backend) per
+//! `X-Relay-Event-Id`, replays included. Requests answered with an injected fault never
+//! reach the handler and are counted only in `requests`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -70,6 +78,12 @@ struct Data {
     /// Idempotency key -> the reply of the first accepted write with it.
     replies: HashMap<String, Reply>,
     syncs_by_key: HashMap<String, u64>,
+    /// Every write request per idempotency key, replays and rejections included.
+    attempts_by_key: HashMap<String, u64>,
+    /// Write requests answered from a stored reply, per idempotency key.
+    replays_by_key: HashMap<String, u64>,
+    /// Every `POST /v1/events` per `X-Relay-Event-Id` (`""` when absent), replays included.
+    events_by_relay_event_id: HashMap<String, u64>,
     events_received: u64,
     writes: Vec<WriteRecord>,
     writes_dropped: u64,
@@ -98,11 +112,15 @@ impl Cms {
         // Parse before taking the lock; the error only matters if this is no replay.
         let body = req.json_body();
         let mut data = lock(&self.data);
+        *data.attempts_by_key.entry(key.clone()).or_default() += 1;
+        if req.path == "/v1/events" {
+            let event_id = req.header("x-relay-event-id").unwrap_or("").to_string();
+            *data.events_by_relay_event_id.entry(event_id).or_default() += 1;
+        }
         if !key.is_empty() {
-            if let Some(first) = data.replies.get(&key) {
-                return first
-                    .clone()
-                    .with_header("idempotent-replayed", "true".into());
+            if let Some(first) = data.replies.get(&key).cloned() {
+                *data.replays_by_key.entry(key).or_default() += 1;
+                return first.with_header("idempotent-replayed", "true".into());
             }
         }
         let accepted = match body.and_then(|body| apply(&mut data, body)) {
@@ -296,12 +314,23 @@ impl Backend for Cms {
 
     fn stats(&self) -> Map<String, Value> {
         let data = lock(&self.data);
-        let syncs: BTreeMap<&String, u64> =
-            data.syncs_by_key.iter().map(|(k, n)| (k, *n)).collect();
+        let counts = |m: &HashMap<String, u64>| -> BTreeMap<String, u64> {
+            m.iter().map(|(k, n)| (k.clone(), *n)).collect()
+        };
+        let syncs = counts(&data.syncs_by_key);
         let entries: BTreeMap<&String, &Map<String, Value>> =
             data.entries.iter().map(|(id, e)| (id, &e.fields)).collect();
         let mut stats = Map::new();
         stats.insert("syncs_by_key".into(), json!(syncs));
+        stats.insert(
+            "attempts_by_key".into(),
+            json!(counts(&data.attempts_by_key)),
+        );
+        stats.insert("replays_by_key".into(), json!(counts(&data.replays_by_key)));
+        stats.insert(
+            "events_by_relay_event_id".into(),
+            json!(counts(&data.events_by_relay_event_id)),
+        );
         stats.insert("entries".into(), json!(entries));
         stats.insert("events_received".into(), json!(data.events_received));
         stats.insert("writes".into(), json!(data.writes));

@@ -18,6 +18,11 @@ const REFRESH_FRACTION: u32 = 10;
 const REFRESH_MARGIN_MAX: Duration = Duration::from_secs(60);
 /// Used when the answer carries no `expires_in`; short, so a wrong guess heals quickly.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// Bounds on a token's lifetime whatever `expires_in` says: 0 would make every call
+/// fetch a token, and an absurd value would overflow `Instant` arithmetic. Genesys Cloud
+/// issues client-credentials tokens for 86,400 s by default (DESIGN section 0).
+const MIN_LIFETIME: Duration = Duration::from_secs(5);
+const MAX_LIFETIME: Duration = Duration::from_secs(2 * 86_400);
 
 #[derive(Debug)]
 struct CachedToken {
@@ -194,13 +199,10 @@ impl TokenSource {
             ));
         }
         self.metrics.genesys_token_refresh_total.inc();
-        let lifetime = answer
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_LIFETIME);
+        let lifetime = token_lifetime(answer.expires_in);
         let margin = (lifetime / REFRESH_FRACTION).min(REFRESH_MARGIN_MAX);
         // Measured from when we asked, not when the answer arrived: the server's clock
-        // started no later than that.
+        // started no later than that. Bounded above, so this cannot overflow.
         let expires_at = started + lifetime;
         tracing::debug!(
             lifetime_s = lifetime.as_secs(),
@@ -230,6 +232,15 @@ impl TokenSource {
     }
 }
 
+/// The lifetime to plan with for an answer's `expires_in` (seconds), clamped to
+/// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`].
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    expires_in
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_LIFETIME)
+        .clamp(MIN_LIFETIME, MAX_LIFETIME)
+}
+
 fn fresh(state: &State) -> Option<String> {
     state
         .cached
@@ -245,4 +256,26 @@ fn unexpired(state: &State) -> Option<String> {
         .as_ref()
         .filter(|c| Instant::now() < c.expires_at)
         .map(|c| c.token.expose().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, finding 9: `expires_in` of 0 or absurd values neither panic nor make
+    /// every call fetch a token.
+    #[test]
+    fn hostile_expires_in_is_bounded() {
+        assert_eq!(token_lifetime(Some(0)), MIN_LIFETIME);
+        assert_eq!(token_lifetime(Some(u64::MAX)), MAX_LIFETIME);
+        assert_eq!(token_lifetime(None), DEFAULT_LIFETIME);
+        assert_eq!(token_lifetime(Some(86_400)), Duration::from_secs(86_400));
+        let now = Instant::now();
+        for s in [0, 1, u64::MAX] {
+            let lifetime = token_lifetime(Some(s));
+            let margin = (lifetime / REFRESH_FRACTION).min(REFRESH_MARGIN_MAX);
+            let expires_at = now + lifetime;
+            assert!(expires_at - margin > now, "a fresh token is fresh for {s}");
+        }
+    }
 }

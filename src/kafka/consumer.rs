@@ -11,10 +11,20 @@
 //! A record may carry a due time (`relay-not-before`, set on retry records). A record
 //! that is not due pauses its partition and is handed over when due; the partition is
 //! resumed then. Nothing sleeps in the receive loop, so other partitions keep flowing.
+//!
+//! Rebalances (issue 12): a revoke first stops every record of the revoked partitions
+//! from starting (records queued in key lanes are dropped, not handled), waits (bounded
+//! by the drain timeout) for the handlers already running, and commits what is done;
+//! only then does the group hand the partitions to another member, so one record is not
+//! handled by two members at once. Offsets count as committed only when the broker
+//! confirmed them (commit callback). The backpressure pause survives rebalances and due
+//! retries. A handler that panics is caught: its record goes to
+//! [`MessageHandler::handle_panic`] (the processor dead-letters it) and its key moves on.
 
 use super::headers::{self, header_i64};
 use super::offsets::{OffsetTracker, Ticket};
 use crate::metrics::Metrics;
+use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -25,6 +35,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +55,17 @@ pub enum Handled {
 /// turned into a retry or dead-letter record, or into `Abandoned` during shutdown.
 pub trait MessageHandler: Send + Sync + 'static {
     fn handle(&self, msg: OwnedMessage) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>>;
+
+    /// Called with the record whose `handle` panicked (and the panic's message). The
+    /// default leaves the record uncommitted; the processor dead-letters it.
+    fn handle_panic(
+        &self,
+        msg: OwnedMessage,
+        panic: String,
+    ) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
+        let _ = (msg, panic);
+        Box::pin(std::future::ready(Handled::Abandoned))
+    }
 }
 
 /// Settings of one consumer loop.
@@ -63,19 +85,60 @@ pub struct RelayConsumerContext {
     tracker: Arc<OffsetTracker>,
     metrics: Arc<Metrics>,
     assigned: Arc<AtomicBool>,
+    /// The partitions this member owns; lag is exported for these only.
+    owned: Mutex<HashSet<Partition>>,
+    /// Set while the receive loop holds the partitions paused for backpressure: a
+    /// rebalance or a due retry must not resume them.
+    backpressure: Arc<AtomicBool>,
+    /// How long a revoke waits for the revoked partitions' running handlers.
+    revoke_wait: Duration,
 }
 
 impl ClientContext for RelayConsumerContext {
     fn stats(&self, stats: Statistics) {
+        let owned = self.owned.lock().expect("owned lock");
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
-                if p.partition >= 0 && p.consumer_lag >= 0 {
+                if p.partition >= 0
+                    && p.consumer_lag >= 0
+                    && owned.contains(&(topic.clone(), *partition))
+                {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[topic, &partition.to_string()])
                         .set(p.consumer_lag);
                 }
             }
+        }
+    }
+}
+
+impl RelayConsumerContext {
+    /// Waits until no handler of `revoked` runs, at most `revoke_wait`. Runs on the
+    /// thread that polls the consumer (a runtime worker): on a multi-thread runtime the
+    /// wait moves that worker's other tasks away (`block_in_place`); on a current-thread
+    /// runtime the handlers could not progress while it blocks, so it does not wait.
+    fn wait_for_handlers(&self, revoked: &[Partition]) {
+        if self.tracker.handling(revoked) == 0 {
+            return;
+        }
+        let deadline = std::time::Instant::now() + self.revoke_wait;
+        let wait = || {
+            while self.tracker.handling(revoked) > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {}
+            Ok(_) => tokio::task::block_in_place(wait),
+            Err(_) => wait(),
+        }
+        let left = self.tracker.handling(revoked);
+        if left > 0 {
+            tracing::warn!(
+                handlers = left,
+                "revoked partitions still have running handlers; the next owner may handle their records again"
+            );
         }
     }
 }
@@ -88,8 +151,19 @@ impl ConsumerContext for RelayConsumerContext {
                 .iter()
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect();
+            // Nothing of these partitions starts from here on; what runs may finish.
+            self.tracker.revoke(&revoked);
+            self.wait_for_handlers(&revoked);
             commit_tracked(consumer, &self.tracker, Some(&revoked), CommitMode::Sync);
             self.tracker.forget(&revoked);
+            let mut owned = self.owned.lock().expect("owned lock");
+            for (topic, partition) in &revoked {
+                owned.remove(&(topic.clone(), *partition));
+                let _ = self
+                    .metrics
+                    .consumer_lag
+                    .remove_label_values(&[topic, &partition.to_string()]);
+            }
             tracing::info!(partitions = revoked.len(), "partitions revoked");
         }
     }
@@ -101,15 +175,47 @@ impl ConsumerContext for RelayConsumerContext {
                 // re-assignment of the same partition to this consumer, and a record parked
                 // before the revoke is dropped without resuming (its ticket is no longer
                 // current): the partition would stay paused for good. A fresh assignment
-                // has nothing parked, so resume it (a no-op where nothing was paused).
-                if let Err(e) = consumer.resume(tpl) {
-                    tracing::warn!(error = %e, "cannot resume assigned partitions");
+                // has nothing parked, so resume it (a no-op where nothing was paused),
+                // unless the loop holds everything paused for backpressure: then pause it
+                // too, and the loop resumes it with the rest when the backlog drained.
+                let result = if self.backpressure.load(Ordering::SeqCst) {
+                    consumer.pause(tpl)
+                } else {
+                    consumer.resume(tpl)
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "cannot set the pause of assigned partitions");
+                }
+                let mut owned = self.owned.lock().expect("owned lock");
+                for e in tpl.elements() {
+                    owned.insert((e.topic().to_string(), e.partition()));
                 }
                 self.assigned.store(tpl.count() > 0, Ordering::Relaxed);
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => self.assigned.store(false, Ordering::Relaxed),
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    /// Only offsets the broker confirmed count as committed; a failed commit leaves them
+    /// offered, so the next commit tick tries again.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let confirmed: Vec<(String, i32, i64)> = offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) if e.error().is_ok() => {
+                            Some((e.topic().to_string(), e.partition(), o))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.tracker.mark_committed(&confirmed);
+            }
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
         }
     }
 }
@@ -130,8 +236,11 @@ fn commit_tracked<C: Consumer<X>, X: ConsumerContext>(
             return;
         }
     }
+    // An async commit only queues the request: the commit callback marks what the broker
+    // confirmed. A sync commit returns the broker's answer.
     match consumer.commit(&tpl, mode) {
-        Ok(()) => tracker.mark_committed(&offsets),
+        Ok(()) if matches!(mode, CommitMode::Sync) => tracker.mark_committed(&offsets),
+        Ok(()) => {}
         Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
     }
 }
@@ -149,6 +258,7 @@ pub struct ConsumerLoop {
     consumer: Arc<StreamConsumer<RelayConsumerContext>>,
     tracker: Arc<OffsetTracker>,
     assigned: Arc<AtomicBool>,
+    backpressure: Arc<AtomicBool>,
     opts: ConsumerOptions,
     metrics: Arc<Metrics>,
 }
@@ -163,6 +273,7 @@ impl ConsumerLoop {
     ) -> KafkaResult<Self> {
         let tracker = Arc::new(OffsetTracker::new());
         let assigned = Arc::new(AtomicBool::new(false));
+        let backpressure = Arc::new(AtomicBool::new(false));
         // Commits are ours alone: only offsets of fully handled records are ever committed.
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
@@ -178,6 +289,9 @@ impl ConsumerLoop {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             assigned: assigned.clone(),
+            owned: Mutex::default(),
+            backpressure: backpressure.clone(),
+            revoke_wait: opts.drain_timeout,
         };
         let consumer: StreamConsumer<RelayConsumerContext> = config.create_with_context(context)?;
         consumer.subscribe(topics)?;
@@ -185,6 +299,7 @@ impl ConsumerLoop {
             consumer: Arc::new(consumer),
             tracker,
             assigned,
+            backpressure,
             opts,
             metrics,
         })
@@ -214,7 +329,6 @@ impl ConsumerLoop {
         // drain far more records than that before the loop resumes.
         let high = self.opts.max_in_flight + BACKLOG_SLACK;
         let low = self.opts.max_in_flight + BACKLOG_SLACK / 8;
-        let mut backpressure = false;
         let committer = self.spawn_committer(shutdown.clone());
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -254,11 +368,12 @@ impl ConsumerLoop {
                 }
             }
             let pending = lanes.pending.load(Ordering::Relaxed);
-            if !backpressure && pending >= high {
-                backpressure = true;
+            let paused = self.backpressure.load(Ordering::SeqCst);
+            if !paused && pending >= high {
+                self.backpressure.store(true, Ordering::SeqCst);
                 self.set_paused(true, &parked);
-            } else if backpressure && pending <= low {
-                backpressure = false;
+            } else if paused && pending <= low {
+                self.backpressure.store(false, Ordering::SeqCst);
                 self.set_paused(false, &parked);
             }
         }
@@ -333,6 +448,7 @@ impl ConsumerLoop {
             self.metrics.clone(),
         );
         let (lanes, parked) = (lanes.clone(), parked.clone());
+        let backpressure = self.backpressure.clone();
         tokio::spawn(async move {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep(wait) => false,
@@ -347,8 +463,15 @@ impl ConsumerLoop {
                 return;
             }
             lanes.dispatch(job, handler, tracker, metrics);
-            if let Err(e) = consumer.resume(&tpl) {
-                tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot resume partition");
+            // Under backpressure the partition stays paused with the others; the loop
+            // resumes it when the backlog drained (it is no longer in `parked`). Checked
+            // under the `parked` lock, which the loop holds while it pauses, so a pause
+            // that starts now cannot be undone by this resume.
+            let _parked = parked.lock().expect("parked lock");
+            if !backpressure.load(Ordering::SeqCst) {
+                if let Err(e) = consumer.resume(&tpl) {
+                    tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, "cannot resume partition");
+                }
             }
         });
     }
@@ -404,8 +527,13 @@ impl KeyLanes {
                     .acquire()
                     .await
                     .expect("semaphore never closed");
-                if handler.handle(msg).await == Handled::Done {
-                    tracker.complete(&topic, partition, ticket);
+                // A record of a partition revoked since it was received is not handled:
+                // its new owner handles it (it stays uncommitted here).
+                if tracker.start(&topic, partition, ticket) {
+                    let handled = handle_guarded(&*handler, msg).await;
+                    tracker.finish(&topic, partition, ticket, handled == Handled::Done);
+                } else {
+                    tracing::debug!(%topic, partition, offset = ticket.offset, "record of a revoked partition dropped");
                 }
                 drop(permit);
                 metrics.in_flight.dec();
@@ -418,6 +546,32 @@ impl KeyLanes {
             }
         });
     }
+}
+
+/// Runs the handler; a panic is caught and the record passed to `handle_panic` (itself
+/// guarded: a second panic leaves the record uncommitted), so the key's lane moves on.
+async fn handle_guarded<H: MessageHandler>(handler: &H, msg: OwnedMessage) -> Handled {
+    let copy = msg.clone();
+    match AssertUnwindSafe(handler.handle(msg)).catch_unwind().await {
+        Ok(handled) => handled,
+        Err(panic) => {
+            let text = panic_text(&*panic);
+            tracing::error!(topic = copy.topic(), partition = copy.partition(), offset = copy.offset(), panic = %text, "handler panicked");
+            AssertUnwindSafe(handler.handle_panic(copy, text))
+                .catch_unwind()
+                .await
+                .unwrap_or(Handled::Abandoned)
+        }
+    }
+}
+
+/// The message of a panic payload (`panic!` with a literal or a formatted string).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Records without a key are independent of each other.

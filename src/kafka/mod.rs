@@ -16,5 +16,5 @@ pub use consumer::now_ms;
 pub use consumer::{ConsumerLoop, ConsumerOptions, Handled, MessageHandler};
 pub use offsets::OffsetTracker;
 pub use producer::{EventProducer, ProduceError};
-pub use topic_reader::read_topic_to_end;
+pub use topic_reader::{read_topic_to_end, read_topic_to_end_within};
 pub use topics::Topics;

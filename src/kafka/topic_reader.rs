@@ -10,10 +10,21 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::time::Duration;
 
 /// Calls `visit` for every record of `topic` present when the call started, in partition order.
-/// Blocking: run it on a blocking thread.
+/// Blocking: run it on a blocking thread. Not reaching the end within the time limit is
+/// an error (`OperationTimedOut`), never a silently partial read.
 pub fn read_topic_to_end(
     cfg: &Config,
     topic: &str,
+    visit: impl FnMut(OwnedMessage),
+) -> Result<u64, KafkaError> {
+    read_topic_to_end_within(cfg, topic, Duration::from_secs(120), visit)
+}
+
+/// [`read_topic_to_end`] with its time limit.
+pub fn read_topic_to_end_within(
+    cfg: &Config,
+    topic: &str,
+    limit: Duration,
     mut visit: impl FnMut(OwnedMessage),
 ) -> Result<u64, KafkaError> {
     let consumer: BaseConsumer = client_config(
@@ -45,7 +56,7 @@ pub fn read_topic_to_end(
     consumer.assign(&tpl)?;
     let mut remaining: std::collections::HashMap<i32, i64> = ends.into_iter().collect();
     let mut count = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + limit;
     while !remaining.is_empty() && std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(msg)) => {
@@ -63,6 +74,17 @@ pub fn read_topic_to_end(
             Some(Err(e)) => return Err(e),
             None => {}
         }
+    }
+    if !remaining.is_empty() {
+        // A partial read must not pass for the whole topic (`dlq replay --all`).
+        tracing::error!(
+            topic,
+            partitions = remaining.len(),
+            "topic not read to its end in time"
+        );
+        return Err(KafkaError::MessageConsumption(
+            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+        ));
     }
     Ok(count)
 }

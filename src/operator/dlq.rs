@@ -5,6 +5,10 @@
 //! `relay-event-id` and `traceparent`, and gains `relay-replayed-from`
 //! (`<dlq topic>/<partition>/<offset>`). It carries no `relay-attempt`, so the worker
 //! counts attempts afresh.
+//!
+//! A dead letter whose event was synced after all (its idempotency mark `<route>:<event
+//! id>` is on the idempotency topic, e.g. another attempt of the event succeeded) is not
+//! replayed: it is reported under `already_synced` (issue 12).
 
 use super::OperatorError;
 use crate::config::Config;
@@ -89,6 +93,9 @@ pub struct ReplayReport {
     /// Older dead letters of an event id that has a newer one (the newer one is replayed;
     /// both carry the same value, so replaying each would only duplicate the event).
     pub superseded: usize,
+    /// Event ids of selected dead letters that were synced after all (their idempotency
+    /// mark exists); not replayed.
+    pub already_synced: Vec<String>,
 }
 
 /// The dead-letter topic of `cfg`.
@@ -197,13 +204,49 @@ pub async fn replay_dead_letters(
         keep
     });
 
+    // Dead letters of events that were synced after all are not replayed.
+    let marks: HashSet<String> = selected
+        .iter()
+        .filter_map(|r| {
+            Some(format!(
+                "{}:{}",
+                r.letter.route.as_ref()?,
+                r.letter.event_id.as_ref()?
+            ))
+        })
+        .collect();
+    let synced = if marks.is_empty() {
+        HashSet::new()
+    } else {
+        read_all(cfg, &topics.idempotency, move |m| {
+            m.key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .filter(|k| marks.contains(k))
+        })
+        .await?
+        .into_iter()
+        .filter_map(|(_, _, k)| k)
+        .collect()
+    };
+    let mut already_synced = Vec::new();
+    selected.retain(|r| {
+        let (Some(route), Some(id)) = (&r.letter.route, &r.letter.event_id) else {
+            return true;
+        };
+        let done = synced.contains(&format!("{route}:{id}"));
+        if done {
+            already_synced.push(id.clone());
+        }
+        !done
+    });
+
     let found: HashSet<&str> = selected
         .iter()
         .filter_map(|r| r.letter.event_id.as_deref())
         .collect();
     let mut missing = Vec::new();
     for id in &sel.event_ids {
-        if !found.contains(id.as_str()) && !missing.contains(id) {
+        if !found.contains(id.as_str()) && !missing.contains(id) && !already_synced.contains(id) {
             missing.push(id.clone());
         }
     }
@@ -212,7 +255,8 @@ pub async fn replay_dead_letters(
         replayed: 0,
         dry_run,
         missing,
-        superseded: before - selected.len(),
+        superseded: before - selected.len() - already_synced.len(),
+        already_synced,
     };
     // Check every key before writing anything, so a bad record cannot stop a replay halfway.
     for r in &selected {

@@ -3,13 +3,20 @@
 //! that cannot be written is tried again until it is, or until shutdown (then the record
 //! stays uncommitted and is read again), because an offset may be committed only after
 //! the event is durably somewhere.
+//!
+//! A record that can never be written because it is too large for the broker once the
+//! relay headers are added (a raw record near `message.max.bytes`) is not retried: it is
+//! dead-lettered without its value, class `permanent`, and a `relay-error` that says so
+//! and where the value still is (`relay-original-topic|partition|offset`).
 
 use super::failure::{ErrorClass, Failure};
 use super::retry_policy::{NextStep, RetryPolicy};
 use crate::kafka::headers::{self, header_i64, header_str, truncate_utf8};
-use crate::kafka::{now_ms, EventProducer, Topics};
+use crate::kafka::{now_ms, EventProducer, ProduceError, Topics};
 use crate::metrics::Metrics;
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +91,7 @@ impl FailureHandOff {
         let prov = Provenance::of(msg, &self.topics);
         let now = now_ms();
         let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let (topic, class, attempt, not_before) = match failure.class {
+        let (mut topic, mut class, attempt, not_before) = match failure.class {
             // Waiting for the Genesys budget spends no tier: same attempt count, due at the
             // promised slot (capped), on the tier the event is on (tier 1 from raw).
             ErrorClass::Retryable if failure.deferral => {
@@ -118,34 +125,53 @@ impl FailureHandOff {
         let partition_s = prov.original_partition.to_string();
         let offset_s = prov.original_offset.to_string();
         let first_failure_s = prov.first_failure_at_ms.unwrap_or(now).to_string();
-        let not_before_s = not_before.map(|t| t.to_string());
-        let error = truncate_utf8(&failure.message, headers::MAX_ERROR_BYTES);
-        let mut hdrs: Vec<(&str, &str)> = vec![
-            (headers::ATTEMPT, &attempt_s),
-            (headers::ORIGINAL_TOPIC, &prov.original_topic),
-            (headers::ORIGINAL_PARTITION, &partition_s),
-            (headers::ORIGINAL_OFFSET, &offset_s),
-            (headers::FIRST_FAILURE_AT, &first_failure_s),
-            (headers::ROUTE, route),
-            (headers::ERROR_CLASS, class.as_str()),
-            (headers::ERROR, error),
-        ];
+        let mut not_before_s = not_before.map(|t| t.to_string());
+        let mut error = failure.message.clone();
         let event_id = event_id.or_else(|| header_str(msg, headers::EVENT_ID));
-        if let Some(id) = event_id {
-            hdrs.push((headers::EVENT_ID, id));
-        }
-        if let Some(nb) = &not_before_s {
-            hdrs.push((headers::NOT_BEFORE, nb));
-        }
-        if let Some(tp) = header_str(msg, headers::TRACEPARENT) {
-            hdrs.push((headers::TRACEPARENT, tp));
-        }
         let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-        let value = msg.payload().unwrap_or_default();
+        let mut value = msg.payload().unwrap_or_default();
         let mut backoff = Duration::from_millis(100);
         loop {
+            let mut hdrs: Vec<(&str, &str)> = vec![
+                (headers::ATTEMPT, &attempt_s),
+                (headers::ORIGINAL_TOPIC, &prov.original_topic),
+                (headers::ORIGINAL_PARTITION, &partition_s),
+                (headers::ORIGINAL_OFFSET, &offset_s),
+                (headers::FIRST_FAILURE_AT, &first_failure_s),
+                (headers::ROUTE, route),
+                (headers::ERROR_CLASS, class.as_str()),
+                (
+                    headers::ERROR,
+                    truncate_utf8(&error, headers::MAX_ERROR_BYTES),
+                ),
+            ];
+            if let Some(id) = event_id {
+                hdrs.push((headers::EVENT_ID, id));
+            }
+            if let Some(nb) = &not_before_s {
+                hdrs.push((headers::NOT_BEFORE, nb));
+            }
+            if let Some(tp) = header_str(msg, headers::TRACEPARENT) {
+                hdrs.push((headers::TRACEPARENT, tp));
+            }
             match self.producer.send(&topic, &key, value, &hdrs).await {
                 Ok(_) => break,
+                Err(e) if too_large(&e) && !value.is_empty() => {
+                    // Trying again cannot help: dead-letter it without the value.
+                    tracing::error!(%topic, bytes = value.len(), "hand-off record too large for the broker; dead-lettering it without its value");
+                    error = format!(
+                        "record of {} bytes is too large to write with relay headers ({e}); value left out, it is at {}/{}/{}; failure was: {}",
+                        value.len(),
+                        prov.original_topic,
+                        prov.original_partition,
+                        prov.original_offset,
+                        failure.message
+                    );
+                    topic = self.topics.dlq.clone();
+                    class = ErrorClass::Permanent;
+                    not_before_s = None;
+                    value = &[];
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, %topic, "cannot write hand-off record; trying again");
                     if *self.shutdown.borrow() {
@@ -172,4 +198,14 @@ impl FailureHandOff {
             HandOff::DeadLettered(class)
         }
     }
+}
+
+/// Whether the broker (or the client, before sending) refused the record for its size.
+fn too_large(e: &ProduceError) -> bool {
+    matches!(
+        e,
+        ProduceError::Kafka(KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+        ))
+    )
 }

@@ -1,5 +1,11 @@
 //! Handles one record end to end: decode, route, idempotency check, run the route, and
 //! hand failures off; it returns only when the record may be committed (or at shutdown).
+//!
+//! A failed event whose idempotency key got marked meanwhile (another attempt of the same
+//! event synced it, e.g. a redelivery after a worker was killed) is counted `duplicate`
+//! instead of being retried or dead-lettered: an event is never both synced and in the
+//! dead-letter topic through this worker's own bookkeeping. A handler panic dead-letters
+//! its record with class `poison` (the consumer loop catches it, see `handle_panic`).
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
@@ -14,7 +20,7 @@ use rdkafka::Message;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The worker's [`MessageHandler`] for the raw and the retry topics alike.
 pub struct Processor {
@@ -29,6 +35,28 @@ pub struct Processor {
 impl MessageHandler for Processor {
     fn handle(&self, msg: OwnedMessage) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
         Box::pin(self.process(msg))
+    }
+
+    fn handle_panic(
+        &self,
+        msg: OwnedMessage,
+        panic: String,
+    ) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
+        Box::pin(async move {
+            let event: Option<RawEvent> = msg.payload().and_then(|p| self.codec.decode(p).ok());
+            let route = event
+                .as_ref()
+                .and_then(|e| self.router.route(e).ok())
+                .map_or("unknown", Route::as_str);
+            let failure = Failure::poison(format!("handler panicked: {panic}"));
+            self.fail(
+                &msg,
+                event.as_ref().map(|e| e.event_id.as_str()),
+                route,
+                failure,
+            )
+            .await
+        })
     }
 }
 
@@ -80,6 +108,12 @@ impl Processor {
                     .inc();
                 Handled::Done
             }
+            // Another attempt of this event synced it while this one ran: neither a retry
+            // nor a dead letter is due.
+            Err(_) if self.idempotency.seen(&key) => {
+                self.count(route.as_str(), "duplicate");
+                Handled::Done
+            }
             Err(failure) => {
                 self.fail(&msg, Some(&event.event_id), route.as_str(), failure)
                     .await
@@ -101,14 +135,23 @@ impl Processor {
         event: &RawEvent,
         entry: Option<String>,
     ) -> Handled {
-        if let Err(e) = self
+        // The offset moves past a synced event only once its mark is durable: another
+        // member that re-handles the record (after a failed commit) must find the mark,
+        // not send again. At shutdown the mark stays local; the sink's own idempotency-key
+        // handling covers the rare redelivery.
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = self
             .idempotency
             .remember(key, event.event_time_ms, entry.as_deref())
             .await
         {
-            // The sync happened; a later redelivery is caught by the sink's own
-            // idempotency-key handling, so this is not worth a retry.
-            tracing::warn!(error = %e, event_id = %event.event_id, "synced, but the idempotency mark was not written");
+            if *self.hand_off.shutdown.borrow() {
+                tracing::warn!(error = %e, event_id = %event.event_id, "synced, but the idempotency mark was not written");
+                break;
+            }
+            tracing::warn!(error = %e, event_id = %event.event_id, "idempotency mark not written; trying again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         self.count(route.as_str(), "synced");
         Handled::Done

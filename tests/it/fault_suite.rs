@@ -18,6 +18,11 @@
 //! `relay-event-id`); no idempotency key was accepted twice by the CMS; the consumer groups
 //! committed to the end of the raw and retry topics.
 //!
+//! Redundant sends (issue 12): CMS writes of an idempotency key the CMS had already
+//! accepted (`replays_by_key`), i.e. sends the relay should not have made. Without worker
+//! kills (`FAULT_SUITE_KILLS=0`) there must be none; with kills at most
+//! `RELAY_MAX_IN_FLIGHT` per kill (what a killed worker had in flight). The suite prints them.
+//!
 //! Size: `FAULT_SUITE_EVENTS` (default 300, which keeps CI under ~3 minutes); the full run
 //! is `FAULT_SUITE_EVENTS=100000 cargo test --release --test it fault_suite:: -- --nocapture`.
 
@@ -45,6 +50,18 @@ fn event_count() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300)
+}
+
+/// `FAULT_SUITE_KILLS=0` runs the suite without SIGKILLing workers.
+fn with_kills() -> bool {
+    std::env::var("FAULT_SUITE_KILLS").map_or(true, |v| v != "0")
+}
+
+/// `RELAY_MAX_IN_FLIGHT` of the suite's workers.
+const MAX_IN_FLIGHT: &str = "32";
+
+fn max_in_flight() -> u64 {
+    MAX_IN_FLIGHT.parse().unwrap()
 }
 
 fn guest_of(i: usize) -> String {
@@ -258,7 +275,7 @@ async fn events_under_faults_are_all_accounted_for() {
         ("RELAY_RETRY_DELAYS", RETRY_DELAYS),
         ("RELAY_PRODUCE_TIMEOUT", "2s"),
         ("RELAY_HTTP_TIMEOUT", "3s"),
-        ("RELAY_MAX_IN_FLIGHT", "32"),
+        ("RELAY_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         ("RELAY_SHUTDOWN_TIMEOUT", "5s"),
     ];
     let cfg = {
@@ -386,6 +403,11 @@ async fn events_under_faults_are_all_accounted_for() {
                 (24, "kill 1"),
                 (30, "kill 0"),
             ];
+            let plan: Vec<(u64, &str)> = plan
+                .iter()
+                .copied()
+                .filter(|(_, action)| with_kills() || !action.starts_with("kill"))
+                .collect();
             let mut next = 0;
             let mut last_burst = 0;
             while !(next == plan.len() && load_done.load(Ordering::Relaxed)) {
@@ -536,6 +558,7 @@ async fn events_under_faults_are_all_accounted_for() {
     let mut skipped = 0;
     let mut dead = 0;
     let mut synced_and_dead = 0;
+    let mut synced_and_dead_ids = Vec::new();
     let mut lost = Vec::new();
     let mut missing_from_raw = Vec::new();
     let mut gone_synced = Vec::new();
@@ -557,6 +580,7 @@ async fn events_under_faults_are_all_accounted_for() {
             (true, true) => {
                 synced += 1;
                 synced_and_dead += 1;
+                synced_and_dead_ids.push(id.clone());
             }
             (true, false) => synced += 1,
             (false, true) => dead += 1,
@@ -565,6 +589,12 @@ async fn events_under_faults_are_all_accounted_for() {
         }
     }
     let twice: BTreeMap<&String, &u64> = syncs.iter().filter(|(_, v)| **v != 1).collect();
+    let replays: u64 = cms["replays_by_key"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+    let attempts: u64 = cms["attempts_by_key"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
     let redelivered_raw = raw_ids.values().filter(|c| **c > 1).count();
     let extra_raw = raw_ids.keys().filter(|k| !accepted.contains(*k)).count();
     let mut dlq_classes: BTreeMap<&str, usize> = BTreeMap::new();
@@ -610,6 +640,15 @@ async fn events_under_faults_are_all_accounted_for() {
         twice.len().to_string(),
     );
     row("gone guests synced", gone_synced.len().to_string());
+    row("CMS write requests (attempts)", attempts.to_string());
+    row(
+        "redundant sends (writes of an accepted key)",
+        replays.to_string(),
+    );
+    row(
+        "  allowed: SIGKILLs x max in flight",
+        (killed as u64 * max_in_flight()).to_string(),
+    );
     row(
         "workers started / SIGKILLed",
         format!("{started_workers} / {killed}"),
@@ -632,6 +671,50 @@ async fn events_under_faults_are_all_accounted_for() {
     row("settle phase", format!("{settle_took:.1?}"));
     eprintln!("chaos: {:?}", chaos_log.lock().unwrap());
 
+    if !synced_and_dead_ids.is_empty() {
+        // Why: the dead letter's last error and the CMS's view of the key.
+        let cfg = cfg.clone();
+        let (ids, dlq_topic) = (synced_and_dead_ids.clone(), format!("{prefix}.events.dlq"));
+        let letters = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let _ = read_topic_to_end(&cfg, &dlq_topic, |m| {
+                let header = |name: &str| {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|x| x.key == name)
+                            .and_then(|x| x.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                    })
+                };
+                if header(headers::EVENT_ID).is_some_and(|id| ids.contains(&id)) {
+                    out.push(format!(
+                        "{:?} attempt {:?} first failure {:?}: {:?}",
+                        header(headers::EVENT_ID),
+                        header(headers::ATTEMPT),
+                        header(headers::FIRST_FAILURE_AT),
+                        header(headers::ERROR)
+                    ));
+                }
+            });
+            out
+        })
+        .await
+        .unwrap();
+        for l in letters {
+            eprintln!("synced and dead-lettered: {l}");
+        }
+        for id in &synced_and_dead_ids {
+            let key = format!("guest_sync:{id}");
+            let writes: Vec<&serde_json::Value> = cms["writes"]
+                .as_array()
+                .map(|w| w.iter().filter(|x| x["key"] == key.as_str()).collect())
+                .unwrap_or_default();
+            eprintln!(
+                "  {key}: attempts {} replays {} accepted writes {writes:?}",
+                cms["attempts_by_key"][&key], cms["replays_by_key"][&key]
+            );
+        }
+    }
     if !lost.is_empty() {
         // Where the lost events are: the retry records that carry them.
         let cfg = cfg.clone();
@@ -668,6 +751,10 @@ async fn events_under_faults_are_all_accounted_for() {
     );
     assert!(lost.is_empty(), "lost events: {lost:?}\n{logs}");
     assert!(twice.is_empty(), "idempotency keys synced twice: {twice:?}");
+    assert!(
+        replays <= killed as u64 * max_in_flight(),
+        "{replays} redundant sends with {killed} worker kills (at most {MAX_IN_FLIGHT} each)"
+    );
     assert!(
         gone_synced.is_empty(),
         "gone guests synced: {gone_synced:?}"

@@ -3,6 +3,7 @@
 //! Kafka read-back, simulators).
 
 mod common;
+mod correctness;
 mod deploy_files;
 mod dlq;
 mod failover;
