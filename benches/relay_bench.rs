@@ -25,9 +25,10 @@ mod common;
 use common::{free_port, unique_prefix, Broker};
 
 use genesys_relay::app::{self, Role};
+use genesys_relay::clock::now_ms;
 use genesys_relay::config::Config;
 use genesys_relay::ingress::{parse_event, record_key};
-use genesys_relay::kafka::{ensure_topics, headers, now_ms, EventProducer, Topics};
+use genesys_relay::kafka::{ensure_topics, headers, EventProducer};
 use genesys_relay::metrics::Metrics;
 use genesys_relay::schema::Codec;
 use rdkafka::message::{Headers, OwnedMessage};
@@ -548,7 +549,7 @@ async fn ingress(o: &Opts) {
     let prefix = unique_prefix("ingress");
     let vars = relay_vars(&broker, &prefix, &[]);
     let cfg = config(&vars);
-    let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+    let topics = cfg.topics();
     ensure_topics(&cfg, &topics).await.expect("topics");
     let relay = app::start(cfg.clone(), Role::Ingress)
         .await
@@ -690,7 +691,7 @@ async fn worker(o: &Opts) {
             let mut extra = sims.vars();
             extra.push(("RELAY_MAX_IN_FLIGHT", in_flight.to_string()));
             let cfg = config(&relay_vars(&broker, &prefix, &extra));
-            let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+            let topics = cfg.topics();
             ensure_topics(&cfg, &topics).await.expect("topics");
             let producer =
                 Arc::new(EventProducer::new(&cfg, Arc::new(Metrics::new())).expect("producer"));
@@ -899,7 +900,7 @@ async fn retry(o: &Opts) {
         extra.push(("RELAY_RETRY_DELAYS", "1s,2s,4s".into()));
         let vars = relay_vars(&broker, &prefix, &extra);
         let cfg = config(&vars);
-        let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+        let topics = cfg.topics();
         let relay = app::start(cfg.clone(), Role::Serve)
             .await
             .expect("serve starts");

@@ -366,6 +366,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The topic names derived from `topic_prefix` and the number of retry tiers.
+    pub fn topics(&self) -> crate::kafka::Topics {
+        crate::kafka::Topics::new(&self.topic_prefix, self.retry_delays.len())
+    }
+
     /// Genesys Cloud credentials; required by the worker and by webhook registration.
     pub fn genesys(&self) -> Result<GenesysConfig, ConfigError> {
         Ok(GenesysConfig {

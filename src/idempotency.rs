@@ -13,8 +13,9 @@
 //! only once the topic has been read to its end: a load slower than its limit is logged
 //! as an error and waited for, never silently partial.
 
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::kafka::{client_config, now_ms, EventProducer, ProduceError};
+use crate::kafka::{client_config, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;

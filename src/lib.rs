@@ -21,6 +21,7 @@
 //! `genesys-sim` (its own binary): the product ships no fake OAuth server.
 pub mod admin_server;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod genesys;
 pub mod idempotency;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::{Config, LogFormat};
 use genesys_relay::genesys::{register_trigger, GenesysClient, TriggerSpec};
-use genesys_relay::kafka::{EventProducer, Topics};
+use genesys_relay::kafka::EventProducer;
 use genesys_relay::metrics::Metrics;
 use genesys_relay::operator::{self, ReplaySelection};
 use genesys_relay::shutdown;
@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
-    let dlq = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len()).dlq;
+    let dlq = cfg.topics().dlq;
     match cmd {
         DlqCommand::List { limit, json } => {
             let letters = operator::list_dead_letters(cfg, limit).await?;
@@ -177,9 +177,7 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
 }
 
 async fn register(cfg: &Config, spec: TriggerSpec) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(cfg.http_timeout)
-        .build()?;
+    let http = app::http_client(cfg)?;
     let client = GenesysClient::new(cfg.genesys()?, http, Arc::new(Metrics::new()));
     let outcome = register_trigger(&client, &spec)
         .await

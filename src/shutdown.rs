@@ -31,3 +31,22 @@ pub async fn on_signal(tx: watch::Sender<bool>) {
     }
     let _ = tx.send(true);
 }
+
+/// Runs a server whose graceful shutdown waits for open connections; after the shutdown
+/// signal, connections still open past `grace` (an idle keep-alive a client never closes,
+/// for example) are dropped so the process exits in bounded time.
+pub(crate) async fn drain_within(
+    server: impl std::future::Future<Output = ()>,
+    shutdown_rx: watch::Receiver<bool>,
+    grace: std::time::Duration,
+    name: &'static str,
+) {
+    let deadline = async {
+        signalled(shutdown_rx).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        _ = server => {}
+        _ = deadline => tracing::warn!(server = name, "connections still open after the grace period; closing them"),
+    }
+}

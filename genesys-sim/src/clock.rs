@@ -1,4 +1,4 @@
-//! Wall-clock readings and ISO 8601 timestamps, without pulling in a date crate.
+//! Wall-clock readings and ISO 8601 timestamps (calendar arithmetic by the `time` crate).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,32 +12,21 @@ pub(crate) fn now_unix_ms() -> u64 {
 
 /// Formats Unix milliseconds the way Genesys Cloud does: `2024-03-01T12:34:56.789Z`.
 pub(crate) fn iso8601_ms(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let millis = unix_ms % 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's `civil_from_days`,
-/// restricted to dates on or after the epoch so it stays in unsigned arithmetic.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        // Past year 9999: no wall clock the simulator runs on gets there.
+        Err(_) => format!("{unix_ms}ms"),
+    }
 }
 
 #[cfg(test)]

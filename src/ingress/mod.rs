@@ -16,8 +16,9 @@ pub use auth::{AuthError, BasicAuth, IngressAuth, Presented, WebhookAuth, REPLAY
 pub use body_limit::{max_body_bytes, RECORD_OVERHEAD_BYTES};
 pub use envelope::{parse_event, record_key, EnvelopeError, MAX_FIELD_BYTES, MAX_FUTURE_MS};
 
+use crate::clock::now_ms;
 use crate::config::{Config, ConfigError};
-use crate::kafka::{headers, now_ms, EventProducer, ProduceError};
+use crate::kafka::{headers, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::Codec;
 use bytes::Buf;

@@ -23,6 +23,7 @@
 
 use super::headers::{self, header_i64};
 use super::offsets::{OffsetTracker, Ticket};
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use futures::FutureExt;
 use rdkafka::client::ClientContext;
@@ -39,7 +40,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 
 /// What became of a record.
@@ -580,12 +581,4 @@ fn lane_key(msg: &OwnedMessage) -> Vec<u8> {
         Some(k) if !k.is_empty() => k.to_vec(),
         _ => format!("\0{}:{}:{}", msg.topic(), msg.partition(), msg.offset()).into_bytes(),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

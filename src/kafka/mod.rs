@@ -12,7 +12,6 @@ mod topics;
 
 pub use admin::ensure_topics;
 pub use client_config::client_config;
-pub use consumer::now_ms;
 pub use consumer::{ConsumerLoop, ConsumerOptions, Handled, MessageHandler};
 pub use offsets::OffsetTracker;
 pub use producer::{EventProducer, ProduceError};

@@ -11,9 +11,10 @@
 //! replayed: it is reported under `already_synced` (issue 12).
 
 use super::OperatorError;
+use crate::clock::format_time_ms;
 use crate::config::Config;
 use crate::kafka::headers::{self, header_i64, header_str};
-use crate::kafka::{read_topic_to_end, EventProducer, Topics};
+use crate::kafka::{read_topic_to_end, EventProducer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub struct ReplayReport {
 
 /// The dead-letter topic of `cfg`.
 fn dlq_topic(cfg: &Config) -> String {
-    Topics::new(&cfg.topic_prefix, cfg.retry_delays.len()).dlq
+    cfg.topics().dlq
 }
 
 /// Every record of `topic` present when called, through `keep`, on a blocking thread,
@@ -165,7 +166,7 @@ pub async fn replay_dead_letters(
     if !sel.all && sel.event_ids.is_empty() {
         return Err(OperatorError::NothingSelected);
     }
-    let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+    let topics = cfg.topics();
     let wanted: HashSet<String> = sel.event_ids.iter().cloned().collect();
     let all = sel.all;
     let records = read_all(cfg, &topics.dlq, move |m| {
@@ -377,41 +378,6 @@ fn one_line_error(e: &str) -> String {
 /// The dead letters as one JSON array (for `dlq list --json`).
 pub fn to_json(letters: &[DeadLetter]) -> Result<String, OperatorError> {
     Ok(serde_json::to_string_pretty(letters)?)
-}
-
-/// Unix milliseconds as ISO-8601 UTC (`2026-11-24T08:00:00.000Z`); values outside years
-/// 0..=9999 are shown as plain milliseconds.
-pub fn format_time_ms(ms: i64) -> String {
-    // 0000-01-01 .. 9999-12-31 in Unix ms.
-    const MIN: i64 = -62_167_219_200_000;
-    const MAX: i64 = 253_402_300_799_999;
-    if !(MIN..=MAX).contains(&ms) {
-        return format!("{ms}ms");
-    }
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 mod dlq;
 
 pub use dlq::{
-    format_table, format_time_ms, list_dead_letters, replay_dead_letters, to_json, DeadLetter,
-    ReplayReport, ReplaySelection,
+    format_table, list_dead_letters, replay_dead_letters, to_json, DeadLetter, ReplayReport,
+    ReplaySelection,
 };
 
 use crate::kafka::ProduceError;

@@ -11,8 +11,9 @@
 
 use super::failure::{ErrorClass, Failure};
 use super::retry_policy::{NextStep, RetryPolicy};
+use crate::clock::now_ms;
 use crate::kafka::headers::{self, header_i64, header_str, truncate_utf8};
-use crate::kafka::{now_ms, EventProducer, ProduceError, Topics};
+use crate::kafka::{EventProducer, ProduceError, Topics};
 use crate::metrics::Metrics;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;

@@ -13,10 +13,11 @@ use super::event_view::{
 };
 use super::failure::Failure;
 use super::router::Route;
+use crate::clock::now_ms;
 use crate::config::{AttributeMapping, AttributeType, EntryKey};
 use crate::genesys::{Conversation, GenesysClient};
 use crate::idempotency::IdempotencyStore;
-use crate::kafka::{headers, now_ms, EventProducer};
+use crate::kafka::{headers, EventProducer};
 use crate::schema::{Codec, ConversationParticipant, EnrichedConversation, RawEvent};
 use crate::sinks::{CmsClient, HttpForwarder};
 use serde_json::{Map, Number, Value};

@@ -450,7 +450,7 @@ async fn an_event_synced_by_another_attempt_is_not_dead_lettered() {
     // and writes its mark, as a worker does.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mark = genesys_relay::schema::IdempotencyMark {
-        handled_at_ms: genesys_relay::kafka::now_ms(),
+        handled_at_ms: genesys_relay::clock::now_ms(),
         event_time_ms: None,
         guest_id: None,
     };
@@ -785,7 +785,7 @@ async fn replay_skips_dead_letters_of_events_synced_after_all() {
             .unwrap();
     }
     let mark = genesys_relay::schema::IdempotencyMark {
-        handled_at_ms: genesys_relay::kafka::now_ms(),
+        handled_at_ms: genesys_relay::clock::now_ms(),
         event_time_ms: None,
         guest_id: None,
     };

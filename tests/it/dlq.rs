@@ -115,7 +115,7 @@ async fn fixture(name: &str) -> Fixture {
     let broker = Broker::start();
     let prefix = unique_prefix(name);
     let cfg = relay_config(&broker, &prefix, &[]);
-    let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+    let topics = cfg.topics();
     ensure_topics(&cfg, &topics).await.unwrap();
     let seeded = seed(&broker, &topics.dlq).await;
     let producer = EventProducer::new(&cfg, Arc::new(Metrics::new())).unwrap();

@@ -70,7 +70,7 @@ fn raw(event_id: &str, r: Recorded<'_>, payload: &Value) -> RawEvent {
 
 /// Writes raw events to the raw topic (keyed by conversation id, as the ingress does).
 async fn produce(cfg: &genesys_relay::config::Config, events: &[RawEvent]) {
-    let topics = Topics::new(&cfg.topic_prefix, cfg.retry_delays.len());
+    let topics = cfg.topics();
     let producer = EventProducer::new(cfg, Arc::new(Metrics::new())).unwrap();
     let codec = Codec::single_object();
     for e in events {
