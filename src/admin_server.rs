@@ -12,10 +12,10 @@ use warp::Filter;
 
 /// What `/readyz` looks at.
 #[derive(Clone)]
-pub struct Readiness {
-    pub producer: Arc<EventProducer>,
+pub(crate) struct Readiness {
+    pub(crate) producer: Arc<EventProducer>,
     /// One flag per worker consumer: true while it has partitions assigned.
-    pub consumers_assigned: Vec<Arc<AtomicBool>>,
+    pub(crate) consumers_assigned: Vec<Arc<AtomicBool>>,
 }
 
 impl Readiness {
@@ -35,7 +35,7 @@ impl Readiness {
 }
 
 /// Binds the admin listener; returns its address and the server future.
-pub fn bind(
+pub(crate) fn bind(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Readiness,

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 /// The idempotency memory of one worker process.
-pub struct IdempotencyStore {
+pub(crate) struct IdempotencyStore {
     /// Key -> when it was handled (Unix ms); expires `ttl` after that.
     handled: Cache<String, i64>,
     ttl: Duration,
@@ -43,7 +43,7 @@ pub struct IdempotencyStore {
 
 impl IdempotencyStore {
     /// An empty store writing to `topic`.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &Config,
         topic: &str,
         codec: Codec,
@@ -72,7 +72,7 @@ impl IdempotencyStore {
     }
 
     /// Whether `key` was already synced; counts a hit.
-    pub fn seen(&self, key: &str) -> bool {
+    pub(crate) fn seen(&self, key: &str) -> bool {
         let hit = self.handled.contains_key(key);
         if hit {
             self.metrics.idempotency_hits_total.inc();
@@ -82,7 +82,7 @@ impl IdempotencyStore {
 
     /// Makes `key` durable and remembered, and for a guest sync the guest's newest event
     /// time too: one record per synced event keeps the write cost of a sync at one ack.
-    pub async fn remember(
+    pub(crate) async fn remember(
         &self,
         key: &str,
         event_time_ms: Option<i64>,
@@ -103,7 +103,7 @@ impl IdempotencyStore {
     }
 
     /// The newest event time already synced for `guest_id`.
-    pub async fn newest_guest_time(&self, guest_id: &str) -> Option<i64> {
+    pub(crate) async fn newest_guest_time(&self, guest_id: &str) -> Option<i64> {
         self.guest_times.get(guest_id).await
     }
 
@@ -126,7 +126,7 @@ impl IdempotencyStore {
 
     /// Tails the idempotency topic from the beginning until `shutdown`; resolves once what
     /// the topic held at the start has been applied (or after `catch_up_limit`).
-    pub async fn start_tail(
+    pub(crate) async fn start_tail(
         self: &Arc<Self>,
         cfg: &Config,
         shutdown: watch::Receiver<bool>,

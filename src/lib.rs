@@ -19,6 +19,8 @@
 //!
 //! The simulators the tests and the local stack run against are a separate workspace member,
 //! `genesys-sim` (its own binary): the product ships no fake OAuth server.
+#![warn(unreachable_pub)]
+
 pub mod admin_server;
 pub mod app;
 pub mod clock;

@@ -31,24 +31,24 @@ const SKIP_REASONS: &[(&str, &str)] = &[
 /// Every metric the relay exports, registered in its own registry.
 pub struct Metrics {
     registry: Registry,
-    pub ingress_requests_total: IntCounterVec,
-    pub ingress_request_duration_seconds: Histogram,
-    pub produce_duration_seconds: Histogram,
-    pub events_processed_total: IntCounterVec,
-    pub processing_duration_seconds: HistogramVec,
-    pub retry_scheduled_total: IntCounterVec,
-    pub dlq_total: IntCounterVec,
-    pub idempotency_hits_total: IntCounter,
+    pub(crate) ingress_requests_total: IntCounterVec,
+    pub(crate) ingress_request_duration_seconds: Histogram,
+    pub(crate) produce_duration_seconds: Histogram,
+    pub(crate) events_processed_total: IntCounterVec,
+    pub(crate) processing_duration_seconds: HistogramVec,
+    pub(crate) retry_scheduled_total: IntCounterVec,
+    pub(crate) dlq_total: IntCounterVec,
+    pub(crate) idempotency_hits_total: IntCounter,
     pub genesys_requests_total: IntCounterVec,
     pub genesys_token_refresh_total: IntCounter,
-    pub genesys_budget_wait_seconds: Histogram,
-    pub genesys_ratelimit_remaining: IntGauge,
+    pub(crate) genesys_budget_wait_seconds: Histogram,
+    pub(crate) genesys_ratelimit_remaining: IntGauge,
     pub genesys_cache_hits_total: IntCounter,
     pub sink_requests_total: IntCounterVec,
     pub sink_request_duration_seconds: HistogramVec,
-    pub consumer_lag: IntGaugeVec,
-    pub in_flight: IntGauge,
-    pub skipped_total: IntCounterVec,
+    pub(crate) consumer_lag: IntGaugeVec,
+    pub(crate) in_flight: IntGauge,
+    pub(crate) skipped_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -243,7 +243,7 @@ impl Metrics {
     }
 
     /// Creates the `relay_retry_scheduled_total` series of tiers `1..=tiers` at zero.
-    pub fn init_retry_tiers(&self, tiers: usize) {
+    pub(crate) fn init_retry_tiers(&self, tiers: usize) {
         for tier in 1..=tiers {
             self.retry_scheduled_total
                 .with_label_values(&[&tier.to_string()]);

@@ -112,14 +112,14 @@ impl HttpError {
 /// What one request came back with, body already read.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    pub status: StatusCode,
-    pub retry_after: Option<Duration>,
-    pub body: bytes::Bytes,
+    pub(crate) status: StatusCode,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: bytes::Bytes,
 }
 
 impl Answer {
     /// Reads a response into an answer.
-    pub async fn read(
+    pub(crate) async fn read(
         service: &'static str,
         response: reqwest::Response,
     ) -> Result<Self, HttpError> {
@@ -137,7 +137,7 @@ impl Answer {
     }
 
     /// The [`HttpError::Status`] for this answer, its body redacted of `secrets`.
-    pub fn into_error(self, service: &'static str, secrets: &[&str]) -> HttpError {
+    pub(crate) fn into_error(self, service: &'static str, secrets: &[&str]) -> HttpError {
         HttpError::Status {
             service,
             status: self.status.as_u16(),
@@ -147,7 +147,11 @@ impl Answer {
     }
 
     /// The answer itself when it is a success, else its error.
-    pub fn success(self, service: &'static str, secrets: &[&str]) -> Result<Self, HttpError> {
+    pub(crate) fn success(
+        self,
+        service: &'static str,
+        secrets: &[&str],
+    ) -> Result<Self, HttpError> {
         if self.status.is_success() {
             Ok(self)
         } else {
@@ -156,7 +160,7 @@ impl Answer {
     }
 
     /// The body as JSON of type `T`.
-    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, HttpError> {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, HttpError> {
         serde_json::from_slice(&self.body).map_err(|e| HttpError::Decode(format!("{what}: {e}")))
     }
 }

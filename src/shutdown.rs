@@ -4,12 +4,12 @@
 use tokio::sync::watch;
 
 /// The sending half flips to `true` once; receivers stop accepting work and drain.
-pub fn channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+pub(crate) fn channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     watch::channel(false)
 }
 
 /// Resolves when `rx` turns true (or its sender is gone).
-pub async fn signalled(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn signalled(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 

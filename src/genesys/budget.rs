@@ -56,7 +56,7 @@ fn interval_for(per_minute: u32) -> Duration {
 }
 
 impl RequestBudget {
-    pub fn new(per_minute: u32, max_wait: Duration) -> Self {
+    pub(crate) fn new(per_minute: u32, max_wait: Duration) -> Self {
         let now = Instant::now();
         RequestBudget {
             configured_per_minute: per_minute.max(1),
@@ -75,7 +75,7 @@ impl RequestBudget {
     }
 
     /// Takes the next slot if it comes within `max_wait`, else promises a later one.
-    pub fn acquire(&self) -> Slot {
+    pub(crate) fn acquire(&self) -> Slot {
         self.acquire_at(Instant::now())
     }
 
@@ -95,7 +95,7 @@ impl RequestBudget {
     /// Learns from an answer's `inin-ratelimit-*` headers: a lower `allowed` lowers the
     /// rate, a spent window pauses until `reset`. Returns the requests left in the window
     /// when the headers say.
-    pub fn observe(&self, headers: &HeaderMap) -> Option<u64> {
+    pub(crate) fn observe(&self, headers: &HeaderMap) -> Option<u64> {
         let number =
             |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
         let allowed = number("inin-ratelimit-allowed");
@@ -118,7 +118,7 @@ impl RequestBudget {
     }
 
     /// Genesys answered 429: nothing goes until `retry_after` (capped) has passed.
-    pub fn pause(&self, retry_after: Duration) {
+    pub(crate) fn pause(&self, retry_after: Duration) {
         pause_locked(&mut self.lock(), Instant::now(), retry_after);
     }
 }

@@ -50,7 +50,7 @@ impl Conversation {
 #[serde(rename_all = "camelCase")]
 pub struct Participant {
     #[serde(default)]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(default)]
     pub purpose: Option<String>,
     #[serde(default)]
@@ -79,7 +79,7 @@ struct ConversationFields {
 impl Conversation {
     /// Decodes an API answer (a conversation object, also as carried by queue and user
     /// conversation topics).
-    pub fn from_json(raw: Value, fallback_id: &str) -> Result<Self, HttpError> {
+    pub(crate) fn from_json(raw: Value, fallback_id: &str) -> Result<Self, HttpError> {
         let fields = ConversationFields::deserialize(&raw)
             .map_err(|e| HttpError::Decode(format!("conversation: {e}")))?;
         Ok(Conversation {

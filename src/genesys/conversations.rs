@@ -21,7 +21,7 @@ pub(crate) struct ConversationCache {
 }
 
 impl ConversationCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         let cache = (!ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(CAPACITY)
@@ -33,7 +33,7 @@ impl ConversationCache {
 
     /// The cached value, or `fetch`'s; the flag says whether it came from the cache
     /// (including from a request another caller had in flight).
-    pub async fn get_or_fetch<F, Fut>(
+    pub(crate) async fn get_or_fetch<F, Fut>(
         &self,
         id: &str,
         fetch: F,

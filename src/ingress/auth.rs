@@ -40,13 +40,13 @@ pub struct BasicAuth {
 }
 
 impl BasicAuth {
-    pub fn new(user: Secret, password: Secret) -> Self {
+    pub(crate) fn new(user: Secret, password: Secret) -> Self {
         BasicAuth { user, password }
     }
 
     /// Checks an `Authorization` header value; `None` when it is not a Basic credential
     /// (another scheme is not this method's to judge).
-    pub fn verify(&self, authorization: &[u8]) -> Option<Result<(), AuthError>> {
+    pub(crate) fn verify(&self, authorization: &[u8]) -> Option<Result<(), AuthError>> {
         let text = std::str::from_utf8(authorization).ok()?;
         let (scheme, encoded) = text.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -79,25 +79,25 @@ fn ct_equal(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Presented<'a> {
     /// The value of the static secret header.
-    pub static_header: Option<&'a [u8]>,
+    pub(crate) static_header: Option<&'a [u8]>,
     /// The `X-Relay-Signature` value.
-    pub signature: Option<&'a str>,
+    pub(crate) signature: Option<&'a str>,
     /// The `Authorization` value.
-    pub authorization: Option<&'a [u8]>,
+    pub(crate) authorization: Option<&'a [u8]>,
 }
 
 /// Every credential the ingress is configured with; at least one, unless authentication
 /// was explicitly turned off (`RELAY_WEBHOOK_AUTH=none`, then there is no `IngressAuth`).
 #[derive(Debug, Clone)]
 pub struct IngressAuth {
-    pub secret: Option<WebhookAuth>,
-    pub basic: Option<BasicAuth>,
+    pub(crate) secret: Option<WebhookAuth>,
+    pub(crate) basic: Option<BasicAuth>,
 }
 
 impl IngressAuth {
     /// Accepts when any presented credential of a configured method is right; else the
     /// first failure, or `Missing` when nothing usable was presented.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         given: Presented<'_>,
         body: &[u8],

@@ -36,7 +36,7 @@ use warp::{Filter, Reply};
 const RETRY_AFTER_SECS: &str = "1";
 
 /// Everything a request needs; shared by all requests.
-pub struct Ingress {
+pub(crate) struct Ingress {
     producer: Arc<EventProducer>,
     codec: Codec,
     topic: String,
@@ -56,7 +56,7 @@ struct TlsFiles {
 /// Checks the ingress settings without building anything: credentials (required unless
 /// `RELAY_WEBHOOK_AUTH=none`), the body limit against `message.max.bytes`, the TLS files.
 /// Start-up calls this before touching the broker.
-pub fn check_settings(cfg: &Config) -> Result<(), ConfigError> {
+pub(crate) fn check_settings(cfg: &Config) -> Result<(), ConfigError> {
     cfg.ingress_auth()?;
     max_body_bytes(cfg)?;
     read_tls(cfg)?;
@@ -87,7 +87,7 @@ fn read_tls(cfg: &Config) -> Result<Option<TlsFiles>, ConfigError> {
 }
 
 impl Ingress {
-    pub fn new(
+    pub(crate) fn new(
         cfg: &Config,
         producer: Arc<EventProducer>,
         codec: Codec,
@@ -111,12 +111,12 @@ impl Ingress {
     }
 
     /// The largest body accepted.
-    pub fn max_body_bytes(&self) -> usize {
+    pub(crate) fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
     }
 
     /// The warp filter serving `POST /webhooks/genesys`.
-    pub fn routes(
+    pub(crate) fn routes(
         self: Arc<Self>,
     ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
         warp::path!("webhooks" / "genesys")
@@ -131,7 +131,7 @@ impl Ingress {
 
     /// Binds `addr` (HTTPS when TLS is configured) and serves until `shutdown` resolves;
     /// in-flight requests finish first. Returns the bound address and the server future.
-    pub fn bind(
+    pub(crate) fn bind(
         self: Arc<Self>,
         addr: SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -154,7 +154,7 @@ impl Ingress {
     }
 
     /// Whether the ingress serves HTTPS.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 

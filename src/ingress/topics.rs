@@ -51,11 +51,11 @@ const CONVERSATION_OBJECT_MEDIA: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TopicInfo {
     /// The topic with its ids as `{id}`: the event type.
-    pub event_type: String,
+    pub(crate) event_type: String,
     /// The id segment after `conversation` / `conversations`, when the topic has one.
-    pub conversation_id: Option<String>,
+    pub(crate) conversation_id: Option<String>,
     /// Whether `eventBody` is a conversation object (queue and user conversation topics).
-    pub body_is_conversation: bool,
+    pub(crate) body_is_conversation: bool,
 }
 
 /// Classifies `topic` (a non-empty topic name from a notification).

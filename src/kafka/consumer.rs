@@ -82,7 +82,7 @@ pub struct ConsumerOptions {
 
 /// Rebalance and statistics callbacks: commits finished work before partitions are taken
 /// away, and exports consumer lag.
-pub struct RelayConsumerContext {
+pub(crate) struct RelayConsumerContext {
     tracker: Arc<OffsetTracker>,
     metrics: Arc<Metrics>,
     assigned: Arc<AtomicBool>,
@@ -307,7 +307,7 @@ impl ConsumerLoop {
     }
 
     /// A flag that is true while the group has assigned this member any partition.
-    pub fn assigned_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn assigned_flag(&self) -> Arc<AtomicBool> {
         self.assigned.clone()
     }
 

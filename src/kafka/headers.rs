@@ -18,7 +18,7 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const REPLAYED_FROM: &str = "relay-replayed-from";
 
 /// Longest `relay-error` value, in bytes.
-pub const MAX_ERROR_BYTES: usize = 1024;
+pub(crate) const MAX_ERROR_BYTES: usize = 1024;
 
 /// The first value of header `name` as UTF-8, if present and valid.
 pub fn header_str<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a str> {
@@ -31,12 +31,12 @@ pub fn header_str<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 }
 
 /// The header parsed as a number.
-pub fn header_i64(msg: &OwnedMessage, name: &str) -> Option<i64> {
+pub(crate) fn header_i64(msg: &OwnedMessage, name: &str) -> Option<i64> {
     header_str(msg, name)?.trim().parse().ok()
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..s.floor_char_boundary(max)]
 }
 

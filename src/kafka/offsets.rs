@@ -37,18 +37,18 @@ pub struct OffsetTracker {
 /// Identifies a record begun in one assignment of its partition; a completion from an
 /// earlier assignment is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
-    pub offset: i64,
+pub(crate) struct Ticket {
+    pub(crate) offset: i64,
     generation: u64,
 }
 
 impl OffsetTracker {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Records that `offset` was received and is now being handled.
-    pub fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
+    pub(crate) fn begin(&self, topic: &str, partition: i32, offset: i64) -> Ticket {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         let state = map
             .entry((topic.to_string(), partition))
@@ -70,8 +70,9 @@ impl OffsetTracker {
         }
     }
 
-    /// Records that the record is fully handled.
-    pub fn complete(&self, topic: &str, partition: i32, ticket: Ticket) {
+    /// Records that the record is fully handled (tests; handlers use `start` and `finish`).
+    #[cfg(test)]
+    fn complete(&self, topic: &str, partition: i32, ticket: Ticket) {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         if let Some(state) = map.get_mut(&(topic.to_string(), partition)) {
             if state.generation == ticket.generation {
@@ -82,7 +83,7 @@ impl OffsetTracker {
 
     /// Asks to start handling the record: true (and counted as running) only while its
     /// partition is still owned in the ticket's assignment and not being revoked.
-    pub fn start(&self, topic: &str, partition: i32, ticket: Ticket) -> bool {
+    pub(crate) fn start(&self, topic: &str, partition: i32, ticket: Ticket) -> bool {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         match map.get_mut(&(topic.to_string(), partition)) {
             Some(s) if s.generation == ticket.generation && !s.revoked => {
@@ -95,7 +96,7 @@ impl OffsetTracker {
 
     /// Ends a handler begun with [`OffsetTracker::start`]; `done` lets the commit point
     /// pass the record.
-    pub fn finish(&self, topic: &str, partition: i32, ticket: Ticket, done: bool) {
+    pub(crate) fn finish(&self, topic: &str, partition: i32, ticket: Ticket, done: bool) {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         if let Some(state) = map.get_mut(&(topic.to_string(), partition)) {
             if state.generation == ticket.generation {
@@ -108,7 +109,7 @@ impl OffsetTracker {
     }
 
     /// Begins the revoke of `partitions`: no record of theirs starts from now on.
-    pub fn revoke(&self, partitions: &[(String, i32)]) {
+    pub(crate) fn revoke(&self, partitions: &[(String, i32)]) {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         for tp in partitions {
             if let Some(s) = map.get_mut(tp) {
@@ -118,7 +119,7 @@ impl OffsetTracker {
     }
 
     /// Handlers still running for records of `partitions`.
-    pub fn handling(&self, partitions: &[(String, i32)]) -> usize {
+    pub(crate) fn handling(&self, partitions: &[(String, i32)]) -> usize {
         let map = self.partitions.lock().expect("offset tracker lock");
         partitions
             .iter()
@@ -129,7 +130,7 @@ impl OffsetTracker {
 
     /// Offsets that may be committed and were not yet, as (topic, partition, next offset).
     /// `only` limits the answer to those partitions.
-    pub fn committable(&self, only: Option<&[(String, i32)]>) -> Vec<(String, i32, i64)> {
+    pub(crate) fn committable(&self, only: Option<&[(String, i32)]>) -> Vec<(String, i32, i64)> {
         let map = self.partitions.lock().expect("offset tracker lock");
         map.iter()
             .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
@@ -141,7 +142,7 @@ impl OffsetTracker {
     }
 
     /// Marks offsets as committed (confirmed by the broker) so they are not offered again.
-    pub fn mark_committed(&self, committed: &[(String, i32, i64)]) {
+    pub(crate) fn mark_committed(&self, committed: &[(String, i32, i64)]) {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         for (t, p, o) in committed {
             if let Some(s) = map.get_mut(&(t.clone(), *p)) {
@@ -151,7 +152,7 @@ impl OffsetTracker {
     }
 
     /// Forgets partitions that were revoked; their in-flight records are ignored when they finish.
-    pub fn forget(&self, revoked: &[(String, i32)]) {
+    pub(crate) fn forget(&self, revoked: &[(String, i32)]) {
         let mut map = self.partitions.lock().expect("offset tracker lock");
         for tp in revoked {
             map.remove(tp);
@@ -160,14 +161,14 @@ impl OffsetTracker {
 
     /// Whether the partition is still assigned in the ticket's generation (and its revoke
     /// has not begun).
-    pub fn is_current(&self, topic: &str, partition: i32, ticket: Ticket) -> bool {
+    pub(crate) fn is_current(&self, topic: &str, partition: i32, ticket: Ticket) -> bool {
         let map = self.partitions.lock().expect("offset tracker lock");
         map.get(&(topic.to_string(), partition))
             .is_some_and(|s| s.generation == ticket.generation && !s.revoked)
     }
 
     /// Number of records being handled.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         let map = self.partitions.lock().expect("offset tracker lock");
         map.values().map(|s| s.in_flight.len()).sum()
     }

@@ -136,7 +136,7 @@ impl EventProducer {
     }
 
     /// Whether the cluster answers a metadata request within `timeout`.
-    pub async fn broker_reachable(&self, timeout: Duration) -> bool {
+    pub(crate) async fn broker_reachable(&self, timeout: Duration) -> bool {
         let producer = self.current();
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).is_ok())
             .await

@@ -8,7 +8,7 @@ pub struct Topics {
     pub retry: Vec<String>,
     pub dlq: String,
     pub enriched: String,
-    pub idempotency: String,
+    pub(crate) idempotency: String,
 }
 
 impl Topics {
@@ -25,7 +25,7 @@ impl Topics {
     }
 
     /// The tier (1-based) of a retry topic, or `None` for any other topic.
-    pub fn retry_tier(&self, topic: &str) -> Option<usize> {
+    pub(crate) fn retry_tier(&self, topic: &str) -> Option<usize> {
         self.retry.iter().position(|t| t == topic).map(|i| i + 1)
     }
 }

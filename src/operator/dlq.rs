@@ -46,7 +46,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// Reads the `relay-*` headers of a dead-letter record; never fails.
-    pub fn from_message(msg: &OwnedMessage) -> Self {
+    pub(crate) fn from_message(msg: &OwnedMessage) -> Self {
         let s = |name| header_str(msg, name).map(str::to_string);
         DeadLetter {
             topic_partition: msg.partition(),
@@ -67,7 +67,7 @@ impl DeadLetter {
     }
 
     /// `<partition>/<offset>` in the dead-letter topic.
-    pub fn position(&self) -> String {
+    pub(crate) fn position(&self) -> String {
         format!("{}/{}", self.topic_partition, self.offset)
     }
 }

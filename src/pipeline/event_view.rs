@@ -20,9 +20,9 @@ pub(crate) fn event_body(event: &RawEvent) -> Option<Value> {
 /// The Web Messaging customer as the guest sync needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Customer {
-    pub participant_id: Option<String>,
-    pub external_contact_id: Option<String>,
-    pub attributes: Map<String, Value>,
+    pub(crate) participant_id: Option<String>,
+    pub(crate) external_contact_id: Option<String>,
+    pub(crate) attributes: Map<String, Value>,
 }
 
 /// The `purpose: "customer"` participant of a conversation object (an API answer, or the

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// The `relay-error-class` of a retry or dead-letter record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
+pub(crate) enum ErrorClass {
     Retryable,
     Permanent,
     Poison,
@@ -21,7 +21,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Retryable => "retryable",
             ErrorClass::Permanent => "permanent",
@@ -33,18 +33,18 @@ impl ErrorClass {
 
 /// Why handling an event failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub class: ErrorClass,
-    pub message: String,
+pub(crate) struct Failure {
+    pub(crate) class: ErrorClass,
+    pub(crate) message: String,
     /// A `Retry-After` the failing service asked for (or the budget's next slot).
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
     /// The Genesys request budget had no slot soon enough: retry at `retry_after`
     /// without counting an attempt.
-    pub deferral: bool,
+    pub(crate) deferral: bool,
 }
 
 impl Failure {
-    pub fn retryable(message: impl Into<String>) -> Self {
+    pub(crate) fn retryable(message: impl Into<String>) -> Self {
         Failure {
             class: ErrorClass::Retryable,
             message: message.into(),
@@ -53,7 +53,7 @@ impl Failure {
         }
     }
 
-    pub fn permanent(message: impl Into<String>) -> Self {
+    pub(crate) fn permanent(message: impl Into<String>) -> Self {
         Failure {
             class: ErrorClass::Permanent,
             message: message.into(),
@@ -62,25 +62,11 @@ impl Failure {
         }
     }
 
-    pub fn poison(message: impl Into<String>) -> Self {
+    pub(crate) fn poison(message: impl Into<String>) -> Self {
         Failure {
             class: ErrorClass::Poison,
             message: message.into(),
             retry_after: None,
-            deferral: false,
-        }
-    }
-
-    /// Classifies an HTTP answer status.
-    pub fn from_status(status: u16, retry_after: Option<Duration>, message: String) -> Self {
-        let class = match status {
-            408 | 429 | 500..=599 => ErrorClass::Retryable,
-            _ => ErrorClass::Permanent,
-        };
-        Failure {
-            class,
-            message,
-            retry_after,
             deferral: false,
         }
     }
@@ -117,21 +103,22 @@ impl From<ProduceError> for Failure {
 mod tests {
     use super::*;
 
+    fn status(status: u16) -> HttpError {
+        HttpError::Status {
+            service: "cms",
+            status,
+            retry_after: None,
+            body: String::new(),
+        }
+    }
+
     #[test]
     fn statuses_are_classified_as_designed() {
         for s in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(
-                Failure::from_status(s, None, String::new()).class,
-                ErrorClass::Retryable,
-                "{s}"
-            );
+            assert_eq!(Failure::from(status(s)).class, ErrorClass::Retryable, "{s}");
         }
         for s in [400, 401, 403, 404, 409, 422] {
-            assert_eq!(
-                Failure::from_status(s, None, String::new()).class,
-                ErrorClass::Permanent,
-                "{s}"
-            );
+            assert_eq!(Failure::from(status(s)).class, ErrorClass::Permanent, "{s}");
         }
         let timeout = HttpError::Transport {
             service: "cms",

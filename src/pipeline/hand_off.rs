@@ -25,18 +25,18 @@ use tokio::sync::watch;
 
 /// Where a record came from, carried across retry tiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provenance {
+pub(crate) struct Provenance {
     /// Retries already made (0 for a record from the raw topic).
-    pub retries_done: usize,
-    pub original_topic: String,
-    pub original_partition: i32,
-    pub original_offset: i64,
-    pub first_failure_at_ms: Option<i64>,
+    pub(crate) retries_done: usize,
+    pub(crate) original_topic: String,
+    pub(crate) original_partition: i32,
+    pub(crate) original_offset: i64,
+    pub(crate) first_failure_at_ms: Option<i64>,
 }
 
 impl Provenance {
     /// Reads the `relay-*` headers of a retry record, or describes a raw record itself.
-    pub fn of(msg: &OwnedMessage, topics: &Topics) -> Self {
+    pub(crate) fn of(msg: &OwnedMessage, topics: &Topics) -> Self {
         match topics.retry_tier(msg.topic()) {
             Some(tier) => Provenance {
                 retries_done: header_i64(msg, headers::ATTEMPT).map_or(tier, |a| a.max(0) as usize),
@@ -61,7 +61,7 @@ impl Provenance {
 
 /// Where a hand-off went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandOff {
+pub(crate) enum HandOff {
     Retried {
         tier: usize,
     },
@@ -73,16 +73,16 @@ pub enum HandOff {
 }
 
 /// Writes retry and dead-letter records.
-pub struct FailureHandOff {
-    pub producer: Arc<EventProducer>,
-    pub topics: Topics,
-    pub policy: RetryPolicy,
-    pub metrics: Arc<Metrics>,
-    pub shutdown: watch::Receiver<bool>,
+pub(crate) struct FailureHandOff {
+    pub(crate) producer: Arc<EventProducer>,
+    pub(crate) topics: Topics,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl FailureHandOff {
-    pub async fn hand_off(
+    pub(crate) async fn hand_off(
         &self,
         msg: &OwnedMessage,
         event_id: Option<&str>,

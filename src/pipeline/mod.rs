@@ -10,9 +10,8 @@ mod retry_policy;
 mod router;
 mod routes;
 
-pub use failure::{ErrorClass, Failure};
-pub use hand_off::{FailureHandOff, HandOff, Provenance};
-pub use processor::Processor;
-pub use retry_policy::{NextStep, RetryPolicy};
-pub use router::{Route, RouteTable, DEFAULT_ROUTES};
-pub use routes::{Outcome, Routes};
+pub(crate) use hand_off::FailureHandOff;
+pub(crate) use processor::Processor;
+pub(crate) use retry_policy::RetryPolicy;
+pub(crate) use router::RouteTable;
+pub(crate) use routes::Routes;

@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The worker's [`MessageHandler`] for the raw and the retry topics alike.
-pub struct Processor {
-    pub codec: Codec,
-    pub router: RouteTable,
-    pub routes: Routes,
-    pub idempotency: Arc<IdempotencyStore>,
-    pub hand_off: FailureHandOff,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Processor {
+    pub(crate) codec: Codec,
+    pub(crate) router: RouteTable,
+    pub(crate) routes: Routes,
+    pub(crate) idempotency: Arc<IdempotencyStore>,
+    pub(crate) hand_off: FailureHandOff,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl MessageHandler for Processor {

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 /// The retry tiers of `RELAY_RETRY_DELAYS`.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     delays: Vec<Duration>,
 }
 
 /// Where a failed attempt goes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextStep {
+pub(crate) enum NextStep {
     /// Retry tier (1-based) and how long to wait from now.
     Retry {
         tier: usize,
@@ -27,22 +27,22 @@ pub enum NextStep {
 }
 
 impl RetryPolicy {
-    pub fn new(delays: Vec<Duration>) -> Self {
+    pub(crate) fn new(delays: Vec<Duration>) -> Self {
         RetryPolicy { delays }
     }
 
     /// The longest tier: no wait the relay schedules is longer.
-    pub fn longest(&self) -> Duration {
+    pub(crate) fn longest(&self) -> Duration {
         self.delays.iter().copied().max().unwrap_or_default()
     }
 
     /// `retry_after` capped at the longest tier.
-    pub fn cap(&self, retry_after: Duration) -> Duration {
+    pub(crate) fn cap(&self, retry_after: Duration) -> Duration {
         retry_after.min(self.longest())
     }
 
     /// `retries_done` is 0 for a fresh event, n for one read from tier n.
-    pub fn next(&self, retries_done: usize, retry_after: Option<Duration>) -> NextStep {
+    pub(crate) fn next(&self, retries_done: usize, retry_after: Option<Duration>) -> NextStep {
         let Some(base) = self.delays.get(retries_done) else {
             return NextStep::Exhausted;
         };

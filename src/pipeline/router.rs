@@ -19,7 +19,7 @@ use super::event_view::{customer_in_conversation_object, event_body};
 use crate::schema::RawEvent;
 
 /// The default table, after any `RELAY_ROUTES` entries.
-pub const DEFAULT_ROUTES: &[(&str, &str)] = &[
+pub(crate) const DEFAULT_ROUTES: &[(&str, &str)] = &[
     (
         "v2.detail.events.conversation.{id}.attributes",
         "guest_sync",
@@ -36,7 +36,7 @@ pub const DEFAULT_ROUTES: &[(&str, &str)] = &[
 
 /// What a worker does with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     GuestSync,
     ConversationEnrich,
     Forward,
@@ -44,7 +44,7 @@ pub enum Route {
 
 impl Route {
     /// The `route` label and `relay-route` header value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Route::GuestSync => "guest_sync",
             Route::ConversationEnrich => "conversation_enrich",
@@ -130,14 +130,14 @@ struct Rule {
 
 /// The compiled route table.
 #[derive(Debug, Clone)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     rules: Vec<Rule>,
     forwarding: bool,
 }
 
 impl RouteTable {
     /// `custom` (from `RELAY_ROUTES`, already validated) first, then [`DEFAULT_ROUTES`].
-    pub fn new(custom: &[(String, String)], forwarding: bool) -> Self {
+    pub(crate) fn new(custom: &[(String, String)], forwarding: bool) -> Self {
         let defaults = DEFAULT_ROUTES.iter().map(|(p, r)| (*p, *r));
         let rules = custom
             .iter()
@@ -157,7 +157,7 @@ impl RouteTable {
     }
 
     /// The route, or the reason there is none (a counted skip).
-    pub fn route(&self, event: &RawEvent) -> Result<Route, &'static str> {
+    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, &'static str> {
         let body = event_body(event);
         for rule in &self.rules {
             if !rule.pattern.matches(&event.event_type) {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// How a route ended when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Done; `entry` is the CMS entry a guest sync wrote (for the stale guard).
     Synced {
         entry: Option<String>,
@@ -34,20 +34,25 @@ pub enum Outcome {
 }
 
 /// What the routes need: the API client, the sinks and the Kafka writer.
-pub struct Routes {
-    pub genesys: GenesysClient,
-    pub cms: CmsClient,
-    pub forwarder: Option<HttpForwarder>,
-    pub producer: Arc<EventProducer>,
-    pub codec: Codec,
-    pub enriched_topic: String,
-    pub attribute_map: Vec<AttributeMapping>,
-    pub entry_key: EntryKey,
-    pub idempotency: Arc<IdempotencyStore>,
+pub(crate) struct Routes {
+    pub(crate) genesys: GenesysClient,
+    pub(crate) cms: CmsClient,
+    pub(crate) forwarder: Option<HttpForwarder>,
+    pub(crate) producer: Arc<EventProducer>,
+    pub(crate) codec: Codec,
+    pub(crate) enriched_topic: String,
+    pub(crate) attribute_map: Vec<AttributeMapping>,
+    pub(crate) entry_key: EntryKey,
+    pub(crate) idempotency: Arc<IdempotencyStore>,
 }
 
 impl Routes {
-    pub async fn run(&self, route: Route, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
+    pub(crate) async fn run(
+        &self,
+        route: Route,
+        event: &RawEvent,
+        key: &str,
+    ) -> Result<Outcome, Failure> {
         match route {
             Route::GuestSync => self.guest_sync(event, key).await,
             Route::ConversationEnrich => self.conversation_enrich(event, key).await,

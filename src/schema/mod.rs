@@ -17,7 +17,7 @@ mod records;
 mod registry;
 
 pub use records::{ConversationParticipant, EnrichedConversation, IdempotencyMark, RawEvent};
-pub use registry::SchemaRegistry;
+pub(crate) use registry::SchemaRegistry;
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
 use apache_avro::Schema;
@@ -46,12 +46,12 @@ pub enum SchemaError {
 /// An earlier version of a record's schema, with its single-object header.
 #[derive(Debug)]
 pub struct WriterSchema {
-    pub schema: Schema,
-    pub header: Vec<u8>,
+    pub(crate) schema: Schema,
+    pub(crate) header: Vec<u8>,
 }
 
 impl WriterSchema {
-    pub fn new(schema: Schema) -> Self {
+    pub(crate) fn new(schema: Schema) -> Self {
         WriterSchema {
             header: single_object_header(&schema),
             schema,
@@ -100,16 +100,11 @@ impl Codec {
 
     /// Adds the writer schema of registry id `id` for record `T` (an earlier version found
     /// in the registry), so records written with it decode.
-    pub fn add_registry_writer<T: AvroRecord>(&mut self, id: u32, schema: Schema) {
+    pub(crate) fn add_registry_writer<T: AvroRecord>(&mut self, id: u32, schema: Schema) {
         if self.registry_ids.get(T::NAME) != Some(&id) {
             self.registry_writers
                 .insert((T::NAME, id), Arc::new(schema));
         }
-    }
-
-    /// Whether values carry a registry schema id.
-    pub fn uses_registry(&self) -> bool {
-        !self.registry_ids.is_empty()
     }
 
     pub fn encode<T: AvroRecord>(&self, record: &T) -> Result<Vec<u8>, SchemaError> {

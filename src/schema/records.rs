@@ -67,9 +67,9 @@ avro_record!(RawEvent, "raw_event.avsc", ["raw_event.v1.avsc"]);
 /// One participant of an [`EnrichedConversation`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationParticipant {
-    pub id: String,
+    pub(crate) id: String,
     pub purpose: Option<String>,
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 /// A `conversation:created` event joined with the API's conversation
@@ -78,14 +78,14 @@ pub struct ConversationParticipant {
 pub struct EnrichedConversation {
     pub event_id: String,
     pub conversation_id: String,
-    pub event_type: String,
-    pub event_time_ms: Option<i64>,
-    pub enriched_at_ms: i64,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
+    pub(crate) event_type: String,
+    pub(crate) event_time_ms: Option<i64>,
+    pub(crate) enriched_at_ms: i64,
+    pub(crate) start_time: Option<String>,
+    pub(crate) end_time: Option<String>,
     pub participants: Vec<ConversationParticipant>,
     pub conversation_json: String,
-    pub event_payload: String,
+    pub(crate) event_payload: String,
 }
 avro_record!(EnrichedConversation, "enriched_conversation.avsc");
 

@@ -7,13 +7,13 @@ use super::{AvroRecord, Codec, SchemaError};
 use std::collections::HashMap;
 
 /// Registers the relay's schemas and builds a [`Codec`] that uses their ids.
-pub struct SchemaRegistry {
+pub(crate) struct SchemaRegistry {
     base: String,
     http: reqwest::Client,
 }
 
 impl SchemaRegistry {
-    pub fn new(base: &str, http: reqwest::Client) -> Self {
+    pub(crate) fn new(base: &str, http: reqwest::Client) -> Self {
         SchemaRegistry {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -22,7 +22,7 @@ impl SchemaRegistry {
 
     /// Registers `T`'s schema under the subject `<topic>-value` and returns its id.
     /// Registering an identical schema again answers the existing id, so start-up is idempotent.
-    pub async fn register<T: AvroRecord>(&self, topic: &str) -> Result<u32, SchemaError> {
+    pub(crate) async fn register<T: AvroRecord>(&self, topic: &str) -> Result<u32, SchemaError> {
         let url = format!("{}/subjects/{}-value/versions", self.base, topic);
         // The full schema, not the Parsing Canonical Form: that form strips `logicalType`,
         // `default` and `doc`, so registry-aware readers would see plain longs and no
@@ -107,7 +107,7 @@ impl SchemaRegistry {
     }
 
     /// Registers every record type the relay writes, per its topic, and returns the codec.
-    pub async fn codec(
+    pub(crate) async fn codec(
         &self,
         raw_topic: &str,
         enriched_topic: &str,
