@@ -17,7 +17,7 @@ use crate::kafka::{
     client_config, ensure_topics, ConsumerLoop, ConsumerOptions, EventProducer, Topics,
 };
 use crate::metrics::Metrics;
-use crate::pipeline::{FailureHandOff, Processor, RetryPolicy, RouteTable, Routes};
+use crate::pipeline::{FailureHandOff, Processor, RetryPolicy, RouteHandlers, RouteTable};
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
 use crate::sinks::{CmsClient, HttpForwarder};
@@ -242,7 +242,7 @@ async fn start_worker(
     let tail = idempotency
         .start_tail(cfg, shutdown_rx.clone(), Duration::from_secs(60))
         .await?;
-    let routes = Routes {
+    let handlers = RouteHandlers {
         genesys: GenesysClient::new(cfg.genesys()?, http.clone(), metrics.clone()),
         cms: CmsClient::new(
             cfg.cms_url()?,
@@ -264,7 +264,7 @@ async fn start_worker(
     let processor = Arc::new(Processor {
         codec: codec.clone(),
         router: RouteTable::new(&cfg.routes, cfg.forward_url.is_some()),
-        routes,
+        handlers,
         idempotency,
         hand_off: FailureHandOff {
             producer: producer.clone(),

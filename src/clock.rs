@@ -58,4 +58,16 @@ mod tests {
         assert_eq!(format_time_ms(-62_167_219_200_001), "-62167219200001ms");
         assert_eq!(format_time_ms(i64::MAX), format!("{}ms", i64::MAX));
     }
+
+    #[test]
+    fn times_are_iso_utc() {
+        assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_time_ms(1_795_507_200_123),
+            "2026-11-24T08:00:00.123Z"
+        );
+        assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_time_ms(i64::MAX), format!("{}ms", i64::MAX));
+    }
 }

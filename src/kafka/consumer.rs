@@ -246,7 +246,11 @@ fn commit_tracked<C: Consumer<X>, X: ConsumerContext>(
     }
 }
 
-type Job = (OwnedMessage, Ticket);
+/// A received record and its place in the offset tracker.
+struct Job {
+    msg: OwnedMessage,
+    ticket: Ticket,
+}
 
 /// Records received beyond `max_in_flight` before the loop pauses its partitions.
 const BACKLOG_SLACK: usize = 4096;
@@ -348,7 +352,7 @@ impl ConsumerLoop {
                     lanes.pending.fetch_add(1, Ordering::Relaxed);
                     match self.due_in(&msg) {
                         Some(wait) => self.park(
-                            (msg, ticket),
+                            Job { msg, ticket },
                             wait,
                             &lanes,
                             &parked,
@@ -356,7 +360,7 @@ impl ConsumerLoop {
                             shutdown.clone(),
                         ),
                         None => lanes.dispatch(
-                            (msg, ticket),
+                            Job { msg, ticket },
                             handler.clone(),
                             self.tracker.clone(),
                             self.metrics.clone(),
@@ -436,7 +440,7 @@ impl ConsumerLoop {
         handler: Arc<H>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let tp: Partition = (job.0.topic().to_string(), job.0.partition());
+        let tp: Partition = (job.msg.topic().to_string(), job.msg.partition());
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&tp.0, tp.1);
         parked.lock().expect("parked lock").insert(tp.clone());
@@ -458,7 +462,7 @@ impl ConsumerLoop {
             parked.lock().expect("parked lock").remove(&tp);
             // Stopping, or revoked while waiting: leave it uncommitted for the next owner
             // (a re-assignment resumes the partition, see `post_rebalance`).
-            if stopping || !tracker.is_current(&tp.0, tp.1, job.1) {
+            if stopping || !tracker.is_current(&tp.0, tp.1, job.ticket) {
                 metrics.in_flight.dec();
                 lanes.pending.fetch_sub(1, Ordering::Relaxed);
                 return;
@@ -509,7 +513,7 @@ impl KeyLanes {
         tracker: Arc<OffsetTracker>,
         metrics: Arc<Metrics>,
     ) {
-        let key = lane_key(&job.0);
+        let key = lane_key(&job.msg);
         {
             let mut active = self.active.lock().expect("lanes lock");
             if let Some(queue) = active.get_mut(&key) {
@@ -521,7 +525,7 @@ impl KeyLanes {
         let lanes = self.clone();
         tokio::spawn(async move {
             let mut next = Some(job);
-            while let Some((msg, ticket)) = next.take() {
+            while let Some(Job { msg, ticket }) = next.take() {
                 let (topic, partition) = (msg.topic().to_string(), msg.partition());
                 let permit = lanes
                     .permits

@@ -4,11 +4,10 @@
 //! the binary formats and prints them.
 
 mod dlq;
+mod render;
 
-pub use dlq::{
-    format_table, list_dead_letters, replay_dead_letters, to_json, DeadLetter, ReplayReport,
-    ReplaySelection,
-};
+pub use dlq::{list_dead_letters, replay_dead_letters, DeadLetter, ReplayReport, ReplaySelection};
+pub use render::{format_table, to_json};
 
 use crate::kafka::ProduceError;
 use rdkafka::error::KafkaError;

@@ -7,11 +7,11 @@ mod failure;
 mod hand_off;
 mod processor;
 mod retry_policy;
-mod router;
-mod routes;
+mod route_handlers;
+mod route_table;
 
 pub(crate) use hand_off::FailureHandOff;
 pub(crate) use processor::Processor;
 pub(crate) use retry_policy::RetryPolicy;
-pub(crate) use router::RouteTable;
-pub(crate) use routes::Routes;
+pub(crate) use route_handlers::RouteHandlers;
+pub(crate) use route_table::RouteTable;

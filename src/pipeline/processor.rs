@@ -9,8 +9,8 @@
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
-use super::router::{Route, RouteTable};
-use super::routes::{Outcome, Routes};
+use super::route_handlers::{Outcome, RouteHandlers};
+use super::route_table::{Route, RouteTable};
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{Handled, MessageHandler};
 use crate::metrics::Metrics;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Processor {
     pub(crate) codec: Codec,
     pub(crate) router: RouteTable,
-    pub(crate) routes: Routes,
+    pub(crate) handlers: RouteHandlers,
     pub(crate) idempotency: Arc<IdempotencyStore>,
     pub(crate) hand_off: FailureHandOff,
     pub(crate) metrics: Arc<Metrics>,
@@ -97,7 +97,7 @@ impl Processor {
             self.count(route.as_str(), "duplicate");
             return Handled::Done;
         }
-        let result = self.routes.run(route, &event, &key).await;
+        let result = self.handlers.run(route, &event, &key).await;
         let handled = match result {
             Ok(Outcome::Synced { entry }) => self.synced(route, &key, &event, entry).await,
             Ok(Outcome::Skipped(reason)) => {

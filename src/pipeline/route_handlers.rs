@@ -12,7 +12,7 @@ use super::event_view::{
     Customer,
 };
 use super::failure::Failure;
-use super::router::Route;
+use super::route_table::Route;
 use crate::clock::now_ms;
 use crate::config::{AttributeMapping, AttributeType, EntryKey};
 use crate::genesys::{Conversation, GenesysClient};
@@ -34,7 +34,7 @@ pub(crate) enum Outcome {
 }
 
 /// What the routes need: the API client, the sinks and the Kafka writer.
-pub(crate) struct Routes {
+pub(crate) struct RouteHandlers {
     pub(crate) genesys: GenesysClient,
     pub(crate) cms: CmsClient,
     pub(crate) forwarder: Option<HttpForwarder>,
@@ -46,7 +46,7 @@ pub(crate) struct Routes {
     pub(crate) idempotency: Arc<IdempotencyStore>,
 }
 
-impl Routes {
+impl RouteHandlers {
     pub(crate) async fn run(
         &self,
         route: Route,
