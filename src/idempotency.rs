@@ -15,14 +15,14 @@
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::kafka::{client_config, EventProducer, ProduceError};
+use crate::kafka::{assign_from_beginning, client_config, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use moka::Expiry;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::Message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -147,34 +147,7 @@ impl IdempotencyStore {
         let topic = self.topic.clone();
         let (consumer, ends) =
             tokio::task::spawn_blocking(move || -> Result<_, rdkafka::error::KafkaError> {
-                let timeout = Duration::from_secs(10);
-                let md = consumer.fetch_metadata(Some(&topic), timeout)?;
-                let mut tpl = TopicPartitionList::new();
-                let mut ends = HashMap::new();
-                for p in md
-                    .topics()
-                    .iter()
-                    .filter(|t| t.name() == topic)
-                    .flat_map(|t| t.partitions())
-                {
-                    // A topic created a moment ago may not have its leaders yet.
-                    let mut tries = 0;
-                    let (low, high) = loop {
-                        match consumer.fetch_watermarks(&topic, p.id(), timeout) {
-                            Err(e) if tries < 20 => {
-                                tries += 1;
-                                tracing::debug!(error = %e, "idempotency topic not ready; asking again");
-                                std::thread::sleep(Duration::from_millis(250));
-                            }
-                            r => break r?,
-                        }
-                    };
-                    tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
-                    if high > low {
-                        ends.insert(p.id(), high);
-                    }
-                }
-                consumer.assign(&tpl)?;
+                let ends = assign_from_beginning(&consumer, &topic, Duration::from_secs(10))?;
                 Ok((consumer, ends))
             })
             .await

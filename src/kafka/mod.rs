@@ -15,5 +15,5 @@ pub use client_config::client_config;
 pub use consumer::{ConsumerLoop, ConsumerOptions, Handled, MessageHandler};
 pub use offsets::OffsetTracker;
 pub use producer::{EventProducer, ProduceError};
-pub use topic_reader::{read_topic_to_end, read_topic_to_end_within};
+pub use topic_reader::{assign_from_beginning, read_topic_to_end, read_topic_to_end_within};
 pub use topics::Topics;

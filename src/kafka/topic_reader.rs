@@ -3,10 +3,11 @@
 
 use super::client_config;
 use crate::config::Config;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Calls `visit` for every record of `topic` present when the call started, in partition order.
@@ -36,25 +37,10 @@ pub fn read_topic_to_end_within(
         ],
     )
     .create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let Some(meta) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(0);
-    };
-    let mut ends = Vec::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in meta.partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-        if high > low {
-            ends.push((p.id(), high));
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-        }
-    }
-    if ends.is_empty() {
+    let mut remaining = assign_from_beginning(&consumer, topic, Duration::from_secs(10))?;
+    if remaining.is_empty() {
         return Ok(0);
     }
-    consumer.assign(&tpl)?;
-    let mut remaining: std::collections::HashMap<i32, i64> = ends.into_iter().collect();
     let mut count = 0;
     let deadline = std::time::Instant::now() + limit;
     while !remaining.is_empty() && std::time::Instant::now() < deadline {
@@ -87,4 +73,43 @@ pub fn read_topic_to_end_within(
         ));
     }
     Ok(count)
+}
+
+/// Assigns `consumer` every partition of `topic` from its beginning (metadata, then
+/// watermarks, then assign) and returns the end offset of each partition holding records:
+/// reading up to those ends reads the topic as it was when called. A topic that does not
+/// exist gives no partitions. Blocking.
+pub fn assign_from_beginning<Cx: ConsumerContext, C: Consumer<Cx>>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions())
+    {
+        // A topic created a moment ago may not have its leaders yet.
+        let mut tries = 0;
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, p.id(), timeout) {
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    tracing::debug!(topic, error = %e, "partition not ready; asking again");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                r => break r?,
+            }
+        };
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        if high > low {
+            ends.insert(p.id(), high);
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(ends)
 }

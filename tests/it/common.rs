@@ -11,7 +11,7 @@
 use genesys_relay::config::Config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -440,17 +440,7 @@ pub fn read_records_at(
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for t in md.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .unwrap();
-        }
-    }
-    consumer.assign(&tpl).unwrap();
+    genesys_relay::kafka::assign_from_beginning(&consumer, topic, Duration::from_secs(10)).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while out.len() < expected && Instant::now() < deadline {
