@@ -1,21 +1,22 @@
 //! genesys-relay: a Kafka-native stream processor for Genesys Cloud webhook events.
 //!
-//! Map of the crate:
-//! - [`config`]: `RELAY_*` settings and the TOML file.
-//! - [`metrics`]: every Prometheus series the relay exports.
-//! - [`schema`]: Avro records and their wire formats.
-//! - [`kafka`]: producer, at-least-once consumer loop, topics, headers.
-//! - [`ingress`]: the webhook endpoint (envelope parsing, authentication).
-//! - [`genesys`]: Genesys Cloud API client (request budget, conversation cache), OAuth
-//!   token source, Process Automation trigger registration.
+//! Map of the crate, in the order a reader follows the data (one line per module; the
+//! declarations below are in rustfmt's alphabetical order):
+//! - [`app`]: the composition root: wires every role (`serve`, `ingress`, `worker`) in one place.
+//! - [`config`]: `RELAY_*` settings and the TOML file, checked before anything starts.
+//! - [`ingress`]: the webhook endpoint: authenticates, parses the envelope, writes the raw topic.
+//! - [`schema`]: Avro records and their wire formats (single-object or schema registry).
+//! - [`kafka`]: topics, the acknowledged producer, relay headers, the at-least-once consumer loop.
+//! - [`pipeline`]: the worker's processor: route table, route handlers, retries, dead letters.
+//! - [`genesys`]: Genesys Cloud API client (OAuth token, request budget, conversation cache, triggers).
 //! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
-//! - [`outbound`]: the one outbound-HTTP failure type ([`outbound::HttpError`]) and answer
-//!   shared by the Genesys, CMS and forward clients.
-//! - [`idempotency`]: moka caches of synced keys, backed by a compacted topic.
-//! - [`pipeline`]: the worker: router, routes, retries, dead letters.
-//! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
+//! - [`outbound`]: the one outbound-HTTP failure type ([`outbound::HttpError`]) and answer.
+//! - [`idempotency`]: memory of synced keys (moka), backed by a compacted topic.
+//! - [`metrics`]: every Prometheus series the relay exports.
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`operator`]: operator commands (`dlq list`, `dlq replay`): dead letters listed and replayed.
+//! - [`shutdown`]: the shutdown signal every part listens to, and bounded draining.
+//! - [`clock`]: wall-clock milliseconds and their ISO 8601 rendering.
+//! - [`operator`]: operator commands (`dlq list`, `dlq replay`): replay library and output.
 //!
 //! The simulators the tests and the local stack run against are a separate workspace member,
 //! `genesys-sim` (its own binary): the product ships no fake OAuth server.
