@@ -5,7 +5,7 @@
 //! stop in order: ingress stops accepting and finishes its requests, workers drain and
 //! commit, the producer flushes.
 //!
-//! Adding a role: a variant of [`Role`], its settings check in [`check_settings`], and one
+//! Adding a role: a variant of [`Role`], its settings check in `check_settings`, and one
 //! `start_*` function called from [`start`].
 
 use crate::admin_server::{self, Readiness};
@@ -217,7 +217,7 @@ fn start_ingress(
 }
 
 /// The worker: the idempotency tail, then two consumer loops (fresh events on the raw
-/// topic, due retries on the retry topics) feeding one [`Processor`].
+/// topic, due retries on the retry topics) feeding one `Processor`.
 async fn start_worker(
     cfg: &Config,
     shared: &Shared,

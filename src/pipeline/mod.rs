@@ -1,6 +1,7 @@
-//! The worker: two consumer loops (fresh events on the raw topic, due retries on the
-//! retry topics) feeding one [`Processor`] that routes each event, syncs it downstream
-//! with an idempotency key, and hands failures to a retry tier or the dead-letter topic.
+//! The worker's processing: one `Processor` that routes each event (route table), syncs
+//! it downstream with an idempotency key (route handlers), and hands failures to a retry
+//! tier or the dead-letter topic. The composition root (`app`) feeds it from two consumer
+//! loops: fresh events on the raw topic, due retries on the retry topics.
 
 mod event_view;
 mod failure;
