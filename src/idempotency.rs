@@ -79,8 +79,11 @@ impl IdempotencyStore {
         hit
     }
 
-    /// Makes `key` durable and remembered, and for a guest sync the guest's newest event
+    /// Makes `key` remembered and durable, and for a guest sync the guest's newest event
     /// time too: one record per synced event keeps the write cost of a sync at one ack.
+    /// The memory is updated before the write, so this process never sends the event again
+    /// even when the write fails (e.g. its partition's leader died): a duplicate raw record
+    /// of an event the ingress answered 503 for arrives right after it during a failover.
     pub async fn remember(
         &self,
         key: &str,
