@@ -14,7 +14,7 @@
 //! as an error and waited for, never silently partial.
 
 use crate::config::Config;
-use crate::kafka::{client_config, now_ms, EventProducer, ProduceError};
+use crate::kafka::{client_config, headers, now_ms, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;
@@ -38,6 +38,8 @@ pub struct IdempotencyStore {
     codec: Codec,
     topic: String,
     metrics: Arc<Metrics>,
+    /// Random id of this process, sent with each mark it writes (`relay-mark-writer`).
+    writer: String,
 }
 
 impl IdempotencyStore {
@@ -67,6 +69,7 @@ impl IdempotencyStore {
             codec,
             topic: topic.to_string(),
             metrics,
+            writer: format!("{:016x}", rand::random::<u64>()),
         })
     }
 
@@ -100,7 +103,14 @@ impl IdempotencyStore {
         // Remembered here even when the write fails: the sync happened, so this process
         // must not send it again; only other processes (and a restart) miss the mark.
         self.apply(key, &mark).await;
-        self.producer.send(&self.topic, key, &value, &[]).await?;
+        self.producer
+            .send(
+                &self.topic,
+                key,
+                &value,
+                &[(headers::MARK_WRITER, self.writer.as_str())],
+            )
+            .await?;
         Ok(())
     }
 
@@ -214,6 +224,15 @@ impl IdempotencyStore {
         Ok(task)
     }
 
+    /// Whether `msg` is a mark this process wrote.
+    fn written_here<M: Message>(&self, msg: &M) -> bool {
+        use rdkafka::message::Headers;
+        msg.headers().is_some_and(|h| {
+            h.iter()
+                .any(|x| x.key == headers::MARK_WRITER && x.value == Some(self.writer.as_bytes()))
+        })
+    }
+
     async fn tail(
         self: Arc<Self>,
         consumer: StreamConsumer,
@@ -239,6 +258,12 @@ impl IdempotencyStore {
                 Ok(m) => {
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
                     match m.payload().map(|v| self.codec.decode::<IdempotencyMark>(v)) {
+                        // This process's own marks were applied when written. Applying
+                        // them again as they come back, or refreshing a key already known,
+                        // would reorder the LRU by partition and read timing instead of by
+                        // sync time, and could evict the newest marks.
+                        Some(Ok(_)) if self.written_here(&m) => {}
+                        Some(Ok(_)) if self.handled.contains_key(&key) => {}
                         Some(Ok(mark)) => self.apply(&key, &mark).await,
                         _ => tracing::warn!(%key, "undecodable idempotency mark; ignored"),
                     }
