@@ -552,8 +552,9 @@ impl Peer {
         let bin = std::env::var("BENCH_PEER_BIN").ok()?;
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
-        // The peer keys records by conversation id like the relay (a JSON parse per event),
-        // and answers 202 once the output acknowledged the message.
+        // The peer keys records by conversation id like the relay (a JSON parse per event).
+        // The sync_response output after the Kafka one (fan_out_sequential) makes the answer
+        // 202 and sends it only once Kafka acknowledged; without it Benthos answers 200.
         let config = format!(
             r#"http:
   enabled: false
@@ -571,11 +572,15 @@ pipeline:
   processors:
     - mutation: 'meta kafka_key = this.data.conversationId.or("")'
 output:
-  kafka_peer:
-    seed_brokers: [ "{addr}" ]
-    topic: "{topic}"
-    timeout: 5s
-    max_in_flight: {concurrency}
+  broker:
+    pattern: fan_out_sequential
+    outputs:
+      - kafka_peer:
+          seed_brokers: [ "{addr}" ]
+          topic: "{topic}"
+          timeout: 5s
+          max_in_flight: {concurrency}
+      - sync_response: {{}}
 "#,
             addr = broker.addr()
         );
