@@ -254,9 +254,7 @@ async fn records_of_the_previous_schema_decode_via_registry_and_dlq_replay() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let registry = genesys_sim::start_schema_registry(any)
-        .await
-        .unwrap();
+    let registry = genesys_sim::start_schema_registry(any).await.unwrap();
     let registry_url = registry.base_url();
     let http = &sims.http;
     let prefix = unique_prefix("evolution");
@@ -276,8 +274,10 @@ async fn records_of_the_previous_schema_decode_via_registry_and_dlq_replay() {
 
     // Guest sync reads the customer's attributes from the conversation (v1 records carry
     // no attributes of their own).
-    sims.set_attributes("conv-v1", json!({"cart_value": "11"})).await;
-    sims.set_attributes("conv-reg", json!({"cart_value": "22"})).await;
+    sims.set_attributes("conv-v1", json!({"cart_value": "11"}))
+        .await;
+    sims.set_attributes("conv-reg", json!({"cart_value": "22"}))
+        .await;
     let extra = [("RELAY_SCHEMA_REGISTRY_URL", registry_url.as_str())];
     let cfg = stack_config(&broker, &sims, &prefix, &extra);
     let relay = app::start(cfg.clone(), Role::Serve).await.unwrap();
