@@ -588,7 +588,7 @@ fn dashboard_queries_only_registered_metrics() {
         unknown.is_empty(),
         "the dashboard queries metrics not registered in src/metrics.rs: {unknown:?}"
     );
-    // Every metric of DESIGN section 9 is on the dashboard.
+    // Every metric of docs/contract.md#metrics is on the dashboard.
     for wanted in [
         "relay_ingress_requests_total",
         "relay_ingress_request_duration_seconds",
