@@ -1,5 +1,5 @@
 //! Names and parsing of the `relay-*` headers on retry and dead-letter records
-//! (DESIGN section 6). All values are UTF-8 strings.
+//! (docs/contract.md#headers). All values are UTF-8 strings.
 
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;

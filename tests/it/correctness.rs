@@ -1,4 +1,4 @@
-//! Issue 12: the at-least-once and no-double-send promises of DESIGN section 7 under
+//! Issue 12: the at-least-once and no-double-send promises of docs/processing.md under
 //! rebalances, full caches, panics, oversized hand-offs and hostile settings. Each test
 //! counts what the relay *sent* (CMS `attempts_by_key` / `events_by_relay_event_id`,
 //! records per `relay-event-id` on the enriched topic), not only what a sink accepted.
