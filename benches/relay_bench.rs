@@ -28,7 +28,7 @@ use genesys_relay::app::{self, Role};
 use genesys_relay::clock::now_ms;
 use genesys_relay::config::Config;
 use genesys_relay::ingress::{parse_event, record_key};
-use genesys_relay::kafka::{ensure_topics, headers, EventProducer};
+use genesys_relay::kafka::{ensure_topics, headers, EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
 use genesys_relay::schema::Codec;
 use rdkafka::message::{Headers, OwnedMessage};
@@ -539,6 +539,110 @@ fn codec_bench(o: &Opts) {
 // ---------------------------------------------------------------------------------------
 // Scenario: ingress
 
+/// The Benthos peer (benches/peer, built by scripts/bench.sh into `BENCH_PEER_BIN`): an
+/// `http_server` input answering 202 only after its Kafka output got acks=all, writing to
+/// `topic` on `broker`. `None` when no peer binary is given.
+struct Peer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    async fn start(broker: &Broker, topic: &str, concurrency: usize) -> Option<Peer> {
+        let bin = std::env::var("BENCH_PEER_BIN").ok()?;
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The peer keys records by conversation id like the relay (a JSON parse per event).
+        // The sync_response output after the Kafka one (fan_out_sequential) makes the answer
+        // 202 and sends it only once Kafka acknowledged; without it Benthos answers 200.
+        let config = format!(
+            r#"http:
+  enabled: false
+logger:
+  level: WARN
+input:
+  http_server:
+    address: 127.0.0.1:{port}
+    path: /webhooks/genesys
+    allowed_verbs: [POST]
+    sync_response:
+      status: "202"
+pipeline:
+  threads: -1
+  processors:
+    - mutation: 'meta kafka_key = this.data.conversationId.or("")'
+output:
+  broker:
+    pattern: fan_out_sequential
+    outputs:
+      - kafka_peer:
+          seed_brokers: [ "{addr}" ]
+          topic: "{topic}"
+          timeout: 5s
+          max_in_flight: {concurrency}
+      - sync_response: {{}}
+"#,
+            addr = broker.addr()
+        );
+        let path = dir.path().join("peer.yaml");
+        std::fs::write(&path, config).expect("peer config");
+        let child = Command::new(bin)
+            .args(["-c", path.to_str().expect("utf-8 path")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the peer");
+        let url = format!("http://127.0.0.1:{port}/webhooks/genesys");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the peer did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(Peer {
+            child,
+            url,
+            _dir: dir,
+        })
+    }
+
+    /// User+system CPU seconds of the peer process so far.
+    fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(self.child.id())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User+system CPU seconds of process `pid` (`/proc/<pid>/stat` fields 14 and 15).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ')': state is index 0, so utime (field 14) is 11 and stime (15) is 12.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 async fn ingress(o: &Opts) {
     let n = o.events.unwrap_or(20_000);
     let c = o.concurrency;
@@ -569,9 +673,29 @@ async fn ingress(o: &Opts) {
     let warm: Arc<Vec<_>> = Arc::new((0..500).map(|i| event_body("warm", i)).collect());
     let warm_recs = Arc::new(warm.iter().map(|b| encode_record(&codec, b)).collect());
     produce_all(&producer, &topics.raw, warm_recs, c).await;
-    post_all(&http, &url, warm, c).await;
+    post_all(&http, &url, warm.clone(), c).await;
+    let peer = match std::env::var("BENCH_PEER_BIN") {
+        Ok(_) => {
+            let mut peer_cfg = cfg.clone();
+            peer_cfg.topic_prefix = format!("{prefix}.peer");
+            let peer_topics = Topics::new(&peer_cfg.topic_prefix, 0);
+            ensure_topics(&peer_cfg, &peer_topics)
+                .await
+                .expect("peer topic");
+            let peer = Peer::start(&broker, &peer_topics.raw, c).await;
+            if let Some(p) = &peer {
+                post_all(&http, &p.url, warm, c).await;
+            }
+            peer
+        }
+        Err(_) => {
+            println!("(no BENCH_PEER_BIN: the Benthos peer is not run)");
+            None
+        }
+    };
 
     let (mut raw_eps, mut http_eps, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut peer_eps, mut peer_ratio, mut peer_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
         let bodies: Vec<_> = (0..n).map(|i| event_body(&format!("r{run}"), i)).collect();
         let records: Arc<Vec<_>> =
@@ -588,6 +712,22 @@ async fn ingress(o: &Opts) {
         raw_eps.push(r);
         http_eps.push(h);
         ratio.push(h / r);
+        if let Some(p) = &peer {
+            let bodies: Arc<Vec<_>> =
+                Arc::new((0..n).map(|i| event_body(&format!("p{run}"), i)).collect());
+            let cpu0 = p.cpu_seconds();
+            let (peer_t, peer_err) = post_all(&http, &p.url, bodies, c).await;
+            let cpu = p.cpu_seconds() - cpu0;
+            let e = n as f64 / peer_t.as_secs_f64();
+            println!(
+                "run {run}: Benthos peer {e:.0} ev/s ({peer_err} non-202), relay/peer {:.2}, peer CPU {:.0} us/event",
+                h / e,
+                cpu / n as f64 * 1e6
+            );
+            peer_eps.push(e);
+            peer_ratio.push(h / e);
+            peer_cpu.push(cpu / n as f64 * 1e6);
+        }
     }
     let mut t = Table::new(format!(
         "Ingress ceiling: {n} events/run, concurrency {c}, interleaved (raw, then HTTP)"
@@ -595,6 +735,11 @@ async fn ingress(o: &Opts) {
     t.row("raw producer (events/s)", raw_eps);
     t.row("HTTP ingress, 202 after acks=all (events/s)", http_eps);
     t.row("ratio HTTP / raw", ratio);
+    if peer.is_some() {
+        t.row("Benthos peer, 202 after acks=all (events/s)", peer_eps);
+        t.row("ratio relay HTTP / Benthos peer", peer_ratio);
+        t.row("Benthos peer CPU per event (us, user+system)", peer_cpu);
+    }
     t.print();
 
     // Latency at a fixed moderate rate, both paths, interleaved.
@@ -1093,6 +1238,7 @@ async fn memory(o: &Opts) {
     );
     let bin = env!("CARGO_BIN_EXE_genesys-relay");
     let (mut idle, mut peak, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_per_event = Vec::new();
     for run in 0..o.runs {
         let broker = Broker::dedicated();
         let sims = Sims::start(o.latency_ms).await;
@@ -1130,6 +1276,7 @@ async fn memory(o: &Opts) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let idle_kb = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
+        let cpu0 = process_cpu_seconds(pid);
         let url = format!("http://127.0.0.1:{http_port}/webhooks/genesys");
         let tag = format!("m{run}");
         let count = (rate * secs) as usize;
@@ -1154,6 +1301,13 @@ async fn memory(o: &Opts) {
         while syncs_count(&sims.cms_stats().await) < accepted && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1000)).await;
         }
+        let cpu = process_cpu_seconds(pid) - cpu0;
+        let synced = syncs_count(&sims.cms_stats().await);
+        println!(
+            "run {run}: serve CPU {cpu:.1} s for {synced} events ({:.0} us/event)",
+            cpu / synced.max(1) as f64 * 1e6
+        );
+        cpu_per_event.push(cpu / synced.max(1) as f64 * 1e6);
         let hwm = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
         let now = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
         println!(
@@ -1176,4 +1330,7 @@ async fn memory(o: &Opts) {
     t.row("serve peak RSS (VmHWM) under load", peak);
     t.row("serve RSS after the load", after);
     t.print();
+    let mut c = Table::new("Relay CPU per event (serve process: ingress + worker, user+system)");
+    c.row("CPU microseconds per event", cpu_per_event);
+    c.print();
 }

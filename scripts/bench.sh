@@ -16,6 +16,15 @@ mkdir -p "$out"
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(ingress worker e2e retry memory)
 cargo bench --bench relay_bench --no-run
+# The Benthos peer for the ingress comparison (benches/peer; Go module proxy). Skipped, and
+# said so, when Go is missing or the build fails; BENCH_PEER_BIN may name a built peer.
+if [ -z "${BENCH_PEER_BIN:-}" ]; then
+  if command -v go >/dev/null && (cd benches/peer && go build -o "../../$out/peer" .); then
+    export BENCH_PEER_BIN="$PWD/$out/peer"
+  else
+    echo "(the Benthos peer could not be built: ingress runs without it)" >&2
+  fi
+fi
 for s in "${scenarios[@]}"; do
   case "$s" in
     ingress) args=(--runs "${RUNS:-5}" --events 20000 --concurrency 64 --rate 500 --seconds 10) ;;

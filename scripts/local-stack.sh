@@ -22,8 +22,11 @@ sim="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-sim"
 
 pids=()
 cleanup() {
-  # SIGTERM lets the relay drain and commit before the broker goes away.
-  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  # SIGTERM lets the relay drain and commit; the broker and simulators stop after it.
+  [ ${#pids[@]} -gt 0 ] || return 0
+  local relay_pid="${pids[-1]}"
+  kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
+  kill -TERM "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM

@@ -15,7 +15,7 @@
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::kafka::{assign_from_beginning, client_config, EventProducer, ProduceError};
+use crate::kafka::{assign_from_beginning, client_config, headers, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;
@@ -39,6 +39,8 @@ pub(crate) struct IdempotencyStore {
     codec: Codec,
     topic: String,
     metrics: Arc<Metrics>,
+    /// Random id of this process, sent with each mark it writes (`relay-mark-writer`).
+    writer: String,
 }
 
 impl IdempotencyStore {
@@ -68,6 +70,7 @@ impl IdempotencyStore {
             codec,
             topic: topic.to_string(),
             metrics,
+            writer: format!("{:016x}", rand::random::<u64>()),
         })
     }
 
@@ -80,8 +83,11 @@ impl IdempotencyStore {
         hit
     }
 
-    /// Makes `key` durable and remembered, and for a guest sync the guest's newest event
+    /// Makes `key` remembered and durable, and for a guest sync the guest's newest event
     /// time too: one record per synced event keeps the write cost of a sync at one ack.
+    /// The memory is updated before the write, so this process never sends the event again
+    /// even when the write fails (e.g. its partition's leader died): a duplicate raw record
+    /// of an event the ingress answered 503 for arrives right after it during a failover.
     pub(crate) async fn remember(
         &self,
         key: &str,
@@ -98,7 +104,14 @@ impl IdempotencyStore {
         // Remembered here even when the write fails: the sync happened, so this process
         // must not send it again; only other processes (and a restart) miss the mark.
         self.apply(key, &mark).await;
-        self.producer.send(&self.topic, key, &value, &[]).await?;
+        self.producer
+            .send(
+                &self.topic,
+                key,
+                &value,
+                &[(headers::MARK_WRITER, self.writer.as_str())],
+            )
+            .await?;
         Ok(())
     }
 
@@ -185,6 +198,15 @@ impl IdempotencyStore {
         Ok(task)
     }
 
+    /// Whether `msg` is a mark this process wrote.
+    fn written_here<M: Message>(&self, msg: &M) -> bool {
+        use rdkafka::message::Headers;
+        msg.headers().is_some_and(|h| {
+            h.iter()
+                .any(|x| x.key == headers::MARK_WRITER && x.value == Some(self.writer.as_bytes()))
+        })
+    }
+
     async fn tail(
         self: Arc<Self>,
         consumer: StreamConsumer,
@@ -210,6 +232,12 @@ impl IdempotencyStore {
                 Ok(m) => {
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
                     match m.payload().map(|v| self.codec.decode::<IdempotencyMark>(v)) {
+                        // This process's own marks were applied when written. Applying
+                        // them again as they come back, or refreshing a key already known,
+                        // would reorder the LRU by partition and read timing instead of by
+                        // sync time, and could evict the newest marks.
+                        Some(Ok(_)) if self.written_here(&m) => {}
+                        Some(Ok(_)) if self.handled.contains_key(&key) => {}
                         Some(Ok(mark)) => self.apply(&key, &mark).await,
                         _ => tracing::warn!(%key, "undecodable idempotency mark; ignored"),
                     }

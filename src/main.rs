@@ -2,9 +2,9 @@
 //! the library crate.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use genesys_relay::app::{self, Role};
-use genesys_relay::config::{Config, LogFormat};
+use genesys_relay::config::{self, Config, LogFormat};
 use genesys_relay::genesys::{register_trigger, GenesysClient, TriggerSpec};
 use genesys_relay::kafka::EventProducer;
 use genesys_relay::metrics::Metrics;
@@ -100,7 +100,11 @@ fn parse_match(raw: &str) -> Result<(String, serde_json::Value), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // `--help` lists every setting from the same table as the README.
+    let matches = Cli::command()
+        .after_long_help(config::settings_help())
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let cfg = Config::load(cli.config.as_deref())?;
     init_logging(cfg.log_format);
     let role = match cli.command {
@@ -197,9 +201,8 @@ async fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the relay: one [`Metrics`] value owns a registry with every
-//! series named in DESIGN section 9, so dashboards and tests can rely on the names.
+//! series listed in docs/contract.md#metrics, so dashboards and tests can rely on the names.
 //!
 //! Labels are bounded on purpose: statuses, routes, tiers, classes, endpoints and sinks,
 //! never event ids or URLs that contain ids.

@@ -1,5 +1,5 @@
-//! Real HTTP simulators of Genesys Cloud, a headless CMS (DESIGN section 8) and a
-//! schema registry.
+//! Real HTTP simulators of Genesys Cloud, a headless CMS and a schema registry (control
+//! routes: docs/contract.md#simulator-control-endpoints).
 //!
 //! Tests, benchmarks and the local stack run the relay against these instead of the
 //! real services. Every request passes one pipeline ([`dispatch`]): `/__sim/...`

@@ -20,7 +20,7 @@ const REFRESH_MARGIN_MAX: Duration = Duration::from_secs(60);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// Bounds on a token's lifetime whatever `expires_in` says: 0 would make every call
 /// fetch a token, and an absurd value would overflow `Instant` arithmetic. Genesys Cloud
-/// issues client-credentials tokens for 86,400 s by default (DESIGN section 0).
+/// issues client-credentials tokens for 86,400 s by default (docs/genesys-api.md#endpoints).
 const MIN_LIFETIME: Duration = Duration::from_secs(5);
 const MAX_LIFETIME: Duration = Duration::from_secs(2 * 86_400);
 

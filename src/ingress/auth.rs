@@ -1,8 +1,9 @@
-//! Webhook authentication (DESIGN section 5): a static secret header (EventBridge "API key"
-//! connections, Data Action custom headers), HTTP Basic (EventBridge "Basic" connections,
-//! Data Action Basic Auth credentials), or an HMAC-SHA256 signature `t=<unix seconds>,v1=<hex>`
-//! over `"<t>.<body>"` within a replay window. Any configured method accepts a request.
-//! Comparisons are constant-time; no secret, password or computed MAC is ever logged.
+//! Webhook authentication (docs/connecting.md#authentication-required): a static secret
+//! header (EventBridge "API key" connections, Data Action custom headers), HTTP Basic
+//! (EventBridge "Basic" connections, Data Action Basic Auth credentials), or an HMAC-SHA256
+//! signature `t=<unix seconds>,v1=<hex>` over `"<t>.<body>"` within a replay window. Any
+//! configured method accepts a request. Comparisons are constant-time; no secret, password
+//! or computed MAC is ever logged.
 
 use crate::config::Secret;
 use base64::Engine;

@@ -1,4 +1,5 @@
-//! Turns one delivered body into a [`RawEvent`] (DESIGN section 5). Three shapes:
+//! Turns one delivered body into a [`RawEvent`] (docs/connecting.md#what-the-ingress-accepts).
+//! Three shapes:
 //!
 //! - the **Amazon EventBridge event** `{version, id, detail-type, source, account, time,
 //!   region, resources, detail}` (AWS "event structure reference"); Genesys Cloud puts the

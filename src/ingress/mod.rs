@@ -1,5 +1,6 @@
 //! The webhook ingress: `POST /webhooks/genesys` checks a delivery and writes it to the raw
-//! topic, answering 202 only after the broker acknowledged the record (DESIGN section 5).
+//! topic, answering 202 only after the broker acknowledged the record
+//! (docs/contract.md#http-endpoints).
 //! Plain HTTP, or HTTPS with `RELAY_TLS_CERT` / `RELAY_TLS_KEY` (EventBridge API
 //! destinations only call HTTPS endpoints).
 //!

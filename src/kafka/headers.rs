@@ -1,5 +1,5 @@
 //! Names and parsing of the `relay-*` headers on retry and dead-letter records
-//! (DESIGN section 6). All values are UTF-8 strings.
+//! (docs/contract.md#headers). All values are UTF-8 strings.
 
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
@@ -16,6 +16,9 @@ pub const ERROR_CLASS: &str = "relay-error-class";
 pub const ERROR: &str = "relay-error";
 pub const TRACEPARENT: &str = "traceparent";
 pub const REPLAYED_FROM: &str = "relay-replayed-from";
+/// On idempotency marks: the worker process that wrote the mark (a random id per process),
+/// so its own tail does not apply the mark a second time.
+pub const MARK_WRITER: &str = "relay-mark-writer";
 
 /// Longest `relay-error` value, in bytes.
 pub(crate) const MAX_ERROR_BYTES: usize = 1024;

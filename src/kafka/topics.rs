@@ -1,4 +1,4 @@
-//! Topic names, all derived from `RELAY_TOPIC_PREFIX` (DESIGN section 6).
+//! Topic names, all derived from `RELAY_TOPIC_PREFIX` (docs/contract.md#topics).
 
 /// The relay's topics for one prefix and number of retry tiers.
 #[derive(Debug, Clone, PartialEq, Eq)]

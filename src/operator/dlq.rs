@@ -1,5 +1,5 @@
 //! `dlq list` and `dlq replay`: reading the dead-letter topic and republishing chosen
-//! dead letters to the raw topic (DESIGN sections 3 and 6).
+//! dead letters to the raw topic (docs/contract.md#commands).
 //!
 //! A replayed record has the dead letter's key and value bytes unchanged, keeps
 //! `relay-event-id` and `traceparent`, and gains `relay-replayed-from`

@@ -1,5 +1,5 @@
 //! Writes a failed event to its next retry tier or to the dead-letter topic, with the
-//! context headers of DESIGN section 6 and the original value bytes unchanged. A hand-off
+//! context headers of docs/contract.md#headers and the original value bytes unchanged. A hand-off
 //! that cannot be written is tried again until it is, or until shutdown (then the record
 //! stays uncommitted and is read again), because an offset may be committed only after
 //! the event is durably somewhere.

@@ -4,7 +4,7 @@
 //! `*` for any tail. No match: `forward` when `RELAY_FORWARD_URL` is set, else a counted
 //! skip `no_route`.
 //!
-//! Defaults (DESIGN section 7):
+//! Defaults (docs/contract.md#routes):
 //! - `v2.detail.events.conversation.{id}.attributes` -> `guest_sync`
 //! - `v2.routing.queues.{id}.conversations*`, `v2.users.{id}.conversations*` ->
 //!   `guest_sync`, only when the conversation object has a customer participant carrying

@@ -6,12 +6,13 @@
 //! registered at start-up. Decoding accepts both, so switching a deployment to a registry
 //! never strands records written before.
 //!
-//! Schema evolution (DESIGN section 6): new fields only with defaults, and a record written
-//! with an earlier schema is decoded by Avro schema resolution from its writer schema to
-//! today's. The writer schema is found by the single-object fingerprint (every earlier
-//! schema is kept in `schemas/history/`) or, in registry mode, by the schema id (every
-//! version of the record's subject is loaded at start-up). Only a record whose writer
-//! schema is unknown fails to decode (and is dead-lettered as poison).
+//! Schema evolution (docs/contract.md#records-and-their-evolution): new fields only with
+//! defaults, and a record written with an earlier schema is decoded by Avro schema
+//! resolution from its writer schema to today's. The writer schema is found by the
+//! single-object fingerprint (every earlier schema is kept in `schemas/history/`) or, in
+//! registry mode, by the schema id (every version of the record's subject is loaded at
+//! start-up). Only a record whose writer schema is unknown fails to decode (and is
+//! dead-lettered as poison).
 
 mod records;
 mod registry;

@@ -1,7 +1,8 @@
 //! Checks the deployment files without a Docker engine: the wiring of docker-compose.yml
 //! (services, listeners, URLs, mounts, dependencies), the Prometheus and Grafana
 //! provisioning, and that every metric the Grafana dashboard queries is one the relay
-//! registers in src/metrics.rs.
+//! registers in src/metrics.rs. Also the docs: docs/contract.md lists exactly the
+//! registered metrics, and every relative link of README.md and docs/ resolves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -588,7 +589,7 @@ fn dashboard_queries_only_registered_metrics() {
         unknown.is_empty(),
         "the dashboard queries metrics not registered in src/metrics.rs: {unknown:?}"
     );
-    // Every metric of DESIGN section 9 is on the dashboard.
+    // Every metric of docs/contract.md#metrics is on the dashboard.
     for wanted in [
         "relay_ingress_requests_total",
         "relay_ingress_request_duration_seconds",
@@ -819,4 +820,125 @@ async fn dashboard_metrics_are_exported_by_a_running_relay() {
         "dashboard metrics not exported after traffic: {missing:?}"
     );
     relay.stop().await;
+}
+
+/// docs/contract.md lists every series src/metrics.rs registers, and nothing else.
+#[test]
+fn contract_lists_every_registered_metric() {
+    let quoted_names = |text: &str, open: char, close: char| -> BTreeSet<String> {
+        text.match_indices(&format!("{open}relay_"))
+            .filter_map(|(i, _)| {
+                let rest = &text[i + 1..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let whole = !name.ends_with('_') && rest[name.len()..].starts_with(close);
+                whole.then_some(name)
+            })
+            .collect()
+    };
+    let registered = quoted_names(&read("src/metrics.rs"), '"', '"');
+    let contract = read("docs/contract.md");
+    let section = &contract[contract.find("## Metrics").expect("a Metrics section")..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    // In the table a series is `name` followed by a space and maybe `*`.
+    let documented = quoted_names(section, '`', '`');
+    assert!(registered.len() > 10, "found {registered:?}");
+    assert_eq!(
+        documented, registered,
+        "docs/contract.md#metrics vs src/metrics.rs"
+    );
+}
+
+/// Every relative link in README.md and docs/*.md names an existing file, and every
+/// `#anchor` a heading of that file (GitHub's heading slugs).
+#[test]
+fn doc_links_resolve() {
+    fn slug(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    }
+    fn anchors(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .map(|l| slug(l.trim_start_matches('#')))
+            .collect()
+    }
+    let mut pages = vec![PathBuf::from("README.md")];
+    for entry in fs::read_dir(repo_path("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(Path::new("docs").join(path.file_name().unwrap()));
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = read(page.to_str().unwrap());
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let resolved = if file.is_empty() {
+                page.clone()
+            } else {
+                let joined = page.parent().unwrap().join(file);
+                // `docs/../README.md` -> `README.md`
+                let mut parts = Vec::new();
+                for c in joined.components() {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            parts.pop();
+                        }
+                        std::path::Component::CurDir => {}
+                        c => parts.push(c.as_os_str().to_owned()),
+                    }
+                }
+                parts.iter().collect()
+            };
+            let full = repo_path(resolved.to_str().unwrap());
+            if !full.exists() {
+                broken.push(format!("{}: {target} (no file)", page.display()));
+                continue;
+            }
+            if !anchor.is_empty() && full.is_file() {
+                let text = fs::read_to_string(&full).unwrap();
+                if !anchors(&text).contains(anchor) {
+                    broken.push(format!("{}: {target} (no heading)", page.display()));
+                }
+            }
+        }
+    }
+    // Paths named in code spans (`src/kafka/consumer.rs`) exist too, so a renamed module
+    // cannot leave the architecture page pointing nowhere.
+    let roots = [
+        "src/",
+        "genesys-sim/",
+        "tests/",
+        "schemas/",
+        "scripts/",
+        "grafana/",
+        "docs/",
+        "benches/",
+    ];
+    for page in &pages {
+        let text = read(page.to_str().unwrap());
+        for span in text.split('`').skip(1).step_by(2) {
+            let is_path = roots.iter().any(|r| span.starts_with(r))
+                && !span.contains(|c: char| c.is_whitespace() || c == '*' || c == '<');
+            if is_path && !repo_path(span).exists() {
+                broken.push(format!("{}: `{span}` (no such path)", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken doc links: {broken:#?}");
 }

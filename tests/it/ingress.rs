@@ -380,8 +380,9 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Each delivery shape (DESIGN 5) accepted with the right id, type, key, time, topic and
-/// participant, read back from the raw topic; a future time is clamped to receipt.
+/// Each delivery shape (docs/connecting.md#what-the-ingress-accepts) accepted with the
+/// right id, type, key, time, topic and participant, read back from the raw topic; a future
+/// time is clamped to receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_shape_is_written_with_the_right_id_type_key_and_time() {
     let broker = Broker::start();

@@ -1,8 +1,8 @@
-//! Registry mode end to end (DESIGN section 6): with `RELAY_SCHEMA_REGISTRY_URL` the
-//! relay registers its schemas at start-up and writes the Confluent wire format
-//! (`00`, a 4-byte big-endian schema id, the Avro datum) with the registered ids; its
-//! own worker decodes those records. Real Tansu broker, real simulators, including the
-//! schema registry simulator.
+//! Registry mode end to end (docs/contract.md#records-and-their-evolution): with
+//! `RELAY_SCHEMA_REGISTRY_URL` the relay registers its schemas at start-up and writes the
+//! Confluent wire format (`00`, a 4-byte big-endian schema id, the Avro datum) with the
+//! registered ids; its own worker decodes those records. Real broker, real simulators,
+//! including the schema registry simulator.
 
 use crate::common::*;
 use genesys_relay::app::{self, Role};
@@ -240,8 +240,9 @@ fn v1_datum(event_id: &str, conversation: &str, guest: &str) -> Vec<u8> {
     apache_avro::to_avro_datum(&schema, apache_avro::to_value(&record).unwrap()).unwrap()
 }
 
-/// Schema evolution end to end (DESIGN 6): records written with the previous `RawEvent`
-/// schema (v1, before `topic_name`/`participant_id`) are still handled by today's relay:
+/// Schema evolution end to end (docs/contract.md#records-and-their-evolution): records
+/// written with the previous `RawEvent` schema (v1, before `topic_name`/`participant_id`)
+/// are still handled by today's relay:
 /// (a) in registry mode, a record carrying the id an earlier relay registered for v1;
 /// (b) the committed single-object fixture (`tests/fixtures/raw_event_v1.avro`, v1
 /// fingerprint) sitting in the dead-letter topic and replayed with `dlq replay`.
