@@ -95,6 +95,8 @@ pub struct Config {
     pub idempotency_retention: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// `RELAY_LISTEN_*`: the Notifications API source.
+    pub listen: crate::listen::ListenSettings,
 }
 
 /// Settings that are `RELAY_KAFKA_*` but are not rdkafka passthrough.
@@ -190,6 +192,7 @@ impl Config {
             },
             shutdown_timeout: duration_or(vars, "RELAY_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             log_format,
+            listen: crate::listen::ListenSettings::from_vars(vars)?,
         })
     }
 
@@ -225,7 +228,11 @@ fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse_or<T>(vars: &HashMap<String, String>, name: &str, default: T) -> Result<T, ConfigError>
+pub(crate) fn parse_or<T>(
+    vars: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr,
     T::Err: fmt::Display,
@@ -236,7 +243,7 @@ where
     }
 }
 
-fn duration_or(
+pub(crate) fn duration_or(
     vars: &HashMap<String, String>,
     name: &str,
     default: Duration,

@@ -14,6 +14,7 @@ use warp::http::{Method, StatusCode};
 use super::clock::{iso8601_ms, now_unix_ms};
 use super::exchange::{form_pairs, Reply, SimRequest};
 use super::faults::{lock, Faults};
+use super::notifications::{self, Notifications};
 use super::synth;
 use super::{Backend, GenesysSimOptions, Routed};
 
@@ -29,6 +30,7 @@ pub(crate) enum Route {
     CreateWebhook,
     GetWebhook(String),
     UpdateWebhook(String),
+    Notifications(notifications::Route),
 }
 
 /// A guest whose attributes a test set with `PUT /__sim/guests/{id}`.
@@ -53,14 +55,16 @@ pub(crate) struct Genesys {
     opts: GenesysSimOptions,
     faults: Arc<Faults>,
     data: Mutex<Data>,
+    notifications: Notifications,
 }
 
 impl Genesys {
-    pub fn new(opts: GenesysSimOptions, faults: Arc<Faults>) -> Self {
+    pub fn new(opts: GenesysSimOptions, faults: Arc<Faults>, notifications: Notifications) -> Self {
         Genesys {
             opts,
             faults,
             data: Mutex::new(Data::default()),
+            notifications,
         }
     }
 
@@ -285,6 +289,9 @@ impl Backend for Genesys {
     type Route = Route;
 
     fn route(&self, req: &SimRequest) -> Routed<Route> {
+        if let Some(routed) = Notifications::route(req, Route::Notifications) {
+            return routed;
+        }
         let segs = req.segs();
         let get = req.method == Method::GET;
         let post = req.method == Method::POST;
@@ -358,10 +365,14 @@ impl Backend for Genesys {
             Route::CreateWebhook => self.create_webhook(req),
             Route::GetWebhook(id) => self.get_webhook(&id),
             Route::UpdateWebhook(id) => self.update_webhook(&id, req),
+            Route::Notifications(route) => self.notifications.handle(route, req),
         }
     }
 
     fn control(&self, req: &SimRequest) -> Option<Reply> {
+        if let Some(reply) = self.notifications.control(req) {
+            return Some(reply);
+        }
         match (&req.method, req.segs().as_slice()) {
             (&Method::PUT, ["__sim", "guests", id]) if !id.is_empty() => {
                 Some(self.set_guest(id, req))
@@ -381,11 +392,13 @@ impl Backend for Genesys {
         stats.insert("tokens_issued".into(), json!(data.tokens_issued));
         stats.insert("webhooks".into(), json!(data.webhooks.len()));
         stats.insert("guest_overrides".into(), json!(data.guests.len()));
+        stats.insert("notifications".into(), self.notifications.stats());
         stats
     }
 
     fn reset(&self) {
         *lock(&self.data) = Data::default();
+        self.notifications.reset();
     }
 }
 

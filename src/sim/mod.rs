@@ -17,6 +17,7 @@ mod cms;
 mod exchange;
 mod faults;
 mod genesys;
+mod notifications;
 mod registry;
 mod server;
 mod synth;
@@ -85,7 +86,8 @@ pub async fn start_genesys(
     opts: GenesysSimOptions,
 ) -> std::io::Result<SimServer> {
     let faults = Arc::new(Faults::default());
-    let backend = genesys::Genesys::new(opts, Arc::clone(&faults));
+    let notifications = notifications::Notifications::start(addr.ip(), Arc::clone(&faults)).await?;
+    let backend = genesys::Genesys::new(opts, Arc::clone(&faults), notifications);
     serve(addr, backend, faults).await
 }
 

@@ -3,7 +3,6 @@
 //! provisioning, and that every metric the Grafana dashboard queries is one the relay
 //! registers in src/metrics.rs.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};

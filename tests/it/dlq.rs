@@ -2,7 +2,6 @@
 //! headers are listed with those headers parsed, and replay writes the same key and value
 //! bytes to the raw topic with `relay-replayed-from` and without `relay-attempt`.
 
-
 use crate::common::*;
 use genesys_relay::config::Config;
 use genesys_relay::kafka::{ensure_topics, headers, EventProducer, Topics};

@@ -19,7 +19,6 @@
 //! Size: `FAULT_SUITE_EVENTS` (default 300, which keeps CI under ~3 minutes); the full run
 //! is `FAULT_SUITE_EVENTS=100000 cargo test --release --test it fault_suite:: -- --nocapture`.
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::kafka::{headers, read_topic_to_end};

@@ -5,7 +5,6 @@
 //! `PROPTEST_CASES` scales the property tests (default 256 each); `FUZZ_HTTP_REQUESTS` and
 //! `FUZZ_HTTP_SEED` the HTTP test (default 200 requests, a fixed seed).
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::Secret;

@@ -2,7 +2,6 @@
 //! (key, decoded Avro value), bad input is refused and writes nothing, and a broker outage
 //! is a quick 503 that heals without restarting the relay.
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::Secret;

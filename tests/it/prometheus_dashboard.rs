@@ -5,7 +5,6 @@
 //! must show series. Skipped, loudly, where no Prometheus binary is installed
 //! (scripts/install-prometheus.sh installs it; CI runs that script).
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

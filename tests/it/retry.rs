@@ -1,7 +1,6 @@
 //! Non-blocking retries and the dead-letter topic: tier delays, context headers, poison
 //! records, exhaustion, fresh traffic while a retry waits, and restarts with retries pending.
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::kafka::headers;

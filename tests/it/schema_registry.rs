@@ -4,7 +4,6 @@
 //! own worker decodes those records. Real Tansu broker, real simulators, including the
 //! schema registry simulator.
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::schema::{AvroRecord, Codec, EnrichedConversation, RawEvent};

@@ -7,9 +7,8 @@
 //! a CMS API key; accepted events (static secret and HMAC signature), refused ones (wrong
 //! secret, wrong signature), token expiry and refresh, a CMS 503 and a 401 from Genesys.
 
-
-use base64::Engine;
 use crate::common::*;
+use base64::Engine;
 use genesys_relay::config::Secret;
 use genesys_relay::ingress::WebhookAuth;
 use genesys_relay::sim::{start_genesys, GenesysSimOptions};

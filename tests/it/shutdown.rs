@@ -2,7 +2,6 @@
 //! bounded time, every 202 answer is in the raw topic, and what the worker handled was
 //! committed (a successor sees no already-handled event again).
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use serde_json::json;

@@ -2,7 +2,6 @@
 //! CMS simulator / enriched topic, with idempotency, skips, token refresh, 429 handling,
 //! crash recovery and per-key ordering.
 
-
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::schema::{Codec, EnrichedConversation};
