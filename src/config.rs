@@ -70,6 +70,8 @@ pub struct Config {
     pub create_topics: bool,
     pub topic_partitions: i32,
     pub topic_replication: i32,
+    /// `min.insync.replicas` of topics the relay creates; `None` keeps the broker's default.
+    pub topic_min_insync_replicas: Option<i32>,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub webhook_secret: Option<Secret>,
@@ -148,7 +150,7 @@ impl Config {
                 ))
             }
         };
-        Ok(Config {
+        let config = Config {
             kafka_brokers: get("RELAY_KAFKA_BROKERS").unwrap_or_else(|| "localhost:9092".into()),
             kafka_passthrough,
             topic_prefix: get("RELAY_TOPIC_PREFIX").unwrap_or_else(|| "genesys".into()),
@@ -156,6 +158,13 @@ impl Config {
             create_topics: parse_or(vars, "RELAY_CREATE_TOPICS", true)?,
             topic_partitions: parse_or(vars, "RELAY_TOPIC_PARTITIONS", 6)?,
             topic_replication: parse_or(vars, "RELAY_TOPIC_REPLICATION", 1)?,
+            topic_min_insync_replicas: match get("RELAY_TOPIC_MIN_INSYNC_REPLICAS") {
+                None => None,
+                Some(v) => Some(
+                    v.parse::<i32>()
+                        .map_err(|e| invalid("RELAY_TOPIC_MIN_INSYNC_REPLICAS", e.to_string()))?,
+                ),
+            },
             http_addr: parse_or(vars, "RELAY_HTTP_ADDR", "0.0.0.0:8080".parse().unwrap())?,
             admin_addr: parse_or(vars, "RELAY_ADMIN_ADDR", "0.0.0.0:9464".parse().unwrap())?,
             webhook_secret: get("RELAY_WEBHOOK_SECRET").map(Secret::new),
@@ -193,7 +202,21 @@ impl Config {
             shutdown_timeout: duration_or(vars, "RELAY_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?,
             log_format,
             listen: crate::listen::ListenSettings::from_vars(vars)?,
-        })
+        };
+        // A topic whose min.insync.replicas exceeds its replication factor rejects every
+        // acks=all write; say so at start-up instead.
+        if let Some(min_isr) = config.topic_min_insync_replicas {
+            if min_isr < 1 || min_isr > config.topic_replication {
+                return Err(invalid(
+                    "RELAY_TOPIC_MIN_INSYNC_REPLICAS",
+                    format!(
+                        "{min_isr} is not between 1 and RELAY_TOPIC_REPLICATION ({})",
+                        config.topic_replication
+                    ),
+                ));
+            }
+        }
+        Ok(config)
     }
 
     /// Genesys Cloud credentials; required by the worker and by webhook registration.
@@ -346,6 +369,28 @@ mod tests {
             ]
         );
         assert_eq!(c.attribute_map.len(), 4);
+    }
+
+    #[test]
+    fn min_insync_replicas_is_checked_against_replication() {
+        let c = Config::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(c.topic_min_insync_replicas, None);
+        let ok = vars(&[
+            ("RELAY_TOPIC_REPLICATION", "3"),
+            ("RELAY_TOPIC_MIN_INSYNC_REPLICAS", "2"),
+        ]);
+        assert_eq!(
+            Config::from_vars(&ok).unwrap().topic_min_insync_replicas,
+            Some(2)
+        );
+        for bad in ["4", "0", "two"] {
+            let v = vars(&[
+                ("RELAY_TOPIC_REPLICATION", "3"),
+                ("RELAY_TOPIC_MIN_INSYNC_REPLICAS", bad),
+            ]);
+            let err = Config::from_vars(&v).unwrap_err().to_string();
+            assert!(err.contains("RELAY_TOPIC_MIN_INSYNC_REPLICAS"), "{err}");
+        }
     }
 
     #[test]

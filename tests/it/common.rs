@@ -1,5 +1,11 @@
-//! Shared test fixtures: a real Tansu broker (Kafka protocol) on a free port, relay
-//! configurations pointing at it, and Kafka read-back helpers.
+//! Shared test fixtures: a real Apache Kafka broker (KRaft, single node, shared by every test
+//! of the test program), dedicated brokers and a 3-node cluster for tests that stop or kill
+//! brokers, relay configurations pointing at them, and Kafka read-back helpers.
+//!
+//! Invariant: no broker outlives the test process. Each broker runs under a watchdog shell
+//! that SIGKILLs it once the test process is gone (statics are never dropped, and a test that
+//! panics or is killed skips `Drop`). `RELAY_TEST_BROKER=tansu` runs Tansu instead (its binary
+//! from `TANSU_BIN` or `.tools/bin/tansu`); single-node only.
 #![allow(dead_code)]
 
 use genesys_relay::config::Config;
@@ -8,24 +14,11 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// The Tansu binary: `TANSU_BIN`, else the project's tools folder.
-fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu");
-    assert!(
-        p.exists(),
-        "Tansu is not installed: run scripts/install-tansu.sh (looked for {})",
-        p.display()
-    );
-    p
-}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -35,83 +28,336 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A Tansu broker process with sqlite storage; killed on drop, and also when the test
-/// process dies (a watchdog shell polls the parent).
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+fn use_tansu() -> bool {
+    std::env::var("RELAY_TEST_BROKER").is_ok_and(|b| b == "tansu")
 }
 
-impl Broker {
-    pub fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let mut b = Broker {
-            port: free_port(),
+/// One broker process (a Kafka KRaft node, or Tansu) under its watchdog shell.
+struct Node {
+    port: u16,
+    /// `kafka-broker.sh` arguments after `--dir`/`--port` (node id, controller port, voters,
+    /// cluster id): the same on every restart, so the node rejoins its cluster.
+    args: Vec<String>,
+    dir: PathBuf,
+    watchdog: Option<Child>,
+}
+
+impl Node {
+    fn new(dir: PathBuf, port: u16, args: Vec<String>) -> Node {
+        Node {
+            port,
+            args,
             dir,
-            child: None,
-        };
-        b.spawn();
-        b
+            watchdog: None,
+        }
     }
 
-    pub fn addr(&self) -> String {
+    fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        // Tansu 0.6 resolves the sqlite path against its working directory.
-        let storage = "sqlite://tansu.db";
-        let script = format!(
-            "\"$0\" broker --listener-url {url} --advertised-listener-url {url} --storage-engine {storage} --silent & pid=$!; \
-             trap 'kill $pid 2>/dev/null; exit 0' TERM; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null",
-            parent = std::process::id()
-        );
+    /// Starts the process; with `wait`, returns once it accepts connections.
+    fn spawn(&mut self, remove_dir_on_exit: bool, wait: bool) {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let (program, args) = if use_tansu() {
+            let url = format!("tcp://{}", self.addr());
+            // Tansu 0.6 resolves the sqlite path against its working directory.
+            let args = [
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ]
+            .into_iter()
+            .chain(["--storage-engine", "sqlite://tansu.db", "--silent"])
+            .map(String::from)
+            .collect();
+            (tansu_bin(&root), args)
+        } else {
+            let dir = self.dir.display().to_string();
+            let port = self.port.to_string();
+            let mut args: Vec<String> = vec!["--dir".into(), dir, "--port".into(), port];
+            args.extend(self.args.iter().cloned());
+            (root.join("scripts/kafka-broker.sh"), args)
+        };
+        // $1 = test process, $2 = remove the folder at exit, $3 = the broker program, then its
+        // arguments. The shell records the broker's pid (for SIGKILL), forwards SIGTERM (a
+        // graceful stop, waited for so the data folder's lock is free for a restart) and
+        // SIGKILLs the broker when the test process is gone.
+        let script = r#"parent=$1 rm_dir=$2; shift 2
+            "$@" >>broker.out 2>&1 & pid=$!
+            echo $pid >broker.pid
+            trap 'kill $pid 2>/dev/null; wait $pid; exit 0' TERM
+            while kill -0 $parent 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done
+            kill -9 $pid 2>/dev/null; wait $pid
+            if [ "$rm_dir" = 1 ] && ! kill -0 $parent 2>/dev/null; then rm -rf "$PWD"; fi"#;
+        std::fs::create_dir_all(&self.dir).unwrap();
         let child = Command::new("sh")
-            .current_dir(self.dir.path())
+            .current_dir(&self.dir)
             .arg("-c")
             .arg(script)
-            .arg(tansu_bin())
+            .arg("watchdog")
+            .arg(std::process::id().to_string())
+            .arg(if remove_dir_on_exit { "1" } else { "0" })
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn tansu");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+            .expect("spawn the broker watchdog");
+        self.watchdog = Some(child);
+        if wait {
+            self.wait_listening();
+        }
+    }
+
+    fn wait_listening(&mut self) {
+        // Generous: a JVM starts in ~5 s on an idle 2-core machine, far slower when busy.
+        let deadline = Instant::now() + Duration::from_secs(120);
         let addr: SocketAddr = self.addr().parse().unwrap();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start listening");
+            let exited = self
+                .watchdog
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() > deadline {
+                let out = std::fs::read_to_string(self.dir.join("broker.out")).unwrap_or_default();
+                panic!(
+                    "the broker on {} did not start (logs in {}):\n{out}",
+                    self.addr(),
+                    self.dir.display()
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Stops the broker (data stays on disk).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    /// SIGTERM (a graceful, controlled shutdown), waited for; the data stays.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.watchdog.take() {
             let _ = Command::new("kill").arg(c.id().to_string()).status();
             let _ = c.wait();
         }
+        self.wait_closed();
+    }
+
+    /// SIGKILL of the broker itself (no shutdown work at all); the data stays.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.watchdog.take() {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join("broker.pid")) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+            let _ = c.wait();
+        }
+        self.wait_closed();
+    }
+
+    fn wait_closed(&self) {
         let addr: SocketAddr = self.addr().parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
 
-    /// Starts it again on the same port with the same data.
+/// The Tansu binary: `TANSU_BIN`, else the project's tools folder.
+fn tansu_bin(root: &Path) -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return p.into();
+    }
+    let p = root.join(".tools/bin/tansu");
+    assert!(
+        p.exists(),
+        "Tansu is not installed: run scripts/install-tansu.sh"
+    );
+    p
+}
+
+/// A broker for tests. [`Broker::start`] hands out the test program's shared broker (started
+/// on first use): tests on it keep to their own topic prefix and consumer group. A test that
+/// stops, restarts or kills its broker takes a [`Broker::dedicated`] one.
+pub struct Broker {
+    pub port: u16,
+    /// `None` for the shared broker.
+    own: Option<(Node, tempfile::TempDir)>,
+}
+
+static SHARED: OnceLock<u16> = OnceLock::new();
+
+impl Broker {
+    /// The shared broker of this test program.
+    pub fn start() -> Broker {
+        let port = *SHARED.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "relay-test-broker-{}-{}",
+                std::process::id(),
+                free_port()
+            ));
+            let mut node = Node::new(dir, free_port(), single_node_args());
+            // The folder goes with the broker when the test process exits (the watchdog).
+            node.spawn(true, true);
+            let port = node.port;
+            // The node (and its watchdog) lives as long as the test process.
+            std::mem::forget(node);
+            port
+        });
+        Broker { port, own: None }
+    }
+
+    /// A broker of its own, for a test that stops, restarts or kills it.
+    pub fn dedicated() -> Broker {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut node = Node::new(tmp.path().join("broker"), free_port(), single_node_args());
+        node.spawn(false, true);
+        Broker {
+            port: node.port,
+            own: Some((node, tmp)),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn own(&mut self, what: &str) -> &mut Node {
+        match &mut self.own {
+            Some((node, _)) => node,
+            None => panic!("{what} on the shared test broker: take Broker::dedicated()"),
+        }
+    }
+
+    /// Stops the broker gracefully (data stays on disk). Dedicated brokers only.
+    pub fn stop(&mut self) {
+        self.own("stop()").stop();
+    }
+
+    /// SIGKILLs the broker (data stays on disk). Dedicated brokers only.
+    pub fn kill(&mut self) {
+        self.own("kill()").kill();
+    }
+
+    /// Starts it again on the same port with the same data. Dedicated brokers only.
     pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+        let node = self.own("restart()");
+        node.stop();
+        node.spawn(false, true);
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.stop();
+        if let Some((node, _)) = &mut self.own {
+            node.kill();
+        }
+    }
+}
+
+/// Node 1 voting alone, its controller on a free port.
+fn single_node_args() -> Vec<String> {
+    let cport = free_port();
+    vec![
+        "--controller-port".into(),
+        cport.to_string(),
+        "--voters".into(),
+        format!("1@127.0.0.1:{cport}"),
+    ]
+}
+
+/// A 3-node Kafka KRaft cluster (every node broker and controller), for failover tests.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        assert!(
+            !use_tansu(),
+            "a Kafka cluster needs RELAY_TEST_BROKER unset"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let cports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters = cports
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Kafka's cluster id: 16 random bytes, URL-safe base64 without padding.
+        let cluster_id = {
+            use base64::Engine;
+            let bytes: [u8; 16] = rand::random();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        };
+        let mut nodes: Vec<Node> = cports
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let args = [
+                    "--node-id",
+                    &(i + 1).to_string(),
+                    "--controller-port",
+                    &c.to_string(),
+                    "--voters",
+                    &voters,
+                    "--cluster-id",
+                    &cluster_id,
+                ]
+                .map(String::from)
+                .to_vec();
+                Node::new(tmp.path().join(format!("node{}", i + 1)), free_port(), args)
+            })
+            .collect();
+        // All at once: a node's controller waits for a quorum of the others.
+        for node in &mut nodes {
+            node.spawn(false, false);
+        }
+        for node in &mut nodes {
+            node.wait_listening();
+        }
+        Cluster { nodes, _tmp: tmp }
+    }
+
+    /// Every node's address, comma-separated (`bootstrap.servers`).
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node whose client port is `port` (as metadata names brokers by address).
+    pub fn node_of_port(&self, port: u16) -> Option<usize> {
+        self.nodes.iter().position(|n| n.port == port)
+    }
+
+    /// The node id (1-based) as Kafka metadata names it, for node index `i`.
+    pub fn node_id(&self, i: usize) -> i32 {
+        i as i32 + 1
+    }
+
+    /// SIGKILLs node `i` (0-based).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts node `i` again with its data; returns once it accepts connections.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].spawn(false, true);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
     }
 }
 
@@ -133,8 +379,17 @@ pub fn relay_vars(
     prefix: &str,
     extra: &[(&str, &str)],
 ) -> HashMap<String, String> {
+    relay_vars_at(&broker.addr(), prefix, extra)
+}
+
+/// [`relay_vars`] by bootstrap address (a cluster's list).
+pub fn relay_vars_at(
+    brokers: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = [
-        ("RELAY_KAFKA_BROKERS", broker.addr()),
+        ("RELAY_KAFKA_BROKERS", brokers.to_string()),
         ("RELAY_TOPIC_PREFIX", prefix.to_string()),
         ("RELAY_CONSUMER_GROUP", format!("{prefix}-group")),
         ("RELAY_TOPIC_PARTITIONS", "3".into()),

@@ -7,9 +7,11 @@
 //! - Genesys tokens expire every 3 seconds (`token_ttl_s`);
 //! - worker processes (`genesys-relay worker`, two at a time) are killed with SIGKILL three
 //!   times and replaced;
-//! - the broker is stopped and restarted once (sqlite keeps the data), so the ingress loses
-//!   its broker connection for a while and answers 503; the load generator redelivers on
-//!   503 until it gets 202, like Genesys Cloud does.
+//! - the broker (a dedicated Kafka node) is stopped and restarted once between the kills, so
+//!   the ingress loses its broker connection for a while and answers 503; the load generator
+//!   redelivers on 503 until it gets 202, like Genesys Cloud does. The kills after the
+//!   restart rely on the broker's group coordinator alone to hand a dead worker's partitions
+//!   to the survivor.
 //!
 //! Pass: every event answered 202 is in the raw topic, and is synced (CMS `syncs_by_key`
 //! has `guest_sync:<eventId>`), skipped (its guest is `gone-*`), or dead-lettered (by
@@ -248,13 +250,11 @@ fn dead_letters(cfg: &genesys_relay::config::Config, topic: &str) -> HashMap<Str
 async fn events_under_faults_are_all_accounted_for() {
     let started = Instant::now();
     let n = event_count();
-    let broker = Arc::new(Mutex::new(Broker::start()));
+    let broker = Arc::new(Mutex::new(Broker::dedicated()));
     let addr = broker.lock().unwrap().addr();
     let sims = Sims::start().await;
     let prefix = unique_prefix("faults");
-    // Tansu 0.6 forgets idempotent-producer state across a restart (see tests/it/ingress.rs).
     let extra = [
-        ("RELAY_KAFKA_ENABLE_IDEMPOTENCE", "false"),
         ("RELAY_RETRY_DELAYS", RETRY_DELAYS),
         ("RELAY_PRODUCE_TIMEOUT", "2s"),
         ("RELAY_HTTP_TIMEOUT", "3s"),
@@ -377,17 +377,14 @@ async fn events_under_faults_are_all_accounted_for() {
                 chaos_log.lock().unwrap().push(s);
             };
             let http = reqwest::Client::new();
-            // (at second, action). The broker restart comes after the last SIGKILL: after a
-            // restart, Tansu 0.6 does not always rebalance a group when a killed member's
-            // session expires (a live member is never told to rejoin, so the dead member's
-            // partitions stay unowned). Kafka and Redpanda do; that is Tansu state we cannot
-            // fix here, so the suite does not combine the two.
+            // (at second, action): two kills after the broker restart, so the group must
+            // rebalance on a restarted broker.
             let plan: &[(u64, &str)] = &[
                 (8, "kill 0"),
-                (16, "kill 1"),
-                (24, "kill 0"),
-                (30, "broker down"),
-                (34, "broker up"),
+                (14, "broker down"),
+                (18, "broker up"),
+                (24, "kill 1"),
+                (30, "kill 0"),
             ];
             let mut next = 0;
             let mut last_burst = 0;

@@ -258,19 +258,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_answers_503_then_recovers_without_restart() {
-    let mut broker = Broker::start();
+    // Its own broker: the test stops and restarts it. The relay runs with the product
+    // default, an idempotent producer.
+    let mut broker = Broker::dedicated();
     let prefix = unique_prefix("outage");
-    // Tansu 0.6 forgets idempotent-producer state across a restart and then rejects every
-    // batch of an idempotent producer (real Kafka keeps it), so this test runs the relay
-    // with idempotence off through the passthrough; the default stays on.
-    let cfg = relay_config(
-        &broker,
-        &prefix,
-        &[
-            ("RELAY_PRODUCE_TIMEOUT", "2s"),
-            ("RELAY_KAFKA_ENABLE_IDEMPOTENCE", "false"),
-        ],
-    );
+    let cfg = relay_config(&broker, &prefix, &[("RELAY_PRODUCE_TIMEOUT", "2s")]);
     let relay = app::start(cfg, Role::Ingress).await.unwrap();
     let client = reqwest::Client::new();
     let target = url(&relay);
