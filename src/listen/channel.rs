@@ -226,7 +226,13 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
         match next_event(cur, &mut topics, &mut shutdown, ctx.settings.idle_timeout).await {
             Event::Text(text) => match classify(&text) {
                 Kind::Metadata | Kind::Control => {}
-                Kind::Notification => ctx.forward(text).await,
+                Kind::Notification => {
+                    ctx.forward(text).await;
+                    // Time spent waiting for buffer room is not silence on the socket.
+                    if let Some(cur) = live.as_mut() {
+                        cur.last_seen = Instant::now();
+                    }
+                }
                 Kind::SocketClosing => {
                     tracing::info!(group = ctx.index, channel = %cur.info.id, "socket_closing received; rotating the channel");
                     ctx.rotate(&mut live, &topics, Reason::SocketClosing, &mut backoff)
@@ -323,6 +329,9 @@ async fn next_event(
     let ping_at = cur.last_seen + idle_timeout / 3;
     let rotate = cur.rotate_at;
     tokio::select! {
+        // Reading first: a deadline that passed while the buffer was full must not win
+        // over messages already waiting.
+        biased;
         msg = cur.socket.next() => match msg {
             Some(Ok(Message::Text(text))) => {
                 cur.last_seen = Instant::now();

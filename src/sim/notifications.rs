@@ -610,7 +610,6 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
         let conn = state.next_conn;
         state.next_conn += 1;
         let heartbeat_every = Duration::from_millis(state.settings.heartbeat_interval_ms);
-        let grace = Duration::from_millis(state.settings.socket_closing_grace_ms);
         match state.channel(&channel_id) {
             Some(channel) => {
                 // One connection per channel: a new one replaces the old.
@@ -618,12 +617,12 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
                 channel.socket = Some(Socket { conn, tx });
                 channel.last_used = Instant::now();
                 state.stats.sockets_opened += 1;
-                Some((conn, heartbeat_every, grace))
+                Some((conn, heartbeat_every))
             }
             None => None,
         }
     };
-    let Some((conn, heartbeat_every, grace)) = registered else {
+    let Some((conn, heartbeat_every)) = registered else {
         let gone = json!({"result": "404", "message": format!("channel {channel_id} not found")});
         let _ = sink.send(Message::Text(gone.to_string())).await;
         let _ = sink.send(Message::Close(None)).await;
@@ -660,7 +659,11 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
                         if sink.send(Message::Text(closing.to_string())).await.is_err() {
                             break End::Drop;
                         }
-                        lock(&hub.state).stats.socket_closing_sent += 1;
+                        let grace = {
+                            let mut state = lock(&hub.state);
+                            state.stats.socket_closing_sent += 1;
+                            Duration::from_millis(state.settings.socket_closing_grace_ms)
+                        };
                         closing_at = Some(Instant::now() + grace);
                     }
                 }
@@ -670,8 +673,12 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
                 if sink.send(heartbeat()).await.is_err() {
                     break End::Drop;
                 }
-                lock(&hub.state).stats.heartbeats += 1;
-                next_heartbeat = Instant::now() + heartbeat_every;
+                let every = {
+                    let mut state = lock(&hub.state);
+                    state.stats.heartbeats += 1;
+                    Duration::from_millis(state.settings.heartbeat_interval_ms)
+                };
+                next_heartbeat = Instant::now() + every;
             }
             _ = sleep_until(deadline) => {
                 // Expiry is applied by the next `channel()` lookup; a closing socket ends here.

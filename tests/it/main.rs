@@ -9,6 +9,7 @@ mod fault_suite;
 mod fuzz_ingress;
 mod genesys_client;
 mod ingress;
+mod listen;
 mod prometheus_dashboard;
 mod retry;
 mod schema_registry;

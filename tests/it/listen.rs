@@ -1,0 +1,581 @@
+//! `genesys-relay listen` against the simulator's real Notifications API and WebSockets and a
+//! real broker: continuity across socket drops, `socket_closing` and channel expiry; queue
+//! topics over all pages and several channels; a broker outage (backpressure, nothing
+//! dropped); SIGTERM on the process. The checks count what the simulator SENT on its
+//! sockets against what reached the raw topic.
+
+use crate::common::*;
+use futures::{SinkExt, StreamExt};
+use genesys_relay::app::{self, Role, RunningRelay};
+use genesys_relay::kafka::Topics;
+use genesys_relay::schema::{Codec, RawEvent};
+use rdkafka::Message;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const QUEUE: &str = "5a1e0000-0000-4000-8000-00000000beef";
+
+fn queue_topic() -> String {
+    format!("v2.routing.queues.{QUEUE}.conversations")
+}
+
+/// A queue conversation notification: the conversation object as the topic carries it.
+fn notification(seq: usize) -> Value {
+    let conversation = format!("c0ffee00-0000-4000-8000-{seq:012}");
+    json!({
+        "topicName": queue_topic(),
+        "version": "2",
+        "eventBody": {
+            "id": conversation,
+            "participants": [{
+                "id": format!("9a7d0000-0000-4000-8000-{seq:012}"),
+                "purpose": "customer",
+                "attributes": {"cart_value": format!("{seq}.50"), "last_page": "/checkout"}
+            }]
+        },
+        "metadata": {"CorrelationId": format!("corr-{seq}")}
+    })
+}
+
+async fn post(sims: &Sims, path: &str, body: &Value) -> Value {
+    let r = sims
+        .http
+        .post(format!("{}{path}", sims.genesys.base_url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn sim_settings(sims: &Sims, body: Value) {
+    let r = sims
+        .http
+        .put(format!("{}/__sim/notifications/settings", sims.genesys.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn notif_stats(sims: &Sims) -> Value {
+    sims.genesys_stats().await["notifications"].clone()
+}
+
+/// Publishes notification `seq`; true when the simulator wrote it to at least one socket.
+async fn publish(sims: &Sims, seq: usize) -> bool {
+    post(sims, "/__sim/notify", &notification(seq)).await["queued"]
+        .as_u64()
+        .unwrap()
+        > 0
+}
+
+/// Publishes the next 5 notifications, sorting them into written and lost.
+async fn publish_batch(
+    sims: &Sims,
+    seq: &mut usize,
+    written: &mut HashSet<usize>,
+    lost: &mut Vec<usize>,
+) {
+    for _ in 0..5 {
+        if publish(sims, *seq).await {
+            written.insert(*seq);
+        } else {
+            lost.push(*seq);
+        }
+        *seq += 1;
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+async fn next_text(ws: &mut Ws) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(WsMessage::Text(t)))) => t,
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The next message that is not `channel.metadata`; `None` once the socket closed.
+async fn next_non_metadata(ws: &mut Ws) -> Option<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(WsMessage::Text(t)))) if t.contains("channel.metadata") => {}
+            Ok(Some(Ok(WsMessage::Text(t)))) => return Some(t),
+            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("no message within 10 s"),
+        }
+    }
+}
+
+async fn start_listener(
+    broker_addr: &str,
+    sims: &Sims,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> RunningRelay {
+    let mut vars = relay_vars_at(broker_addr, prefix, extra);
+    vars.extend(sims.vars());
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    app::start(cfg, Role::Listen).await.unwrap()
+}
+
+/// Raw-topic records by notification sequence number, with their event ids.
+fn records_by_seq(addr: &str, topic: &str, expected: usize) -> BTreeMap<usize, Vec<String>> {
+    let codec = Codec::single_object();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let records = read_records_at(addr, topic, expected, Duration::from_secs(20));
+        let mut by_seq: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for r in &records {
+            let event: RawEvent = codec.decode(r.payload().unwrap()).unwrap();
+            let body: Value = serde_json::from_str(&event.payload).unwrap();
+            let id = body["eventBody"]["id"].as_str().unwrap();
+            let seq: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+            by_seq.entry(seq).or_default().push(event.event_id);
+        }
+        if records.len() >= expected || Instant::now() > deadline {
+            return by_seq;
+        }
+    }
+}
+
+async fn wait_sockets(sims: &Sims, n: u64) -> bool {
+    wait_until(Duration::from_secs(30), || async {
+        notif_stats(sims).await["sockets_open"].as_u64() == Some(n)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_speaks_the_documented_notifications_api() {
+    let sims = Sims::start().await;
+    let base = sims.genesys.base_url();
+    let token: Value = sims
+        .http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("sim-client", Some("sim-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let create = || async {
+        let r = sims
+            .http
+            .post(format!("{base}/api/v2/notifications/channels"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let channel = create().await;
+    for field in ["id", "connectUri", "expires"] {
+        assert!(channel[field].is_string(), "{channel}");
+    }
+    let id = channel["id"].as_str().unwrap();
+    let subs = format!("{base}/api/v2/notifications/channels/{id}/subscriptions");
+
+    // 1,000 topics per channel: 1,001 is refused, the list stays as it was.
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"id": format!("v2.routing.queues.q{i}.conversations")}))
+        .collect();
+    let r = sims.http.put(&subs).bearer_auth(&token).json(&too_many).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = sims
+        .http
+        .put(&subs)
+        .bearer_auth(&token)
+        .json(&json!([{"id": queue_topic()}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listing: Value = r.json().await.unwrap();
+    assert_eq!(listing["entities"], json!([{"id": queue_topic()}]));
+
+    // The socket: heartbeats, ping/pong, notifications byte for byte.
+    sim_settings(&sims, json!({"heartbeat_interval_ms": 100})).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(channel["connectUri"].as_str().unwrap())
+        .await
+        .unwrap();
+    let hb: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(
+        hb,
+        json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})
+    );
+    sim_settings(&sims, json!({"heartbeat_interval_ms": 60000})).await;
+    ws.send(WsMessage::Text(r#"{"message":"ping"}"#.into())).await.unwrap();
+    let mut got_pong = false;
+    for _ in 0..5 {
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        if v["eventBody"]["message"] == "pong" {
+            got_pong = true;
+            break;
+        }
+    }
+    assert!(got_pong);
+    let sent = serde_json::to_string(&notification(7)).unwrap();
+    let r = sims
+        .http
+        .post(format!("{base}/__sim/notify"))
+        .header("content-type", "application/json")
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer, json!({"subscribedChannels": 1, "queued": 1}));
+    assert_eq!(next_non_metadata(&mut ws).await.as_deref(), Some(sent.as_str()));
+
+    // socket_closing after the next delivery, then the server closes the socket.
+    sims.genesys_faults(json!({"socket_closing_next": 1})).await;
+    sim_settings(&sims, json!({"socket_closing_grace_ms": 200})).await;
+    publish(&sims, 8).await;
+    assert!(next_non_metadata(&mut ws).await.unwrap().contains("c0ffee00"));
+    let closing: Value = serde_json::from_str(&next_non_metadata(&mut ws).await.unwrap()).unwrap();
+    assert_eq!(closing["topicName"], "v2.system.socket_closing");
+    assert_eq!(next_non_metadata(&mut ws).await, None, "the server closes the socket");
+
+    // 20 channels per client: the 21st replaces the oldest (without a socket first).
+    for _ in 0..20 {
+        create().await;
+    }
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["channels"], 20, "{stats}");
+    assert_eq!(stats["channels_replaced"], 1, "{stats}");
+
+    // Queues, paged like QueueEntityListing.
+    post(&sims, "/__sim/queues", &json!({"count": 1201})).await;
+    let page: Value = sims
+        .http
+        .get(format!("{base}/api/v2/routing/queues?pageSize=500&pageNumber=3"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["pageCount"], 3);
+    assert_eq!(page["total"], 1201);
+    assert_eq!(page["pageNumber"], 3);
+    assert_eq!(page["entities"].as_array().unwrap().len(), 201);
+}
+
+/// 500 notifications while the simulator forces 1 channel expiry, 2 `socket_closing` and
+/// 3 socket drops. Planned reconnects (expiry, socket_closing) must lose nothing; every
+/// notification the simulator wrote to a socket must reach the raw topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuity_across_expiry_socket_closing_and_drops() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-cont");
+    let raw = Topics::new(&prefix, 3).raw;
+    // Short timings: heartbeats, a 1.5 s socket_closing grace, and a first channel that
+    // expires 6 s after creation (the listener rotates it at half its life).
+    sim_settings(
+        &sims,
+        json!({"heartbeat_interval_ms": 500, "socket_closing_grace_ms": 1500, "channel_ttl_s": 6}),
+    )
+    .await;
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_LISTEN_OVERLAP", "500ms"),
+            ("RELAY_LISTEN_IDLE_TIMEOUT", "5s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    // Later channels live long: exactly one expiry rotation.
+    sim_settings(&sims, json!({"channel_ttl_s": 3600})).await;
+    let m = relay.metrics.clone();
+    let reconnects = |reason: &str| m.listen_reconnects_total.with_label_values(&[reason]).get();
+    let disconnected = || m.listen_disconnected_seconds_total.get();
+
+    let mut written: HashSet<usize> = HashSet::new();
+    let mut lost: Vec<usize> = Vec::new();
+    let mut seq = 0usize;
+    // Phase 1: steady stream across the expiry rotation (due ~3 s after creation).
+    let d0 = disconnected();
+    let started = Instant::now();
+    while reconnects("expiring") < 1 || started.elapsed() < Duration::from_secs(4) {
+        publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(started.elapsed() < Duration::from_secs(60), "no expiry rotation");
+    }
+    let window_expiry = disconnected() - d0;
+    let planned_lost_expiry = lost.len();
+
+    // Phase 2: two socket_closing warnings, each after a delivery, stream continuing.
+    let d1 = disconnected();
+    for round in 0..2 {
+        sims.genesys_faults(json!({"socket_closing_next": 1})).await;
+        let target = round + 1;
+        let t = Instant::now();
+        while reconnects("socket_closing") < target || t.elapsed() < Duration::from_secs(2) {
+            publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(t.elapsed() < Duration::from_secs(60), "no socket_closing rotation");
+        }
+    }
+    let window_closing = disconnected() - d1;
+    let planned_lost = lost.len();
+    assert_eq!(planned_lost, 0, "notifications lost during planned reconnects: {lost:?} (expiry phase {planned_lost_expiry})");
+
+    // Phase 3: three drops; the stream goes on until 500 are published.
+    let d2 = disconnected();
+    for round in 0..3u64 {
+        sims.genesys_faults(json!({"ws_drop_next": 1})).await;
+        let t = Instant::now();
+        while reconnects("dropped") < round + 1 || t.elapsed() < Duration::from_secs(1) {
+            publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(t.elapsed() < Duration::from_secs(60), "no reconnect after a drop");
+        }
+    }
+    while seq < 500 {
+        publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
+    }
+    let window_drops = disconnected() - d2;
+    let published = seq;
+
+    let by_seq = records_by_seq(&broker.addr(), &raw, written.len());
+    let missing: Vec<usize> = written.iter().copied().filter(|s| !by_seq.contains_key(s)).collect();
+    let records: usize = by_seq.values().map(Vec::len).sum();
+    let duplicates = records - by_seq.len();
+    // Duplicates of one notification carry one event id: they dedupe downstream.
+    for (s, ids) in &by_seq {
+        assert!(ids.iter().all(|id| *id == ids[0]), "seq {s} has several ids: {ids:?}");
+    }
+    let stats = notif_stats(&sims).await;
+    eprintln!(
+        "listen continuity: published {published}, written to sockets {}, lost (no open socket) {}, \
+         in raw topic {} distinct / {records} records ({duplicates} duplicates); \
+         disconnected seconds: expiry {window_expiry:.3}, socket_closing {window_closing:.3}, drops {window_drops:.3}; \
+         reconnects expiring={} socket_closing={} dropped={}; sim {stats}",
+        written.len(),
+        lost.len(),
+        by_seq.len(),
+        reconnects("expiring"),
+        reconnects("socket_closing"),
+        reconnects("dropped"),
+    );
+    assert!(missing.is_empty(), "written to a socket but not in the raw topic: {missing:?}");
+    assert_eq!(stats["sockets_dropped"], 3, "{stats}");
+    assert_eq!(stats["socket_closing_sent"], 2, "{stats}");
+    assert!(reconnects("expiring") >= 1);
+    assert_eq!(window_expiry, 0.0, "an expiry rotation left a gap");
+    assert_eq!(window_closing, 0.0, "a socket_closing rotation left a gap");
+    assert_eq!(
+        relay.metrics.listen_dropped_total.with_label_values(&["shutdown"]).get()
+            + relay.metrics.listen_dropped_total.with_label_values(&["unparseable"]).get(),
+        0
+    );
+    relay.stop().await;
+}
+
+/// 1,500 queues over 15 pages: two channels (1,000 + 500 topics), every topic subscribed,
+/// no 21st-channel replacement; a queue added later is picked up by the re-listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_queues_over_several_pages_make_two_channels() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-queues");
+    post(&sims, "/__sim/queues", &json!({"count": 1500})).await;
+
+    // Too few channels for them: the start-up error names the numbers.
+    let mut vars = relay_vars(&broker, &prefix, &[]);
+    vars.extend(sims.vars());
+    vars.insert("RELAY_LISTEN_QUEUES".into(), "all".into());
+    vars.insert("RELAY_LISTEN_MAX_CHANNELS".into(), "2".into());
+    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    let err = app::start(cfg, Role::Listen).await.err().expect("must refuse").to_string();
+    assert!(err.contains("1500 topics need 2 channels"), "{err}");
+    assert!(err.contains("allows 2 channels"), "{err}");
+
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[("RELAY_LISTEN_QUEUES", "all"), ("RELAY_LISTEN_QUEUE_REFRESH", "1s")],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 2).await, "{}", notif_stats(&sims).await);
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["subscribed_topics"], 1500, "{stats}");
+    assert_eq!(stats["channels_replaced"], 0, "{stats}");
+    let g = sims.genesys_stats().await;
+    let pages = g["requests"]["GET /api/v2/routing/queues"]["200"].as_u64().unwrap();
+    assert!(pages >= 15, "listed {pages} pages");
+    assert_eq!(relay.metrics.listen_channels.get(), 2);
+
+    // A notification on a queue of the second channel arrives.
+    let last = "5a1e0000-0000-4000-8000-0000000005db"; // queue 1499
+    let mut n = notification(1);
+    n["topicName"] = json!(format!("v2.routing.queues.{last}.conversations"));
+    let answer = post(&sims, "/__sim/notify", &n).await;
+    assert_eq!(answer["queued"], 1, "{answer}");
+
+    // A new queue joins the channel with room.
+    post(&sims, "/__sim/queues", &json!({"count": 1})).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            notif_stats(&sims).await["subscribed_topics"] == 1501
+        })
+        .await
+    );
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["channels_replaced"], 0, "{stats}");
+    assert_eq!(stats["sockets_open"], 2, "{stats}");
+    let raw = Topics::new(&prefix, 3).raw;
+    assert_eq!(read_records(&broker, &raw, 1, Duration::from_secs(30)).len(), 1);
+    relay.stop().await;
+}
+
+/// The broker is stopped for about 10 s during a burst: the buffer fills, the socket is no
+/// longer read (backpressure), and once the broker is back every notification written to
+/// the socket is in the raw topic; nothing was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_applies_backpressure_and_loses_nothing() {
+    let mut broker = Broker::dedicated();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-outage");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_LISTEN_BUFFER", "20"),
+            ("RELAY_LISTEN_IDLE_TIMEOUT", "120s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    let mut written = HashSet::new();
+    for s in 0..100 {
+        assert!(publish(&sims, s).await);
+        written.insert(s);
+    }
+    let addr = broker.addr();
+    let stopper = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    });
+    let mut s = 100;
+    let outage = Instant::now();
+    let mut broker = stopper.await.unwrap();
+    while outage.elapsed() < Duration::from_secs(10) {
+        for _ in 0..10 {
+            if publish(&sims, s).await {
+                written.insert(s);
+            }
+            s += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker = tokio::task::spawn_blocking(move || {
+        broker.restart();
+        broker
+    })
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if publish(&sims, s).await {
+            written.insert(s);
+        }
+        s += 1;
+    }
+    let by_seq = records_by_seq(&addr, &raw, written.len());
+    let missing: Vec<usize> = written.iter().copied().filter(|s| !by_seq.contains_key(s)).collect();
+    let dropped: u64 = ["shutdown", "unparseable", "unencodable"]
+        .iter()
+        .map(|r| relay.metrics.listen_dropped_total.with_label_values(&[r]).get())
+        .sum();
+    eprintln!(
+        "listen outage: published {s}, written to the socket {}, in raw topic {}, dropped {dropped}",
+        written.len(),
+        by_seq.len()
+    );
+    assert!(missing.is_empty(), "missing after the outage: {} of {}", missing.len(), written.len());
+    assert_eq!(written.len(), s, "the socket stayed open through the outage");
+    assert_eq!(dropped, 0);
+    relay.stop().await;
+    drop(broker);
+}
+
+/// SIGTERM on `genesys-relay listen`: sockets closed, producer flushed, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_flushes_and_exits_zero() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-term");
+    let admin_port = free_port();
+    let mut vars = relay_vars(&broker, &prefix, &[]);
+    vars.extend(sims.vars());
+    vars.insert("RELAY_LISTEN_TOPICS".into(), queue_topic());
+    vars.insert("RELAY_ADMIN_ADDR".into(), format!("127.0.0.1:{admin_port}"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
+        .arg("listen")
+        .env_clear()
+        .envs(&vars)
+        .env("RELAY_LOG", "info")
+        .spawn()
+        .unwrap();
+    assert!(wait_sockets(&sims, 1).await);
+    for s in 0..50 {
+        assert!(publish(&sims, s).await);
+    }
+    let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
+    let text = sims.http.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+    for series in [
+        "relay_listen_notifications_total",
+        "relay_listen_reconnects_total",
+        "relay_listen_disconnected_seconds_total",
+        "relay_listen_channels",
+    ] {
+        assert!(text.contains(series), "{series} not exported");
+    }
+    assert!(std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(wait_sockets(&sims, 0).await, "socket still open after exit");
+    let raw = Topics::new(&prefix, 3).raw;
+    let records = read_records(&broker, &raw, 50, Duration::from_secs(30));
+    let seqs: HashSet<String> = records
+        .iter()
+        .map(|r| {
+            let e: RawEvent = Codec::single_object().decode(r.payload().unwrap()).unwrap();
+            e.event_id
+        })
+        .collect();
+    assert_eq!(seqs.len(), 50);
+}
