@@ -74,23 +74,6 @@ async fn publish(sims: &Sims, seq: usize) -> bool {
         > 0
 }
 
-/// Publishes the next 5 notifications, sorting them into written and lost.
-async fn publish_batch(
-    sims: &Sims,
-    seq: &mut usize,
-    written: &mut HashSet<usize>,
-    lost: &mut Vec<usize>,
-) {
-    for _ in 0..5 {
-        if publish(sims, *seq).await {
-            written.insert(*seq);
-        } else {
-            lost.push(*seq);
-        }
-        *seq += 1;
-    }
-}
-
 type Ws = tokio_tungstenite::WebSocketStream<
     tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
 >;
@@ -130,12 +113,13 @@ async fn start_listener(
     app::start(cfg, Role::Listen).await.unwrap()
 }
 
-/// Raw-topic records by notification sequence number, with their event ids.
-fn records_by_seq(addr: &str, topic: &str, expected: usize) -> BTreeMap<usize, Vec<String>> {
+/// Raw-topic records by notification sequence number, with their event ids; reads until
+/// every seq of `want` is there (duplicates make a record count useless) or 90 s passed.
+fn records_by_seq(addr: &str, topic: &str, want: &HashSet<usize>) -> BTreeMap<usize, Vec<String>> {
     let codec = Codec::single_object();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let records = read_records_at(addr, topic, expected, Duration::from_secs(20));
+        let records = read_records_at(addr, topic, usize::MAX, Duration::from_secs(5));
         let mut by_seq: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for r in &records {
             let event: RawEvent = codec.decode(r.payload().unwrap()).unwrap();
@@ -144,7 +128,7 @@ fn records_by_seq(addr: &str, topic: &str, expected: usize) -> BTreeMap<usize, V
             let seq: usize = id.rsplit('-').next().unwrap().parse().unwrap();
             by_seq.entry(seq).or_default().push(event.event_id);
         }
-        if records.len() >= expected || Instant::now() > deadline {
+        if want.iter().all(|s| by_seq.contains_key(s)) || Instant::now() > deadline {
             return by_seq;
         }
     }
@@ -313,54 +297,49 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     let reconnects = |reason: &str| m.listen_reconnects_total.with_label_values(&[reason]).get();
     let disconnected = || m.listen_disconnected_seconds_total.get();
 
+    // One notification every 20 ms. The first channel's expiry rotation falls in the
+    // first ~3 s; socket_closing is forced at #200 and #275, drops at #350, #400, #450.
+    // Publishing goes on past #500 only if a forced event has not happened yet.
     let mut written: HashSet<usize> = HashSet::new();
     let mut lost: Vec<usize> = Vec::new();
-    let mut seq = 0usize;
-    // Phase 1: steady stream across the expiry rotation (due ~3 s after creation).
+    let mut lost_planned = 0;
+    let mut window_planned = 0.0;
     let d0 = disconnected();
+    let mut d_drops = d0;
     let started = Instant::now();
-    while reconnects("expiring") < 1 || started.elapsed() < Duration::from_secs(4) {
-        publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
+    let mut seq = 0usize;
+    loop {
+        match seq {
+            200 | 275 => sims.genesys_faults(json!({"socket_closing_next": 1})).await,
+            350 => {
+                lost_planned = lost.len();
+                d_drops = disconnected();
+                window_planned = d_drops - d0;
+                sims.genesys_faults(json!({"ws_drop_next": 1})).await
+            }
+            400 | 450 => sims.genesys_faults(json!({"ws_drop_next": 1})).await,
+            _ => {}
+        }
+        if publish(&sims, seq).await {
+            written.insert(seq);
+        } else {
+            lost.push(seq);
+        }
+        seq += 1;
+        let all_happened = reconnects("expiring") >= 1
+            && reconnects("socket_closing") >= 2
+            && reconnects("dropped") >= 3;
+        if seq >= 500 && all_happened {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "forced events did not all happen");
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(started.elapsed() < Duration::from_secs(60), "no expiry rotation");
     }
-    let window_expiry = disconnected() - d0;
-    let planned_lost_expiry = lost.len();
-
-    // Phase 2: two socket_closing warnings, each after a delivery, stream continuing.
-    let d1 = disconnected();
-    for round in 0..2 {
-        sims.genesys_faults(json!({"socket_closing_next": 1})).await;
-        let target = round + 1;
-        let t = Instant::now();
-        while reconnects("socket_closing") < target || t.elapsed() < Duration::from_secs(2) {
-            publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            assert!(t.elapsed() < Duration::from_secs(60), "no socket_closing rotation");
-        }
-    }
-    let window_closing = disconnected() - d1;
-    let planned_lost = lost.len();
-    assert_eq!(planned_lost, 0, "notifications lost during planned reconnects: {lost:?} (expiry phase {planned_lost_expiry})");
-
-    // Phase 3: three drops; the stream goes on until 500 are published.
-    let d2 = disconnected();
-    for round in 0..3u64 {
-        sims.genesys_faults(json!({"ws_drop_next": 1})).await;
-        let t = Instant::now();
-        while reconnects("dropped") < round + 1 || t.elapsed() < Duration::from_secs(1) {
-            publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            assert!(t.elapsed() < Duration::from_secs(60), "no reconnect after a drop");
-        }
-    }
-    while seq < 500 {
-        publish_batch(&sims, &mut seq, &mut written, &mut lost).await;
-    }
-    let window_drops = disconnected() - d2;
     let published = seq;
+    let window_drops = disconnected() - d_drops;
+    assert_eq!(lost_planned, 0, "lost during planned reconnects: {lost:?}");
 
-    let by_seq = records_by_seq(&broker.addr(), &raw, written.len());
+    let by_seq = records_by_seq(&broker.addr(), &raw, &written);
     let missing: Vec<usize> = written.iter().copied().filter(|s| !by_seq.contains_key(s)).collect();
     let records: usize = by_seq.values().map(Vec::len).sum();
     let duplicates = records - by_seq.len();
@@ -372,7 +351,7 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     eprintln!(
         "listen continuity: published {published}, written to sockets {}, lost (no open socket) {}, \
          in raw topic {} distinct / {records} records ({duplicates} duplicates); \
-         disconnected seconds: expiry {window_expiry:.3}, socket_closing {window_closing:.3}, drops {window_drops:.3}; \
+         disconnected seconds: expiry+socket_closing {window_planned:.3}, drops {window_drops:.3}; \
          reconnects expiring={} socket_closing={} dropped={}; sim {stats}",
         written.len(),
         lost.len(),
@@ -385,8 +364,7 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     assert_eq!(stats["sockets_dropped"], 3, "{stats}");
     assert_eq!(stats["socket_closing_sent"], 2, "{stats}");
     assert!(reconnects("expiring") >= 1);
-    assert_eq!(window_expiry, 0.0, "an expiry rotation left a gap");
-    assert_eq!(window_closing, 0.0, "a socket_closing rotation left a gap");
+    assert_eq!(window_planned, 0.0, "a planned rotation left a gap");
     assert_eq!(
         relay.metrics.listen_dropped_total.with_label_values(&["shutdown"]).get()
             + relay.metrics.listen_dropped_total.with_label_values(&["unparseable"]).get(),
@@ -509,7 +487,7 @@ async fn broker_outage_applies_backpressure_and_loses_nothing() {
         }
         s += 1;
     }
-    let by_seq = records_by_seq(&addr, &raw, written.len());
+    let by_seq = records_by_seq(&addr, &raw, &written);
     let missing: Vec<usize> = written.iter().copied().filter(|s| !by_seq.contains_key(s)).collect();
     let dropped: u64 = ["shutdown", "unparseable", "unencodable"]
         .iter()
