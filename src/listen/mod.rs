@@ -109,6 +109,12 @@ pub async fn start(
         channels = groups.len(),
         "listening to Genesys Cloud notifications"
     );
+    if settings.queues != QueueSelection::Off {
+        // The queue topics' series exists from the start, at zero.
+        metrics
+            .listen_notifications_total
+            .with_label_values(&[&queue_topic("{id}")]);
+    }
     let writer = Writer {
         producer,
         codec,

@@ -54,7 +54,10 @@ async fn post(sims: &Sims, path: &str, body: &Value) -> Value {
 async fn sim_settings(sims: &Sims, body: Value) {
     let r = sims
         .http
-        .put(format!("{}/__sim/notifications/settings", sims.genesys.base_url()))
+        .put(format!(
+            "{}/__sim/notifications/settings",
+            sims.genesys.base_url()
+        ))
         .json(&body)
         .send()
         .await
@@ -74,9 +77,8 @@ async fn publish(sims: &Sims, seq: usize) -> bool {
         > 0
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_text(ws: &mut Ws) -> String {
     match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
@@ -179,7 +181,14 @@ async fn simulator_speaks_the_documented_notifications_api() {
     let too_many: Vec<Value> = (0..1001)
         .map(|i| json!({"id": format!("v2.routing.queues.q{i}.conversations")}))
         .collect();
-    let r = sims.http.put(&subs).bearer_auth(&token).json(&too_many).send().await.unwrap();
+    let r = sims
+        .http
+        .put(&subs)
+        .bearer_auth(&token)
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let r = sims
         .http
@@ -204,7 +213,9 @@ async fn simulator_speaks_the_documented_notifications_api() {
         json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})
     );
     sim_settings(&sims, json!({"heartbeat_interval_ms": 60000})).await;
-    ws.send(WsMessage::Text(r#"{"message":"ping"}"#.into())).await.unwrap();
+    ws.send(WsMessage::Text(r#"{"message":"ping"}"#.into()))
+        .await
+        .unwrap();
     let mut got_pong = false;
     for _ in 0..5 {
         let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
@@ -225,16 +236,26 @@ async fn simulator_speaks_the_documented_notifications_api() {
         .unwrap();
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer, json!({"subscribedChannels": 1, "queued": 1}));
-    assert_eq!(next_non_metadata(&mut ws).await.as_deref(), Some(sent.as_str()));
+    assert_eq!(
+        next_non_metadata(&mut ws).await.as_deref(),
+        Some(sent.as_str())
+    );
 
     // socket_closing after the next delivery, then the server closes the socket.
     sims.genesys_faults(json!({"socket_closing_next": 1})).await;
     sim_settings(&sims, json!({"socket_closing_grace_ms": 200})).await;
     publish(&sims, 8).await;
-    assert!(next_non_metadata(&mut ws).await.unwrap().contains("c0ffee00"));
+    assert!(next_non_metadata(&mut ws)
+        .await
+        .unwrap()
+        .contains("c0ffee00"));
     let closing: Value = serde_json::from_str(&next_non_metadata(&mut ws).await.unwrap()).unwrap();
     assert_eq!(closing["topicName"], "v2.system.socket_closing");
-    assert_eq!(next_non_metadata(&mut ws).await, None, "the server closes the socket");
+    assert_eq!(
+        next_non_metadata(&mut ws).await,
+        None,
+        "the server closes the socket"
+    );
 
     // 20 channels per client: the 21st replaces the oldest (without a socket first).
     for _ in 0..20 {
@@ -248,7 +269,9 @@ async fn simulator_speaks_the_documented_notifications_api() {
     post(&sims, "/__sim/queues", &json!({"count": 1201})).await;
     let page: Value = sims
         .http
-        .get(format!("{base}/api/v2/routing/queues?pageSize=500&pageNumber=3"))
+        .get(format!(
+            "{base}/api/v2/routing/queues?pageSize=500&pageNumber=3"
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -332,7 +355,10 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
         if seq >= 500 && all_happened {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "forced events did not all happen");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "forced events did not all happen"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let published = seq;
@@ -340,12 +366,19 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     assert_eq!(lost_planned, 0, "lost during planned reconnects: {lost:?}");
 
     let by_seq = records_by_seq(&broker.addr(), &raw, &written);
-    let missing: Vec<usize> = written.iter().copied().filter(|s| !by_seq.contains_key(s)).collect();
+    let missing: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|s| !by_seq.contains_key(s))
+        .collect();
     let records: usize = by_seq.values().map(Vec::len).sum();
     let duplicates = records - by_seq.len();
     // Duplicates of one notification carry one event id: they dedupe downstream.
     for (s, ids) in &by_seq {
-        assert!(ids.iter().all(|id| *id == ids[0]), "seq {s} has several ids: {ids:?}");
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "seq {s} has several ids: {ids:?}"
+        );
     }
     let stats = notif_stats(&sims).await;
     eprintln!(
@@ -360,14 +393,25 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
         reconnects("socket_closing"),
         reconnects("dropped"),
     );
-    assert!(missing.is_empty(), "written to a socket but not in the raw topic: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "written to a socket but not in the raw topic: {missing:?}"
+    );
     assert_eq!(stats["sockets_dropped"], 3, "{stats}");
     assert_eq!(stats["socket_closing_sent"], 2, "{stats}");
     assert!(reconnects("expiring") >= 1);
     assert_eq!(window_planned, 0.0, "a planned rotation left a gap");
     assert_eq!(
-        relay.metrics.listen_dropped_total.with_label_values(&["shutdown"]).get()
-            + relay.metrics.listen_dropped_total.with_label_values(&["unparseable"]).get(),
+        relay
+            .metrics
+            .listen_dropped_total
+            .with_label_values(&["shutdown"])
+            .get()
+            + relay
+                .metrics
+                .listen_dropped_total
+                .with_label_values(&["unparseable"])
+                .get(),
         0
     );
     relay.stop().await;
@@ -388,7 +432,11 @@ async fn all_queues_over_several_pages_make_two_channels() {
     vars.insert("RELAY_LISTEN_QUEUES".into(), "all".into());
     vars.insert("RELAY_LISTEN_MAX_CHANNELS".into(), "2".into());
     let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
-    let err = app::start(cfg, Role::Listen).await.err().expect("must refuse").to_string();
+    let err = app::start(cfg, Role::Listen)
+        .await
+        .err()
+        .expect("must refuse")
+        .to_string();
     assert!(err.contains("1500 topics need 2 channels"), "{err}");
     assert!(err.contains("allows 2 channels"), "{err}");
 
@@ -396,7 +444,10 @@ async fn all_queues_over_several_pages_make_two_channels() {
         &broker.addr(),
         &sims,
         &prefix,
-        &[("RELAY_LISTEN_QUEUES", "all"), ("RELAY_LISTEN_QUEUE_REFRESH", "1s")],
+        &[
+            ("RELAY_LISTEN_QUEUES", "all"),
+            ("RELAY_LISTEN_QUEUE_REFRESH", "1s"),
+        ],
     )
     .await;
     assert!(wait_sockets(&sims, 2).await, "{}", notif_stats(&sims).await);
@@ -404,7 +455,9 @@ async fn all_queues_over_several_pages_make_two_channels() {
     assert_eq!(stats["subscribed_topics"], 1500, "{stats}");
     assert_eq!(stats["channels_replaced"], 0, "{stats}");
     let g = sims.genesys_stats().await;
-    let pages = g["requests"]["GET /api/v2/routing/queues"]["200"].as_u64().unwrap();
+    let pages = g["requests"]["GET /api/v2/routing/queues"]["200"]
+        .as_u64()
+        .unwrap();
     assert!(pages >= 15, "listed {pages} pages");
     assert_eq!(relay.metrics.listen_channels.get(), 2);
 
@@ -427,7 +480,10 @@ async fn all_queues_over_several_pages_make_two_channels() {
     assert_eq!(stats["channels_replaced"], 0, "{stats}");
     assert_eq!(stats["sockets_open"], 2, "{stats}");
     let raw = Topics::new(&prefix, 3).raw;
-    assert_eq!(read_records(&broker, &raw, 1, Duration::from_secs(30)).len(), 1);
+    assert_eq!(
+        read_records(&broker, &raw, 1, Duration::from_secs(30)).len(),
+        1
+    );
     relay.stop().await;
 }
 
@@ -475,6 +531,13 @@ async fn broker_outage_applies_backpressure_and_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Nothing can have been acknowledged while the broker was down: what was read waits
+    // in the bounded buffer, and the rest waits in the socket.
+    let acked_in_outage: u64 = relay
+        .metrics
+        .listen_notifications_total
+        .with_label_values(&["v2.routing.queues.{id}.conversations"])
+        .get();
     broker = tokio::task::spawn_blocking(move || {
         broker.restart();
         broker
@@ -488,21 +551,52 @@ async fn broker_outage_applies_backpressure_and_loses_nothing() {
         s += 1;
     }
     let by_seq = records_by_seq(&addr, &raw, &written);
-    let missing: Vec<usize> = written.iter().copied().filter(|s| !by_seq.contains_key(s)).collect();
+    let missing: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|s| !by_seq.contains_key(s))
+        .collect();
     let dropped: u64 = ["shutdown", "unparseable", "unencodable"]
         .iter()
-        .map(|r| relay.metrics.listen_dropped_total.with_label_values(&[r]).get())
+        .map(|r| {
+            relay
+                .metrics
+                .listen_dropped_total
+                .with_label_values(&[r])
+                .get()
+        })
         .sum();
     eprintln!(
-        "listen outage: published {s}, written to the socket {}, in raw topic {}, dropped {dropped}",
+        "listen outage: published {s}, written to the socket {}, acknowledged before the broker came back {acked_in_outage}, in raw topic {}, dropped {dropped}",
         written.len(),
         by_seq.len()
     );
-    assert!(missing.is_empty(), "missing after the outage: {} of {}", missing.len(), written.len());
-    assert_eq!(written.len(), s, "the socket stayed open through the outage");
+    assert!(
+        missing.is_empty(),
+        "missing after the outage: {} of {}",
+        missing.len(),
+        written.len()
+    );
+    assert_eq!(
+        written.len(),
+        s,
+        "the socket stayed open through the outage"
+    );
     assert_eq!(dropped, 0);
     relay.stop().await;
     drop(broker);
+}
+
+/// Kills a child process a failed test leaves behind.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// SIGTERM on `genesys-relay listen`: sockets closed, producer flushed, exit 0.
@@ -516,19 +610,31 @@ async fn sigterm_closes_sockets_flushes_and_exits_zero() {
     vars.extend(sims.vars());
     vars.insert("RELAY_LISTEN_TOPICS".into(), queue_topic());
     vars.insert("RELAY_ADMIN_ADDR".into(), format!("127.0.0.1:{admin_port}"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
         .arg("listen")
         .env_clear()
         .envs(&vars)
         .env("RELAY_LOG", "info")
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(Some(child));
     assert!(wait_sockets(&sims, 1).await);
     for s in 0..50 {
         assert!(publish(&sims, s).await);
     }
+    let raw = Topics::new(&prefix, 3).raw;
+    let records = read_records(&broker, &raw, 50, Duration::from_secs(60));
+    assert_eq!(records.len(), 50);
     let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
-    let text = sims.http.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+    let text = sims
+        .http
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for series in [
         "relay_listen_notifications_total",
         "relay_listen_reconnects_total",
@@ -537,23 +643,27 @@ async fn sigterm_closes_sockets_flushes_and_exits_zero() {
     ] {
         assert!(text.contains(series), "{series} not exported");
     }
+    // More notifications right before SIGTERM: the producer must flush them.
+    for s in 50..100 {
+        assert!(publish(&sims, s).await);
+    }
+    let mut process = child.0.take().unwrap();
     assert!(std::process::Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(process.id().to_string())
         .status()
         .unwrap()
         .success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || process.wait().unwrap())
+        .await
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(wait_sockets(&sims, 0).await, "socket still open after exit");
-    let raw = Topics::new(&prefix, 3).raw;
-    let records = read_records(&broker, &raw, 50, Duration::from_secs(30));
-    let seqs: HashSet<String> = records
-        .iter()
-        .map(|r| {
-            let e: RawEvent = Codec::single_object().decode(r.payload().unwrap()).unwrap();
-            e.event_id
-        })
-        .collect();
-    assert_eq!(seqs.len(), 50);
+    let want: HashSet<usize> = (0..100).collect();
+    let by_seq = records_by_seq(&broker.addr(), &raw, &want);
+    assert_eq!(
+        by_seq.len(),
+        100,
+        "read before SIGTERM and not in the raw topic"
+    );
 }
