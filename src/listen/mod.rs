@@ -24,7 +24,7 @@ pub use settings::{ListenSettings, QueueSelection};
 pub use topics::{plan, queue_topic, PlanError};
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -64,8 +64,9 @@ struct Writer {
     codec: Codec,
     topic: String,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-    shutdown_timeout: Duration,
+    /// Set by the supervisor when shutdown starts: past it, what Kafka has not taken is
+    /// given up (and counted) instead of retried.
+    give_up_at: Arc<OnceLock<Instant>>,
 }
 
 /// Starts listening: resolves and plans the topics (a start-up error names what is
@@ -115,15 +116,16 @@ pub async fn start(
             .listen_notifications_total
             .with_label_values(&[&queue_topic("{id}")]);
     }
+    let give_up_at = Arc::new(OnceLock::new());
     let writer = Writer {
         producer,
         codec,
         topic: raw_topic,
         metrics: metrics.clone(),
-        shutdown: shutdown.clone(),
-        shutdown_timeout: cfg.shutdown_timeout,
+        give_up_at: Arc::clone(&give_up_at),
     };
     let supervisor = Supervisor {
+        give_up_at,
         api,
         settings,
         metrics,
@@ -152,6 +154,7 @@ async fn wanted_topics(
 }
 
 struct Supervisor {
+    give_up_at: Arc<OnceLock<Instant>>,
     api: Arc<NotificationsApi>,
     settings: ListenSettings,
     metrics: Arc<Metrics>,
@@ -182,6 +185,7 @@ impl Supervisor {
                 }
             }
         }
+        let _ = self.give_up_at.set(Instant::now() + self.shutdown_timeout);
         drop(tx);
         while groups.join_next().await.is_some() {}
         drop(senders);
@@ -274,6 +278,14 @@ impl Writer {
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                 break;
             };
+            if writer.giving_up() {
+                writer
+                    .metrics
+                    .listen_dropped_total
+                    .with_label_values(&["shutdown"])
+                    .inc();
+                continue;
+            }
             let event = match parse_event(item.text.as_bytes(), item.received_at_ms, None) {
                 Ok(event) => event,
                 Err(error) => {
@@ -295,8 +307,15 @@ impl Writer {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Whether shutdown started more than `RELAY_SHUTDOWN_TIMEOUT` ago.
+    fn giving_up(&self) -> bool {
+        self.give_up_at
+            .get()
+            .is_some_and(|at| Instant::now() >= *at)
+    }
+
     /// One record, retried with backoff until Kafka acknowledges it; after a shutdown
-    /// it is given up (and counted) once `shutdown_timeout` has passed.
+    /// it is given up (and counted) once `RELAY_SHUTDOWN_TIMEOUT` has passed.
     async fn write(&self, event: RawEvent) {
         let value = match self.codec.encode(&event) {
             Ok(v) => v,
@@ -311,7 +330,6 @@ impl Writer {
         };
         let record_headers = [(headers::EVENT_ID, event.event_id.as_str())];
         let mut wait = Duration::from_millis(100);
-        let mut shutdown_seen: Option<Instant> = None;
         loop {
             match self
                 .producer
@@ -326,16 +344,13 @@ impl Writer {
                     return;
                 }
                 Err(error) => {
-                    if *self.shutdown.borrow() {
-                        let since = *shutdown_seen.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= self.shutdown_timeout {
-                            tracing::error!(%error, event_id = %event.event_id, "shutting down and Kafka still refuses; notification dropped");
-                            self.metrics
-                                .listen_dropped_total
-                                .with_label_values(&["shutdown"])
-                                .inc();
-                            return;
-                        }
+                    if self.giving_up() {
+                        tracing::error!(%error, event_id = %event.event_id, "shutting down and Kafka still refuses; notification dropped");
+                        self.metrics
+                            .listen_dropped_total
+                            .with_label_values(&["shutdown"])
+                            .inc();
+                        return;
                     }
                     tracing::warn!(%error, event_id = %event.event_id, wait_ms = wait.as_millis() as u64, "cannot write a notification yet; retrying");
                     sleep(wait).await;

@@ -667,3 +667,54 @@ async fn sigterm_closes_sockets_flushes_and_exits_zero() {
         "read before SIGTERM and not in the raw topic"
     );
 }
+
+/// Shutdown while the broker is down ends within bounded time: what Kafka never took is
+/// counted in `relay_listen_dropped_total{reason="shutdown"}`, not silently lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_broker_down_is_bounded_and_counts_what_was_dropped() {
+    let mut broker = Broker::dedicated();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-down");
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_SHUTDOWN_TIMEOUT", "2s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    broker = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    })
+    .await
+    .unwrap();
+    for s in 0..30 {
+        assert!(publish(&sims, s).await);
+    }
+    let metrics = relay.metrics.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sims.genesys_stats().await["notifications"]["deliveries"] == 30
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(120), relay.stop()).await;
+    assert!(stopped.is_ok(), "shutdown did not end");
+    let acked = metrics
+        .listen_notifications_total
+        .with_label_values(&["v2.routing.queues.{id}.conversations"])
+        .get();
+    let dropped = metrics
+        .listen_dropped_total
+        .with_label_values(&["shutdown"])
+        .get();
+    eprintln!("listen shutdown with the broker down: acked {acked}, dropped {dropped}");
+    assert_eq!(acked + dropped, 30);
+    drop(broker);
+}
