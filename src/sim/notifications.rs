@@ -595,6 +595,8 @@ enum End {
 
 async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
     let mut path = String::new();
+    // The callback's signature is tungstenite's; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_string();
         Ok(resp)
