@@ -106,13 +106,23 @@ async fn start_listener(
     prefix: &str,
     extra: &[(&str, &str)],
 ) -> RunningRelay {
+    start_role(Role::Listen, broker_addr, sims, prefix, extra).await
+}
+
+async fn start_role(
+    role: Role,
+    broker_addr: &str,
+    sims: &Sims,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> RunningRelay {
     let mut vars = relay_vars_at(broker_addr, prefix, extra);
     vars.extend(sims.vars());
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
     let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
-    app::start(cfg, Role::Listen).await.unwrap()
+    app::start(cfg, role).await.unwrap()
 }
 
 /// Raw-topic records by notification sequence number, with their event ids; reads until
@@ -179,7 +189,10 @@ async fn simulator_speaks_the_documented_notifications_api() {
 
     // 1,000 topics per channel: 1,001 is refused, the list stays as it was.
     let too_many: Vec<Value> = (0..1001)
-        .map(|i| json!({"id": format!("v2.routing.queues.q{i}.conversations")}))
+        .map(|i| {
+            let id = format!("q{i}");
+            json!({"id": format!("v2.routing.queues.{id}.conversations")})
+        })
         .collect();
     let r = sims
         .http
@@ -302,7 +315,10 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     )
     .await;
     let topic = queue_topic();
-    let relay = start_listener(
+    // `serve` with listen topics: ingress, listener and workers in one process; the
+    // workers forward every event to the CMS simulator's backend route.
+    let relay = start_role(
+        Role::Serve,
         &broker.addr(),
         &sims,
         &prefix,
@@ -310,6 +326,7 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
             ("RELAY_LISTEN_TOPICS", topic.as_str()),
             ("RELAY_LISTEN_OVERLAP", "500ms"),
             ("RELAY_LISTEN_IDLE_TIMEOUT", "5s"),
+            ("RELAY_WEBHOOK_SECRET", "listen-test-secret"),
         ],
     )
     .await;
@@ -397,6 +414,35 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
         missing.is_empty(),
         "written to a socket but not in the raw topic: {missing:?}"
     );
+    // Downstream, the workers' idempotency (route + event id) sends each notification
+    // once and recognises every duplicate.
+    let processed = |outcome: &str| {
+        relay
+            .metrics
+            .events_processed_total
+            .with_label_values(&["forward", outcome])
+            .get()
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            processed("synced") + processed("duplicate") >= records as u64
+        })
+        .await,
+        "workers handled {} synced + {} duplicate of {records}",
+        processed("synced"),
+        processed("duplicate")
+    );
+    eprintln!(
+        "listen continuity downstream: forwarded {}, recognised duplicates {}",
+        processed("synced"),
+        processed("duplicate")
+    );
+    assert_eq!(
+        processed("synced"),
+        by_seq.len() as u64,
+        "each notification forwarded once"
+    );
+    assert_eq!(processed("duplicate"), duplicates as u64);
     assert_eq!(stats["sockets_dropped"], 3, "{stats}");
     assert_eq!(stats["socket_closing_sent"], 2, "{stats}");
     assert!(reconnects("expiring") >= 1);
