@@ -8,7 +8,8 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs), [`registry`] (a Confluent-compatible schema registry), [`synth`]
+//! two APIs), [`notifications`] (Genesys' notification channels, their WebSockets and the
+//! paged queue listing), [`registry`] (a Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
 
