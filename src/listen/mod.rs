@@ -110,11 +110,21 @@ pub async fn start(
         channels = groups.len(),
         "listening to Genesys Cloud notifications"
     );
-    if settings.queues != QueueSelection::Off {
-        // The queue topics' series exists from the start, at zero.
+    // Every subscribed topic's series exists from the start, at zero, labelled as its
+    // events will be (the ingress parser's event type: the topic with ids as `{id}`).
+    let labels: BTreeSet<String> = wanted
+        .iter()
+        .filter_map(|topic| {
+            let probe = serde_json::json!({"topicName": topic, "eventBody": {}}).to_string();
+            parse_event(probe.as_bytes(), 0, None)
+                .ok()
+                .map(|e| e.event_type)
+        })
+        .collect();
+    for label in &labels {
         metrics
             .listen_notifications_total
-            .with_label_values(&[&queue_topic("{id}")]);
+            .with_label_values(&[label]);
     }
     let give_up_at = Arc::new(OnceLock::new());
     let writer = Writer {

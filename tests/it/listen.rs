@@ -764,3 +764,42 @@ async fn shutdown_with_the_broker_down_is_bounded_and_counts_what_was_dropped() 
     assert_eq!(acked + dropped, 30);
     drop(broker);
 }
+
+/// Two listen processes on the same topic (high availability): each notification reaches
+/// the raw topic twice, both copies with one event id, so the workers dedupe them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_listeners_write_duplicates_with_one_event_id() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-ha");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let extra = [("RELAY_LISTEN_TOPICS", topic.as_str())];
+    let a = start_listener(&broker.addr(), &sims, &prefix, &extra).await;
+    let b = start_listener(&broker.addr(), &sims, &prefix, &extra).await;
+    assert!(wait_sockets(&sims, 2).await);
+    for s in 0..50 {
+        let answer = post(&sims, "/__sim/notify", &notification(s)).await;
+        assert_eq!(answer["queued"], 2);
+    }
+    let records = read_records(&broker, &raw, 100, Duration::from_secs(60));
+    assert_eq!(records.len(), 100);
+    let codec = Codec::single_object();
+    let mut ids_by_seq: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for r in &records {
+        let event: RawEvent = codec.decode(r.payload().unwrap()).unwrap();
+        let body: Value = serde_json::from_str(&event.payload).unwrap();
+        let conversation = body["eventBody"]["id"].as_str().unwrap().to_string();
+        ids_by_seq
+            .entry(conversation)
+            .or_default()
+            .insert(event.event_id);
+    }
+    assert_eq!(ids_by_seq.len(), 50);
+    assert!(
+        ids_by_seq.values().all(|ids| ids.len() == 1),
+        "one event id per notification"
+    );
+    a.stop().await;
+    b.stop().await;
+}
