@@ -265,7 +265,7 @@ impl Notifications {
 
     pub fn handle(&self, route: Route, req: &SimRequest) -> Reply {
         match route {
-            Route::CreateChannel => self.create_channel(),
+            Route::CreateChannel => self.create_channel(req),
             Route::ListChannels => {
                 let mut state = lock(&self.hub.state);
                 state.purge(Instant::now());
@@ -289,7 +289,7 @@ impl Notifications {
         }
     }
 
-    fn create_channel(&self) -> Reply {
+    fn create_channel(&self, req: &SimRequest) -> Reply {
         let now = Instant::now();
         let mut state = lock(&self.hub.state);
         state.purge(now);
@@ -310,7 +310,7 @@ impl Notifications {
         let id = format!("streaming-0-{}", random_token());
         let ttl = state.ttl();
         let channel = Channel {
-            connect_uri: format!("ws://{}/channels/{id}", self.hub.ws_addr),
+            connect_uri: format!("ws://{}/channels/{id}", self.socket_authority(req)),
             id,
             topics: BTreeSet::new(),
             expires: now + ttl,
@@ -322,6 +322,25 @@ impl Notifications {
         state.channels.push(channel);
         state.stats.channels_created += 1;
         Reply::ok(body)
+    }
+
+    /// `host:port` of the WebSocket server as the client reaches this simulator: the host
+    /// it used for the API (so a simulator bound to 0.0.0.0 in a container hands out a
+    /// reachable URI), the WebSocket server's own port.
+    fn socket_authority(&self, req: &SimRequest) -> String {
+        let port = self.hub.ws_addr.port();
+        let host = req
+            .header("host")
+            .map(|h| match h.rsplit_once(':') {
+                Some((host, p)) if p.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
+                _ => h.to_string(),
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| match self.hub.ws_addr.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
+            });
+        format!("{host}:{port}")
     }
 
     /// PUT replaces the topic list, POST adds to it; either renews the channel's lifetime.
