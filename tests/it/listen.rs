@@ -803,3 +803,46 @@ async fn two_listeners_write_duplicates_with_one_event_id() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Genesys removes the channel (as when a 21st channel or an expired token ends it): the
+/// socket closes, reconnecting to the channel answers `{"result":"404"}`, and the listener
+/// creates and subscribes a new channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_channel_is_replaced() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-gone");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[("RELAY_LISTEN_TOPICS", topic.as_str())],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    // Forget every channel (and token): the socket is closed by the server.
+    post(&sims, "/__sim/reset", &json!({})).await;
+    let m = relay.metrics.clone();
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            m.listen_reconnects_total
+                .with_label_values(&["channel_gone"])
+                .get()
+                >= 1
+                && notif_stats(&sims).await["sockets_open"] == 1
+        })
+        .await,
+        "no new channel: {}",
+        notif_stats(&sims).await
+    );
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["subscribed_topics"], 1, "{stats}");
+    assert!(publish(&sims, 1).await);
+    assert_eq!(
+        read_records(&broker, &raw, 1, Duration::from_secs(30)).len(),
+        1
+    );
+    relay.stop().await;
+}
