@@ -307,11 +307,11 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     let sims = Sims::start().await;
     let prefix = unique_prefix("listen-cont");
     let raw = Topics::new(&prefix, 3).raw;
-    // Short timings: heartbeats, a 1.5 s socket_closing grace, and a first channel that
+    // Short timings: heartbeats, a 5 s socket_closing grace, and a first channel that
     // expires 6 s after creation (the listener rotates it at half its life).
     sim_settings(
         &sims,
-        json!({"heartbeat_interval_ms": 500, "socket_closing_grace_ms": 1500, "channel_ttl_s": 6}),
+        json!({"heartbeat_interval_ms": 500, "socket_closing_grace_ms": 5000, "channel_ttl_s": 6}),
     )
     .await;
     let topic = queue_topic();
@@ -337,9 +337,10 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     let reconnects = |reason: &str| m.listen_reconnects_total.with_label_values(&[reason]).get();
     let disconnected = || m.listen_disconnected_seconds_total.get();
 
-    // One notification every 20 ms. The first channel's expiry rotation falls in the
-    // first ~3 s; socket_closing is forced at #200 and #275, drops at #350, #400, #450.
-    // Publishing goes on past #500 only if a forced event has not happened yet.
+    // One notification every 20 ms. The forced events come one after the other, each at
+    // least 40 notifications after the previous one completed (so its overlap is over):
+    // the expiry rotation (due ~3 s after the first channel was created), 2 socket_closing,
+    // then 3 drops. Publishing goes on to #500, or longer until every event happened.
     let mut written: HashSet<usize> = HashSet::new();
     let mut lost: Vec<usize> = Vec::new();
     let mut lost_planned = 0;
@@ -348,17 +349,35 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     let mut d_drops = d0;
     let started = Instant::now();
     let mut seq = 0usize;
+    // (reason, how many of them must have happened before the next fault is forced)
+    let plan = [
+        ("expiring", 1),
+        ("socket_closing", 1),
+        ("socket_closing", 2),
+        ("dropped", 1),
+        ("dropped", 2),
+        ("dropped", 3),
+    ];
+    let mut step = 0;
+    let mut quiet_since = 0usize;
     loop {
-        match seq {
-            200 | 275 => sims.genesys_faults(json!({"socket_closing_next": 1})).await,
-            350 => {
-                lost_planned = lost.len();
-                d_drops = disconnected();
-                window_planned = d_drops - d0;
-                sims.genesys_faults(json!({"ws_drop_next": 1})).await
+        if step < plan.len() && reconnects(plan[step].0) >= plan[step].1 {
+            // Step done; wait out its overlap before forcing the next one.
+            step += 1;
+            quiet_since = seq;
+        }
+        if step < plan.len() && seq == quiet_since + 40 && step > 0 {
+            match plan[step].0 {
+                "socket_closing" => sims.genesys_faults(json!({"socket_closing_next": 1})).await,
+                _ => {
+                    if plan[step].1 == 1 {
+                        lost_planned = lost.len();
+                        d_drops = disconnected();
+                        window_planned = d_drops - d0;
+                    }
+                    sims.genesys_faults(json!({"ws_drop_next": 1})).await
+                }
             }
-            400 | 450 => sims.genesys_faults(json!({"ws_drop_next": 1})).await,
-            _ => {}
         }
         if publish(&sims, seq).await {
             written.insert(seq);
@@ -366,15 +385,12 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
             lost.push(seq);
         }
         seq += 1;
-        let all_happened = reconnects("expiring") >= 1
-            && reconnects("socket_closing") >= 2
-            && reconnects("dropped") >= 3;
-        if seq >= 500 && all_happened {
+        if seq >= 500 && step == plan.len() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "forced events did not all happen"
+            started.elapsed() < Duration::from_secs(180),
+            "forced events did not all happen (step {step})"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
