@@ -5,8 +5,8 @@
 #   docker build -t genesys-relay:local .
 #   docker run --rm genesys-relay:local --help
 #
-# Stage 1 builds the release binary (rdkafka is built from source with cmake, with TLS
-# and zstd); stage 2 is a slim Debian runtime with only the shared libraries it links.
+# Stage 1 builds the release binaries (rdkafka is built from source with cmake, with TLS
+# and zstd); the `sim` stage holds the simulators; the last stage is a slim Debian runtime with only the shared libraries it links.
 
 FROM rust:1-bookworm AS builder
 
@@ -28,8 +28,17 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin genesys-relay \
-    && install -D -m 0755 target/release/genesys-relay /out/genesys-relay
+    cargo build --release --locked -p genesys-relay --bin genesys-relay \
+    && cargo build --release --locked -p genesys-sim --bin genesys-sim \
+    && install -D -m 0755 target/release/genesys-relay /out/genesys-relay \
+    && install -D -m 0755 target/release/genesys-sim /out/genesys-sim
+
+# The simulators (`docker build --target sim`): their own image, so the relay image ships
+# no fake OAuth server. They listen where --genesys-addr / --cms-addr say.
+FROM debian:bookworm-slim AS sim
+COPY --from=builder /out/genesys-sim /usr/local/bin/genesys-sim
+USER 10001:10001
+ENTRYPOINT ["genesys-sim"]
 
 FROM debian:bookworm-slim AS runtime
 
@@ -49,7 +58,6 @@ COPY --from=builder /out/genesys-relay /usr/local/bin/genesys-relay
 USER 10001:10001
 
 # 8080: webhook ingress (RELAY_HTTP_ADDR); 9464: /healthz, /readyz, /metrics (RELAY_ADMIN_ADDR).
-# The simulator (`genesys-relay sim`) listens where --genesys-addr / --cms-addr say.
 EXPOSE 8080 9464
 
 # No HEALTHCHECK: the slim image has no curl or wget; orchestrators should probe

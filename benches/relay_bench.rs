@@ -1,4 +1,4 @@
-//! Benchmarks of genesys-relay against a real Tansu broker and the project's simulators.
+//! Benchmarks of genesys-relay against a real Apache Kafka broker and the project's simulators.
 //!
 //! `cargo bench --bench relay_bench -- <scenario> [--runs N] [--events N] [...]`
 //!
@@ -19,7 +19,7 @@
 //! `--seconds N`, `--latency-ms N` (simulator latency), `--serial-events N` (worker at
 //! in-flight 1), `--in-flight 1,32,256`. Every scenario prints min/median/max tables.
 
-// The Tansu broker fixture is shared with the integration tests.
+// The broker fixture (a dedicated Kafka node per scenario run) is the integration tests'.
 #[path = "../tests/it/common.rs"]
 mod common;
 use common::{free_port, unique_prefix, Broker};
@@ -239,8 +239,8 @@ fn config(vars: &HashMap<String, String>) -> Config {
 }
 
 struct Sims {
-    genesys: genesys_relay::sim::SimServer,
-    cms: genesys_relay::sim::SimServer,
+    genesys: genesys_sim::SimServer,
+    cms: genesys_sim::SimServer,
     http: reqwest::Client,
 }
 
@@ -248,10 +248,10 @@ impl Sims {
     async fn start(latency_ms: u64) -> Sims {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let s = Sims {
-            genesys: genesys_relay::sim::start_genesys(any, Default::default())
+            genesys: genesys_sim::start_genesys(any, Default::default())
                 .await
                 .expect("genesys sim"),
-            cms: genesys_relay::sim::start_cms(any).await.expect("cms sim"),
+            cms: genesys_sim::start_cms(any).await.expect("cms sim"),
             http: reqwest::Client::new(),
         };
         let lat = json!({ "latency_ms": latency_ms });
@@ -269,6 +269,10 @@ impl Sims {
             ("RELAY_GENESYS_CLIENT_ID", "sim-client".into()),
             ("RELAY_GENESYS_CLIENT_SECRET", "sim-secret".into()),
             ("RELAY_CMS_URL", format!("{c}/v1/entries")),
+            // The simulator enforces no request budget here, and the bench measures the
+            // relay, not the Genesys budget (which holds one process to
+            // RELAY_GENESYS_RATE_LIMIT calls per minute, 240 by default).
+            ("RELAY_GENESYS_RATE_LIMIT", "1000000".into()),
         ]
     }
 
@@ -540,7 +544,7 @@ async fn ingress(o: &Opts) {
     let rate = o.rate.unwrap_or(500.0);
     let lat_secs = o.seconds.unwrap_or(10.0);
     println!("events per run {n}, concurrency {c}; latency at {rate}/s for {lat_secs} s");
-    let broker = Broker::start();
+    let broker = Broker::dedicated();
     let prefix = unique_prefix("ingress");
     let vars = relay_vars(&broker, &prefix, &[]);
     let cfg = config(&vars);
@@ -680,7 +684,7 @@ async fn worker(o: &Opts) {
         let (mut steady, mut wall, mut stalled) = (Vec::new(), Vec::new(), 0);
         for run in 0..o.runs {
             // A fresh broker per run: one run's leftovers never slow the next.
-            let broker = Broker::start();
+            let broker = Broker::dedicated();
             let sims = Sims::start(o.latency_ms).await;
             let prefix = unique_prefix(&format!("w{in_flight}"));
             let mut extra = sims.vars();
@@ -796,7 +800,7 @@ async fn e2e(o: &Opts) {
     let (mut p50, mut p99, mut max, mut ingress99) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
-        let broker = Broker::start();
+        let broker = Broker::dedicated();
         let sims = Sims::start(o.latency_ms).await;
         let prefix = unique_prefix("e2e");
         let cfg = config(&relay_vars(&broker, &prefix, &sims.vars()));
@@ -888,7 +892,7 @@ async fn retry(o: &Opts) {
     let (mut p50, mut p99, mut max, mut retried, mut sched) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
-        let broker = Broker::start();
+        let broker = Broker::dedicated();
         let sims = Sims::start(o.latency_ms).await;
         let prefix = unique_prefix("retry");
         let mut extra = sims.vars();
@@ -1089,7 +1093,7 @@ async fn memory(o: &Opts) {
     let bin = env!("CARGO_BIN_EXE_genesys-relay");
     let (mut idle, mut peak, mut after) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..o.runs {
-        let broker = Broker::start();
+        let broker = Broker::dedicated();
         let sims = Sims::start(o.latency_ms).await;
         let prefix = unique_prefix("mem");
         let http_port = free_port();

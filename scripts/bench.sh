@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # Runs every benchmark scenario of benches/relay_bench.rs with the sizes documented in
 # BENCHMARKS.md (about 10-12 minutes on a 2-core machine, plus the release build).
-# Each scenario starts its own Tansu broker in a temp dir and the simulators in-process;
-# the HTTP load generator is in-process too (reqwest, bounded concurrency), so no external
-# load tool is needed. Output (markdown tables) goes to stdout and to .run/bench/<scenario>.txt.
+# Each scenario run starts its own Apache Kafka node (KRaft) in a temp dir and the simulators
+# in-process; the HTTP load generator is in-process too (reqwest, bounded concurrency), so no
+# external load tool is needed. Output (markdown tables) goes to stdout and to .run/bench/<scenario>.txt.
 #
 #   scripts/bench.sh                 # all scenarios
 #   scripts/bench.sh ingress worker  # some of them
 #   RUNS=5 scripts/bench.sh ingress  # override the number of runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${TANSU_BIN:-}" ]; then
-  scripts/install-tansu.sh >&2
-fi
+scripts/install-kafka.sh >/dev/null
 out=.run/bench
 mkdir -p "$out"
 scenarios=("$@")

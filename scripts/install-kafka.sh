@@ -3,7 +3,7 @@
 # (org.apache.kafka:kafka_2.13 and every runtime dependency, see scripts/kafka/pom.xml) into a
 # per-user cache, and a Java runtime >= 17 (Debian openjdk-17-jre-headless when java is
 # missing). Skips what is present. Prints the libs folder on its last line.
-# Maven itself comes from Debian when missing. Cold install: about 10 s of downloads (43 MB).
+# Maven itself comes from Debian when missing. Cold install: about 10 s (43 MB of jars).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 version="4.4.0"
@@ -46,8 +46,9 @@ mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 # Batch mode and quiet: no progress bars in CI logs. The local repository is Maven's default
 # (~/.m2), so a second project on the machine reuses the downloads.
+# (Maven 3.8 still prints colour resets with -B; they are stripped.)
 mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
-  -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
+  -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2
 touch "$tmp/.complete"
 rm -rf "$libs"
 mkdir -p "$(dirname "$libs")"

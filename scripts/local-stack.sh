@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-command local stack, no Docker needed: installs what is missing (Debian packages,
-# the Tansu broker), builds the relay, then runs the dev broker, the Genesys Cloud and CMS
+# Java and Apache Kafka from Maven artifacts), builds the relay, then runs the dev broker, the Genesys Cloud and CMS
 # simulators and `genesys-relay serve` until Ctrl-C.
 #
 #   scripts/local-stack.sh            # human-readable logs
@@ -14,10 +14,11 @@ broker_port="${BROKER_PORT:-9092}"
 secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
 
 scripts/install-deps.sh
-scripts/install-tansu.sh
+if [ "${RELAY_DEV_BROKER:-kafka}" = tansu ]; then scripts/install-tansu.sh; else scripts/install-kafka.sh >/dev/null; fi
 echo "== building genesys-relay (first build: about 4 minutes on 2 cores)"
-cargo build --locked --bin genesys-relay
+cargo build --locked --bin genesys-relay --bin genesys-sim
 relay="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-relay"
+sim="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-sim"
 
 pids=()
 cleanup() {
@@ -27,16 +28,17 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "== dev broker on 127.0.0.1:$broker_port (log: .run/broker.log)"
+echo "== dev broker on 127.0.0.1:$broker_port (log: .run/broker.log, .run/kafka/logs/server.log)"
 PORT="$broker_port" scripts/dev-broker.sh > "$run/broker.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
+# A JVM broker takes ~5 s to listen on an idle machine; allow a minute on a busy one.
+for _ in $(seq 1 300); do
   (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break
   sleep 0.2
 done
 
 echo "== simulators: Genesys Cloud 127.0.0.1:8181, CMS 127.0.0.1:8282 (log: .run/sim.log)"
-"$relay" sim --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
+"$sim" --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
 pids+=($!)
 
 export RELAY_KAFKA_BROKERS="127.0.0.1:$broker_port"
@@ -59,9 +61,9 @@ cat <<MSG
     -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\
     -d '{"eventType":"conversation:updated","eventId":"demo-1","timestamp":"2026-11-24T08:00:00Z","data":{"conversationId":"conv-1","guestId":"guest-1"}}'
 
-== and see it arrive in the CMS simulator:
+== and see conv-1's customer attributes arrive in the CMS simulator:
 
-  curl -s http://127.0.0.1:8282/v1/entries/guest-1; echo
+  curl -s http://127.0.0.1:8282/v1/entries/conv-1; echo
   curl -s http://127.0.0.1:8282/__sim/stats; echo
 
 == metrics: curl -s http://$RELAY_ADMIN_ADDR/metrics   (Ctrl-C stops everything)

@@ -48,15 +48,58 @@ pub enum LogFormat {
     Json,
 }
 
-/// Credentials and endpoints of the Genesys Cloud Platform API.
+/// Credentials, endpoints and request budget of the Genesys Cloud Platform API.
 #[derive(Debug, Clone)]
 pub struct GenesysConfig {
-    /// e.g. `https://api.mypurecloud.com`, or the simulator.
+    /// `https://api.<region>`, or `RELAY_GENESYS_API_BASE` (the simulator).
     pub api_base: String,
-    /// e.g. `https://login.mypurecloud.com`, or the simulator.
+    /// `https://login.<region>`, or `RELAY_GENESYS_LOGIN_BASE` (the simulator).
     pub login_base: String,
     pub client_id: String,
     pub client_secret: Secret,
+    /// `RELAY_GENESYS_RATE_LIMIT`: requests per minute this process may spend.
+    pub rate_limit_per_minute: u32,
+    /// `RELAY_GENESYS_BUDGET_MAX_WAIT`: the longest wait for a budget slot inside a worker
+    /// lane; a later slot turns the event into a retry record due at that slot.
+    pub budget_max_wait: Duration,
+    /// `RELAY_GENESYS_CACHE_TTL`: how long a fetched conversation is reused (0 = off).
+    pub cache_ttl: Duration,
+}
+
+/// Genesys Cloud region when `RELAY_GENESYS_REGION` is not set.
+pub const DEFAULT_GENESYS_REGION: &str = "mypurecloud.com";
+/// Requests per minute when `RELAY_GENESYS_RATE_LIMIT` is not set: headroom under the
+/// documented default of 300 per client-credentials token.
+pub const DEFAULT_GENESYS_RATE_LIMIT: u32 = 240;
+/// `RELAY_GENESYS_BUDGET_MAX_WAIT` default.
+pub const DEFAULT_GENESYS_BUDGET_MAX_WAIT: Duration = Duration::from_secs(5);
+/// `RELAY_GENESYS_CACHE_TTL` default: short, attributes change during a conversation.
+pub const DEFAULT_GENESYS_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// How a Genesys attribute value (a string) becomes a CMS field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeType {
+    String,
+    Number,
+    Bool,
+}
+
+/// One entry of `RELAY_ATTRIBUTE_MAP`: `name[:type][=field]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeMapping {
+    /// The Genesys attribute name.
+    pub name: String,
+    pub kind: AttributeType,
+    /// The CMS field name.
+    pub field: String,
+}
+
+/// Which id names the CMS entry of a guest sync (`RELAY_CMS_ENTRY_KEY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKey {
+    Conversation,
+    Participant,
+    ExternalContact,
 }
 
 /// The whole configuration of one relay process.
@@ -80,6 +123,9 @@ pub struct Config {
     pub produce_timeout: Duration,
     genesys_api_base: String,
     genesys_login_base: String,
+    genesys_rate_limit: u32,
+    genesys_budget_max_wait: Duration,
+    genesys_cache_ttl: Duration,
     genesys_client_id: Option<String>,
     genesys_client_secret: Option<Secret>,
     cms_url: Option<String>,
@@ -88,8 +134,12 @@ pub struct Config {
     pub retry_delays: Vec<Duration>,
     pub max_in_flight: usize,
     pub schema_registry_url: Option<String>,
-    /// Genesys attribute name -> CMS field name.
-    pub attribute_map: Vec<(String, String)>,
+    /// `RELAY_ATTRIBUTE_MAP`: Genesys attribute -> typed CMS field.
+    pub attribute_map: Vec<AttributeMapping>,
+    /// `RELAY_CMS_ENTRY_KEY`.
+    pub cms_entry_key: EntryKey,
+    /// `RELAY_ROUTES`: `(pattern, route)` pairs tried before the default table.
+    pub routes: Vec<(String, String)>,
     pub http_timeout: Duration,
     pub idempotency_capacity: u64,
     pub idempotency_ttl: Duration,
@@ -104,8 +154,11 @@ pub struct Config {
 /// Settings that are `RELAY_KAFKA_*` but are not rdkafka passthrough.
 const KAFKA_OWN_KEYS: &[&str] = &["RELAY_KAFKA_BROKERS"];
 
-/// The attributes the replaced guest-sync service mapped.
-pub const DEFAULT_ATTRIBUTE_MAP: &str = "cart_value,last_page,session_id,loyalty_tier";
+/// The attributes the replaced guest-sync service mapped (`cart_value` was a number there).
+pub const DEFAULT_ATTRIBUTE_MAP: &str = "cart_value:number,last_page,session_id,loyalty_tier";
+
+/// Route names `RELAY_ROUTES` may use.
+pub const ROUTE_NAMES: &[&str] = &["guest_sync", "conversation_enrich", "forward", "skip"];
 
 impl Config {
     /// Reads the process environment, over the TOML file when one is given.
@@ -140,6 +193,25 @@ impl Config {
         let attribute_map = parse_attribute_map(
             &get("RELAY_ATTRIBUTE_MAP").unwrap_or_else(|| DEFAULT_ATTRIBUTE_MAP.into()),
         )?;
+        let region = get("RELAY_GENESYS_REGION").unwrap_or_else(|| DEFAULT_GENESYS_REGION.into());
+        if region.contains('/') || region.contains(':') || region.starts_with('.') {
+            return Err(invalid(
+                "RELAY_GENESYS_REGION",
+                format!("{region:?} is not a region domain such as mypurecloud.de"),
+            ));
+        }
+        let cms_entry_key = match get("RELAY_CMS_ENTRY_KEY").as_deref() {
+            None | Some("conversation") => EntryKey::Conversation,
+            Some("participant") => EntryKey::Participant,
+            Some("external_contact") => EntryKey::ExternalContact,
+            Some(other) => {
+                return Err(invalid(
+                    "RELAY_CMS_ENTRY_KEY",
+                    format!("{other:?} is not conversation, participant or external_contact"),
+                ))
+            }
+        };
+        let routes = parse_routes(&get("RELAY_ROUTES").unwrap_or_default())?;
         let log_format = match get("RELAY_LOG_FORMAT").as_deref() {
             None | Some("human") | Some("text") => LogFormat::Human,
             Some("json") => LogFormat::Json,
@@ -173,9 +245,27 @@ impl Config {
             max_body_bytes: parse_or(vars, "RELAY_MAX_BODY_BYTES", 1024 * 1024)?,
             produce_timeout: duration_or(vars, "RELAY_PRODUCE_TIMEOUT", Duration::from_secs(5))?,
             genesys_api_base: get("RELAY_GENESYS_API_BASE")
-                .unwrap_or_else(|| "https://api.mypurecloud.com".into()),
+                .unwrap_or_else(|| format!("https://api.{region}")),
             genesys_login_base: get("RELAY_GENESYS_LOGIN_BASE")
-                .unwrap_or_else(|| "https://login.mypurecloud.com".into()),
+                .unwrap_or_else(|| format!("https://login.{region}")),
+            genesys_rate_limit: match parse_or(
+                vars,
+                "RELAY_GENESYS_RATE_LIMIT",
+                DEFAULT_GENESYS_RATE_LIMIT,
+            )? {
+                0 => return Err(invalid("RELAY_GENESYS_RATE_LIMIT", "must be at least 1")),
+                n => n,
+            },
+            genesys_budget_max_wait: duration_or(
+                vars,
+                "RELAY_GENESYS_BUDGET_MAX_WAIT",
+                DEFAULT_GENESYS_BUDGET_MAX_WAIT,
+            )?,
+            genesys_cache_ttl: duration_or(
+                vars,
+                "RELAY_GENESYS_CACHE_TTL",
+                DEFAULT_GENESYS_CACHE_TTL,
+            )?,
             genesys_client_id: get("RELAY_GENESYS_CLIENT_ID"),
             genesys_client_secret: get("RELAY_GENESYS_CLIENT_SECRET").map(Secret::new),
             cms_url: get("RELAY_CMS_URL"),
@@ -185,6 +275,8 @@ impl Config {
             max_in_flight: parse_or(vars, "RELAY_MAX_IN_FLIGHT", 256usize)?.max(1),
             schema_registry_url: get("RELAY_SCHEMA_REGISTRY_URL"),
             attribute_map,
+            cms_entry_key,
+            routes,
             http_timeout: duration_or(vars, "RELAY_HTTP_TIMEOUT", Duration::from_secs(10))?,
             idempotency_capacity: parse_or(vars, "RELAY_IDEMPOTENCY_CAPACITY", 1_000_000u64)?,
             idempotency_ttl: duration_or(
@@ -232,6 +324,9 @@ impl Config {
                 .genesys_client_secret
                 .clone()
                 .ok_or(ConfigError::Missing("RELAY_GENESYS_CLIENT_SECRET"))?,
+            rate_limit_per_minute: self.genesys_rate_limit,
+            budget_max_wait: self.genesys_budget_max_wait,
+            cache_ttl: self.genesys_cache_ttl,
         })
     }
 
@@ -291,21 +386,63 @@ pub fn parse_delays(name: &str, value: &str) -> Result<Vec<Duration>, ConfigErro
     Ok(delays)
 }
 
-/// Parses `cart_value,last_page=lastPage`: a bare name maps to the same CMS field.
-fn parse_attribute_map(value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+/// Parses `cart_value:number,last_page=lastPage`: `name[:type][=field]`, type `string`
+/// (default), `number` or `bool`; a bare name maps to the same CMS field.
+fn parse_attribute_map(value: &str) -> Result<Vec<AttributeMapping>, ConfigError> {
+    let bad = |pair: &str, why: &str| {
+        invalid(
+            "RELAY_ATTRIBUTE_MAP",
+            format!("{pair:?} is not name[:type][=field] ({why})"),
+        )
+    };
     value
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
-                Ok((from.trim().to_string(), to.trim().to_string()))
+        .map(|pair| {
+            let (left, field) = match pair.split_once('=') {
+                Some((left, field)) => (left.trim(), Some(field.trim())),
+                None => (pair, None),
+            };
+            let (name, kind) = match left.split_once(':') {
+                Some((name, kind)) => (name.trim(), Some(kind.trim())),
+                None => (left, None),
+            };
+            let kind = match kind {
+                None | Some("string") => AttributeType::String,
+                Some("number") => AttributeType::Number,
+                Some("bool") => AttributeType::Bool,
+                Some(_) => return Err(bad(pair, "type is string, number or bool")),
+            };
+            if name.is_empty() || field.is_some_and(str::is_empty) {
+                return Err(bad(pair, "empty name or field"));
             }
-            Some(_) => Err(invalid(
-                "RELAY_ATTRIBUTE_MAP",
-                format!("{pair:?} is not name=field"),
+            Ok(AttributeMapping {
+                name: name.to_string(),
+                kind,
+                field: field.unwrap_or(name).to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Parses `RELAY_ROUTES`: `pattern=route` pairs separated by commas, route one of
+/// [`ROUTE_NAMES`]; patterns are checked by the router.
+fn parse_routes(value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.rsplit_once('=') {
+            Some((pattern, route))
+                if !pattern.trim().is_empty() && ROUTE_NAMES.contains(&route.trim()) =>
+            {
+                Ok((pattern.trim().to_string(), route.trim().to_string()))
+            }
+            _ => Err(invalid(
+                "RELAY_ROUTES",
+                format!("{pair:?} is not pattern=route with route one of {ROUTE_NAMES:?}"),
             )),
-            None => Ok((pair.to_string(), pair.to_string())),
         })
         .collect()
 }
@@ -447,9 +584,103 @@ mod tests {
         assert_eq!(
             c.attribute_map,
             vec![
-                ("cart_value".into(), "cartValue".into()),
-                ("tier".into(), "tier".into())
+                AttributeMapping {
+                    name: "cart_value".into(),
+                    kind: AttributeType::String,
+                    field: "cartValue".into()
+                },
+                AttributeMapping {
+                    name: "tier".into(),
+                    kind: AttributeType::String,
+                    field: "tier".into()
+                },
             ]
         );
+    }
+
+    #[test]
+    fn attribute_map_types_and_errors() {
+        let c = Config::from_vars(&vars(&[(
+            "RELAY_ATTRIBUTE_MAP",
+            "cart_value:number=cartValue,vip:bool,page:string",
+        )]))
+        .unwrap();
+        let kinds: Vec<_> = c.attribute_map.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                AttributeType::Number,
+                AttributeType::Bool,
+                AttributeType::String
+            ]
+        );
+        assert_eq!(c.attribute_map[0].field, "cartValue");
+        for bad in ["x:float", "=field", "x="] {
+            let err = Config::from_vars(&vars(&[("RELAY_ATTRIBUTE_MAP", bad)])).unwrap_err();
+            assert!(err.to_string().contains("RELAY_ATTRIBUTE_MAP"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn region_sets_both_hosts_and_bases_override() {
+        let with = |pairs: &[(&str, &str)]| {
+            let c = Config::from_vars(&vars(pairs)).unwrap();
+            let g = Config::from_vars(&vars(
+                &[
+                    pairs,
+                    &[
+                        ("RELAY_GENESYS_CLIENT_ID", "i"),
+                        ("RELAY_GENESYS_CLIENT_SECRET", "s"),
+                    ][..],
+                ]
+                .concat(),
+            ))
+            .unwrap()
+            .genesys()
+            .unwrap();
+            drop(c);
+            (g.api_base, g.login_base)
+        };
+        assert_eq!(
+            with(&[]),
+            (
+                "https://api.mypurecloud.com".into(),
+                "https://login.mypurecloud.com".into()
+            )
+        );
+        assert_eq!(
+            with(&[("RELAY_GENESYS_REGION", "mypurecloud.de")]),
+            (
+                "https://api.mypurecloud.de".into(),
+                "https://login.mypurecloud.de".into()
+            )
+        );
+        assert_eq!(
+            with(&[
+                ("RELAY_GENESYS_REGION", "usw2.pure.cloud"),
+                ("RELAY_GENESYS_API_BASE", "http://sim:1"),
+            ]),
+            (
+                "http://sim:1".into(),
+                "https://login.usw2.pure.cloud".into()
+            )
+        );
+        assert!(Config::from_vars(&vars(&[("RELAY_GENESYS_REGION", "https://x")])).is_err());
+    }
+
+    #[test]
+    fn routes_and_entry_key_are_validated() {
+        let c = Config::from_vars(&vars(&[
+            (
+                "RELAY_ROUTES",
+                "v2.users.{id}.presence=forward, custom:*=skip",
+            ),
+            ("RELAY_CMS_ENTRY_KEY", "external_contact"),
+        ]))
+        .unwrap();
+        assert_eq!(c.routes[1], ("custom:*".into(), "skip".into()));
+        assert_eq!(c.cms_entry_key, EntryKey::ExternalContact);
+        assert!(Config::from_vars(&vars(&[("RELAY_ROUTES", "x=nowhere")])).is_err());
+        assert!(Config::from_vars(&vars(&[("RELAY_CMS_ENTRY_KEY", "guest")])).is_err());
     }
 }

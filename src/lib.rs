@@ -7,16 +7,19 @@
 //! - [`kafka`]: producer, at-least-once consumer loop, topics, headers.
 //! - [`ingress`]: the webhook endpoint (envelope parsing, authentication).
 //! - [`listen`]: the Notifications API source (`listen`): channels, WebSockets, raw topic.
-//! - [`genesys`]: Genesys Cloud API client, OAuth token source, webhook registration.
+//! - [`genesys`]: Genesys Cloud API client (request budget, conversation cache), OAuth
+//!   token source, Process Automation trigger registration.
 //! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
-//! - `outbound` (private): failure handling shared by those HTTP clients.
+//! - [`outbound`]: the one outbound-HTTP failure type ([`outbound::HttpError`]) and answer
+//!   shared by the Genesys, CMS and forward clients.
 //! - [`idempotency`]: moka caches of synced keys, backed by a compacted topic.
 //! - [`pipeline`]: the worker: router, routes, retries, dead letters.
 //! - [`app`]: wiring of `serve`, `ingress` and `worker`, and graceful shutdown ([`shutdown`]).
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`operator`]: operator commands (`dlq list`, `dlq replay`): dead letters listed and replayed.
-//! - [`sim`]: Genesys Cloud and CMS simulators (`genesys-relay sim`) for tests and the local stack,
-//!   and a schema registry simulator for tests.
+//!
+//! The simulators the tests and the local stack run against are a separate workspace member,
+//! `genesys-sim` (its own binary): the product ships no fake OAuth server.
 pub mod admin_server;
 pub mod app;
 pub mod config;
@@ -27,9 +30,8 @@ pub mod kafka;
 pub mod listen;
 pub mod metrics;
 pub mod operator;
-mod outbound;
+pub mod outbound;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
-pub mod sim;
 pub mod sinks;

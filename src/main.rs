@@ -2,15 +2,14 @@
 //! the library crate.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::{Config, LogFormat};
-use genesys_relay::genesys::{register_webhook, GenesysClient, RegistrationOutcome, WebhookSpec};
+use genesys_relay::genesys::{register_trigger, GenesysClient, TriggerSpec};
 use genesys_relay::kafka::{EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
 use genesys_relay::operator::{self, ReplaySelection};
-use genesys_relay::{shutdown, sim};
-use std::net::SocketAddr;
+use genesys_relay::shutdown;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,11 +41,9 @@ enum Command {
     /// Dead letters: list them, replay them to the raw topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Genesys Cloud webhook registration.
+    /// Genesys Cloud Process Automation triggers.
     #[command(subcommand)]
-    Webhooks(WebhooksCommand),
-    /// Run the Genesys Cloud and CMS simulators until SIGTERM or Ctrl-C.
-    Sim(SimArgs),
+    Triggers(TriggersCommand),
 }
 
 #[derive(Subcommand)]
@@ -75,37 +72,33 @@ enum DlqCommand {
 }
 
 #[derive(Subcommand)]
-enum WebhooksCommand {
-    /// Make sure exactly one webhook named NAME points at URL (idempotent).
+enum TriggersCommand {
+    /// Make sure exactly one trigger named NAME starts workflow ID on TOPIC (idempotent over
+    /// every page: find by name; create, update or leave unchanged).
     Register {
-        /// The relay's public ingress URL.
+        /// The notification topic, e.g. v2.detail.events.conversation.{id}.customer.start.
         #[arg(long)]
-        url: String,
+        topic: String,
+        /// The Architect workflow the trigger starts (its Data Action POSTs to the relay).
+        #[arg(long)]
+        workflow_id: String,
         #[arg(long, default_value = "genesys-relay")]
         name: String,
+        /// Match criterion JSONPATH=VALUE (operator Equal; VALUE is JSON when it parses as
+        /// JSON, else a string). Repeatable.
+        #[arg(long = "match", value_name = "JSONPATH=VALUE", value_parser = parse_match)]
+        matches: Vec<(String, serde_json::Value)>,
     },
 }
 
-#[derive(Args)]
-struct SimArgs {
-    #[arg(long, default_value = "127.0.0.1:8181")]
-    genesys_addr: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:8282")]
-    cms_addr: SocketAddr,
-    /// Also run a minimal Confluent-compatible schema registry on this address.
-    #[arg(long)]
-    registry_addr: Option<SocketAddr>,
-    /// The only client id the simulated `/oauth/token` accepts.
-    #[arg(long, env = "RELAY_GENESYS_CLIENT_ID", default_value = "sim-client")]
-    client_id: String,
-    /// The only client secret the simulated `/oauth/token` accepts.
-    #[arg(
-        long,
-        env = "RELAY_GENESYS_CLIENT_SECRET",
-        default_value = "sim-secret",
-        hide_env_values = true
-    )]
-    client_secret: String,
+fn parse_match(raw: &str) -> Result<(String, serde_json::Value), String> {
+    let (path, value) = raw
+        .split_once('=')
+        .filter(|(p, _)| !p.trim().is_empty())
+        .ok_or_else(|| format!("{raw:?} is not JSONPATH=VALUE"))?;
+    let value =
+        serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.into()));
+    Ok((path.trim().to_string(), value))
 }
 
 #[tokio::main]
@@ -119,10 +112,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker => Role::Worker,
         Command::Listen => Role::Listen,
         Command::Dlq(cmd) => return run_dlq(&cfg, cmd).await,
-        Command::Webhooks(WebhooksCommand::Register { url, name }) => {
-            return register(&cfg, WebhookSpec { name, url }).await
+        Command::Triggers(TriggersCommand::Register {
+            topic,
+            workflow_id,
+            name,
+            matches,
+        }) => {
+            let spec = TriggerSpec {
+                name,
+                topic_name: topic,
+                workflow_id,
+                match_criteria: matches,
+            };
+            return register(&cfg, spec).await;
         }
-        Command::Sim(args) => return run_sim(args).await,
     };
     run_role(cfg, role).await
 }
@@ -170,61 +173,15 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn register(cfg: &Config, spec: WebhookSpec) -> anyhow::Result<()> {
+async fn register(cfg: &Config, spec: TriggerSpec) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(cfg.http_timeout)
         .build()?;
     let client = GenesysClient::new(cfg.genesys()?, http, Arc::new(Metrics::new()));
-    let outcome = register_webhook(&client, &spec)
+    let outcome = register_trigger(&client, &spec)
         .await
-        .context("webhook registration failed")?;
-    let verb = match &outcome {
-        RegistrationOutcome::Created { .. } => "created",
-        RegistrationOutcome::Updated { .. } => "updated",
-        RegistrationOutcome::Unchanged { .. } => "unchanged",
-    };
-    println!("{verb} {}", outcome.id());
-    Ok(())
-}
-
-async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
-    let opts = sim::GenesysSimOptions {
-        client_id: args.client_id,
-        client_secret: args.client_secret,
-        ..Default::default()
-    };
-    let genesys = sim::start_genesys(args.genesys_addr, opts)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot start the Genesys simulator on {}",
-                args.genesys_addr
-            )
-        })?;
-    let cms = sim::start_cms(args.cms_addr)
-        .await
-        .with_context(|| format!("cannot start the CMS simulator on {}", args.cms_addr))?;
-    let registry =
-        match args.registry_addr {
-            Some(addr) => Some(sim::start_schema_registry(addr).await.with_context(|| {
-                format!("cannot start the schema registry simulator on {addr}")
-            })?),
-            None => None,
-        };
-    tracing::info!(
-        genesys = %genesys.base_url(),
-        cms = %cms.base_url(),
-        registry = registry.as_ref().map(|r| r.base_url()).unwrap_or_default(),
-        "simulators running; Ctrl-C to stop"
-    );
-    let (tx, rx) = shutdown::channel();
-    tokio::spawn(shutdown::on_signal(tx));
-    shutdown::signalled(rx).await;
-    tokio::join!(genesys.shutdown(), cms.shutdown());
-    if let Some(r) = registry {
-        r.shutdown().await;
-    }
-    tracing::info!("simulators stopped");
+        .context("trigger registration failed")?;
+    println!("{} {}", outcome.verb(), outcome.id());
     Ok(())
 }
 

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub idempotency_hits_total: IntCounter,
     pub genesys_requests_total: IntCounterVec,
     pub genesys_token_refresh_total: IntCounter,
+    pub genesys_budget_wait_seconds: Histogram,
+    pub genesys_ratelimit_remaining: IntGauge,
+    pub genesys_cache_hits_total: IntCounter,
     pub sink_requests_total: IntCounterVec,
     pub sink_request_duration_seconds: HistogramVec,
     pub consumer_lag: IntGaugeVec,
@@ -125,6 +128,22 @@ impl Metrics {
             "relay_genesys_token_refresh_total",
             "OAuth client-credentials tokens fetched.",
         );
+        let genesys_budget_wait_seconds = histogram(
+            "relay_genesys_budget_wait_seconds",
+            "Time a Genesys Cloud request waited for a slot of the process's request budget.",
+        );
+        let genesys_ratelimit_remaining = IntGauge::new(
+            "relay_genesys_ratelimit_remaining",
+            "Requests left in the current Genesys rate-limit window (inin-ratelimit-allowed minus inin-ratelimit-count of the latest answer).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(genesys_ratelimit_remaining.clone()))
+            .expect("unique metric");
+        let genesys_cache_hits_total = counter(
+            "relay_genesys_cache_hits_total",
+            "Conversation lookups served by the cache (or by a request already in flight) instead of a Genesys call.",
+        );
         let sink_requests_total = counter_vec(
             "relay_sink_requests_total",
             "Requests to downstream sinks, by sink and HTTP status.",
@@ -208,7 +227,14 @@ impl Metrics {
 
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         for route in ["guest_sync", "conversation_enrich", "forward"] {
-            for outcome in ["synced", "skipped", "duplicate", "retried", "dead_lettered"] {
+            for outcome in [
+                "synced",
+                "skipped",
+                "duplicate",
+                "retried",
+                "deferred",
+                "dead_lettered",
+            ] {
                 events_processed_total.with_label_values(&[route, outcome]);
             }
         }
@@ -228,6 +254,9 @@ impl Metrics {
             idempotency_hits_total,
             genesys_requests_total,
             genesys_token_refresh_total,
+            genesys_budget_wait_seconds,
+            genesys_ratelimit_remaining,
+            genesys_cache_hits_total,
             sink_requests_total,
             sink_request_duration_seconds,
             consumer_lag,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::GenesysError;
+use super::{HttpError, SERVICE};
 use crate::config::{GenesysConfig, Secret};
 use crate::metrics::Metrics;
 use crate::outbound;
@@ -35,7 +35,7 @@ struct State {
     attempts: u64,
     /// The error of the latest attempt, if it failed; shared with the tasks that waited
     /// for it instead of each hammering a failing token endpoint in turn.
-    last_error: Option<GenesysError>,
+    last_error: Option<HttpError>,
 }
 
 #[derive(Deserialize)]
@@ -76,7 +76,7 @@ impl TokenSource {
     }
 
     /// A valid access token, from the cache when it is not yet due for a refresh.
-    pub async fn token(&self) -> Result<String, GenesysError> {
+    pub async fn token(&self) -> Result<String, HttpError> {
         let seen_attempts = {
             let state = self.lock_state();
             if let Some(token) = fresh(&state) {
@@ -142,7 +142,7 @@ impl TokenSource {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn fetch(&self) -> Result<CachedToken, GenesysError> {
+    async fn fetch(&self) -> Result<CachedToken, HttpError> {
         let url = super::api_url(&self.cfg.login_base, &["oauth", "token"])?;
         let secret = self.cfg.client_secret.expose();
         let started = Instant::now();
@@ -156,32 +156,32 @@ impl TokenSource {
         let resp = match sent {
             Ok(resp) => resp,
             Err(err) => {
-                let err = GenesysError::transport(err);
-                self.count(if err.is_timeout() {
-                    outbound::LABEL_TIMEOUT
-                } else {
-                    outbound::LABEL_ERROR
-                });
+                let err = HttpError::transport(SERVICE, err);
+                self.count(err.transport_label());
                 return Err(err);
             }
         };
         let status = resp.status();
         self.count(&outbound::status_label(status));
         let retry_after = outbound::retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(GenesysError::transport)?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| HttpError::transport(SERVICE, e))?;
         if !status.is_success() {
-            return Err(GenesysError::Status {
+            return Err(HttpError::Status {
+                service: SERVICE,
                 status: status.as_u16(),
                 retry_after,
                 // A server echoing our Authorization header would show the Basic
                 // credentials, which are the secret in base64.
-                message: outbound::error_body(&body, &[secret, &self.basic_credentials()]),
+                body: outbound::error_body(&body, &[secret, &self.basic_credentials()]),
             });
         }
         // serde_json errors can quote values from the input, and this input is a token:
         // keep only where and what kind of error it was.
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            GenesysError::Decode(format!(
+            HttpError::Decode(format!(
                 "token answer is not {{access_token, expires_in}} ({:?} error at line {} column {})",
                 e.classify(),
                 e.line(),
@@ -189,7 +189,7 @@ impl TokenSource {
             ))
         })?;
         if answer.access_token.is_empty() {
-            return Err(GenesysError::Decode(
+            return Err(HttpError::Decode(
                 "token answer has an empty access_token".into(),
             ));
         }

@@ -50,5 +50,61 @@ pub async fn ensure_topics(cfg: &Config, topics: &Topics) -> Result<(), KafkaErr
             }
         }
     }
+    let names: Vec<String> = new_topics.iter().map(|t| t.name.to_string()).collect();
+    tokio::task::spawn_blocking(move || wait_for_leaders(&admin, &names, LEADER_WAIT))
+        .await
+        .expect("metadata wait does not panic")
+}
+
+/// How long a start-up waits for new topics' partitions to get leaders.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until every partition of `names` has a leader that answers for it. Kafka answers
+/// CreateTopics once the controller has recorded a topic, before the leaders have taken up
+/// their partitions; reading watermarks in that window (the idempotency memory does at
+/// start-up) fails with "not leader for partition". Blocking.
+fn wait_for_leaders(
+    admin: &AdminClient<DefaultClientContext>,
+    names: &[String],
+    limit: Duration,
+) -> Result<(), KafkaError> {
+    let deadline = std::time::Instant::now() + limit;
+    let client = admin.inner();
+    let mut pending: Vec<(String, Option<i32>)> = names.iter().map(|n| (n.clone(), None)).collect();
+    while !pending.is_empty() {
+        // A topic whose partitions are not known yet is expanded from fresh metadata.
+        if pending.iter().any(|(_, p)| p.is_none()) {
+            let md = client.fetch_metadata(None, Duration::from_secs(5))?;
+            let mut expanded = Vec::new();
+            for (name, partition) in pending {
+                let topic = md.topics().iter().find(|t| t.name() == name);
+                match (partition, topic) {
+                    (Some(_), _) => expanded.push((name, partition)),
+                    (None, Some(t)) if t.error().is_none() && !t.partitions().is_empty() => {
+                        expanded.extend(t.partitions().iter().map(|p| (name.clone(), Some(p.id()))))
+                    }
+                    (None, _) => expanded.push((name, None)),
+                }
+            }
+            pending = expanded;
+        }
+        pending.retain(|(name, partition)| match partition {
+            Some(p) => client
+                .fetch_watermarks(name, *p, Duration::from_secs(5))
+                .is_err(),
+            None => true,
+        });
+        if pending.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let (name, partition) = &pending[0];
+            tracing::error!(topic = %name, ?partition, "new topic has no serving leader");
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::LeaderNotAvailable,
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }

@@ -91,19 +91,20 @@ impl EventProducer {
             .payload(value)
             .headers(owned);
         let delivery = producer.send(record, Timeout::After(Duration::ZERO));
-        // message.timeout.ms bounds the delivery; the outer timeout guards against a stuck client.
-        let result =
-            match tokio::time::timeout(self.timeout + Duration::from_secs(1), delivery).await {
-                Err(_) => Err(ProduceError::Timeout(self.timeout)),
-                Ok(Ok(d)) => Ok((d.partition, d.offset)),
-                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))) => {
-                    Err(ProduceError::QueueFull)
-                }
-                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
-                    Err(ProduceError::Timeout(self.timeout))
-                }
-                Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
-            };
+        // message.timeout.ms bounds a queued record, but librdkafka times out a record already
+        // in flight to a dead leader only with its request (request.timeout.ms, 30 s by
+        // default): the outer timeout is what keeps the answer within RELAY_PRODUCE_TIMEOUT.
+        let result = match tokio::time::timeout(self.timeout, delivery).await {
+            Err(_) => Err(ProduceError::Timeout(self.timeout)),
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))) => {
+                Err(ProduceError::QueueFull)
+            }
+            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
+                Err(ProduceError::Timeout(self.timeout))
+            }
+            Ok(Err((e, _))) => Err(ProduceError::Kafka(e)),
+        };
         match &result {
             Ok(_) => self
                 .metrics

@@ -1,7 +1,7 @@
 //! The Platform API calls of the listener: create a channel, replace its subscriptions,
 //! list every queue. They authenticate with the relay's OAuth client-credentials
-//! [`TokenSource`] and share its handling: a 401 refreshes the token once, a 429 waits
-//! for `Retry-After` (capped, added with checked arithmetic) a few times.
+//! [`TokenSource`], go through a Genesys request budget (`RELAY_GENESYS_RATE_LIMIT`,
+//! adapted by `inin-ratelimit-*` and 429s), and a 401 refreshes the token once.
 //!
 //! Shapes (official SDK models, see docs/listen.md): `Channel {id, connectUri, expires}`,
 //! a `list[ChannelTopic]` body `[{"id": topic}]` answered by `ChannelTopicEntityListing
@@ -14,12 +14,15 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::genesys::{api_url, GenesysError, TokenSource};
+use crate::genesys::budget::{RequestBudget, Slot};
+use crate::genesys::{api_url, HttpError, TokenSource};
 use crate::metrics::Metrics;
-use crate::outbound;
+use crate::outbound::{self, Answer};
 
-/// Longest wait on one 429 before the error goes back to the caller's backoff.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The `service` of this module's errors.
+const SERVICE: &str = "genesys";
+/// Wait after a 429 without `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 const RATE_LIMIT_RETRIES: u32 = 3;
 /// Queues per page when listing them all.
 const QUEUE_PAGE_SIZE: u32 = 100;
@@ -72,6 +75,7 @@ pub struct NotificationsApi {
     api_base: String,
     http: reqwest::Client,
     tokens: Arc<TokenSource>,
+    budget: RequestBudget,
     metrics: Arc<Metrics>,
 }
 
@@ -80,25 +84,27 @@ impl NotificationsApi {
         api_base: String,
         http: reqwest::Client,
         tokens: Arc<TokenSource>,
+        budget: RequestBudget,
         metrics: Arc<Metrics>,
     ) -> Self {
         NotificationsApi {
             api_base,
             http,
             tokens,
+            budget,
             metrics,
         }
     }
 
     /// `POST /api/v2/notifications/channels`.
-    pub async fn create_channel(&self) -> Result<ChannelInfo, GenesysError> {
+    pub async fn create_channel(&self) -> Result<ChannelInfo, HttpError> {
         let url = api_url(&self.api_base, &["api", "v2", "notifications", "channels"])?;
         let body = self
             .call("notifications_channels", Method::POST, url, None)
             .await?;
         let answer: ChannelAnswer = decode(&body, "channel")?;
         if answer.id.is_empty() || answer.connect_uri.is_empty() {
-            return Err(GenesysError::Decode(
+            return Err(HttpError::Decode(
                 "channel answer lacks id or connectUri".into(),
             ));
         }
@@ -115,7 +121,7 @@ impl NotificationsApi {
         &self,
         channel_id: &str,
         topics: &[String],
-    ) -> Result<usize, GenesysError> {
+    ) -> Result<usize, HttpError> {
         let url = api_url(
             &self.api_base,
             &[
@@ -145,7 +151,7 @@ impl NotificationsApi {
 
     /// Every queue id of the org: `GET /api/v2/routing/queues` page by page until
     /// `pageCount` (or an empty page).
-    pub async fn all_queue_ids(&self) -> Result<Vec<String>, GenesysError> {
+    pub async fn all_queue_ids(&self) -> Result<Vec<String>, HttpError> {
         let mut ids = Vec::new();
         let mut page = 1u32;
         loop {
@@ -172,17 +178,27 @@ impl NotificationsApi {
         Ok(ids)
     }
 
-    /// One call with the token, 401 and 429 handling; the body of a 2xx answer.
+    /// One call through the budget, with the token and 401/429 handling; the body of a
+    /// 2xx answer. The listener is not a worker lane: a deferred slot is waited for.
     async fn call(
         &self,
         endpoint: &str,
         method: Method,
         url: Url,
         body: Option<Value>,
-    ) -> Result<bytes::Bytes, GenesysError> {
+    ) -> Result<bytes::Bytes, HttpError> {
         let mut refreshed = false;
         let mut rate_limited = 0u32;
         loop {
+            let wait = match self.budget.acquire() {
+                Slot::Wait(wait) | Slot::Defer(wait) => wait,
+            };
+            self.metrics
+                .genesys_budget_wait_seconds
+                .observe(wait.as_secs_f64());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let token = self.tokens.token().await?;
             let mut req = self
                 .http
@@ -194,43 +210,31 @@ impl NotificationsApi {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    let err = GenesysError::transport(e);
-                    self.count(
-                        endpoint,
-                        if err.is_timeout() {
-                            outbound::LABEL_TIMEOUT
-                        } else {
-                            outbound::LABEL_ERROR
-                        },
-                    );
+                    let err = HttpError::transport(SERVICE, e);
+                    self.count(endpoint, err.transport_label());
                     return Err(err);
                 }
             };
-            let status = resp.status();
-            self.count(endpoint, &outbound::status_label(status));
-            let retry_after = outbound::retry_after(resp.headers());
-            let bytes = resp.bytes().await.map_err(GenesysError::transport)?;
-            if status.is_success() {
-                return Ok(bytes);
+            if let Some(remaining) = self.budget.observe(resp.headers()) {
+                self.metrics
+                    .genesys_ratelimit_remaining
+                    .set(i64::try_from(remaining).unwrap_or(i64::MAX));
             }
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
+            let answer = Answer::read(SERVICE, resp).await?;
+            self.count(endpoint, &outbound::status_label(answer.status));
+            if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
                 self.tokens.invalidate(&token);
                 continue;
             }
-            if status == StatusCode::TOO_MANY_REQUESTS && rate_limited < RATE_LIMIT_RETRIES {
+            if answer.status == StatusCode::TOO_MANY_REQUESTS && rate_limited < RATE_LIMIT_RETRIES {
+                // The budget pauses (capped) for everything this process sends.
                 rate_limited += 1;
-                let wait = retry_after
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(MAX_RETRY_AFTER);
-                tokio::time::sleep(wait).await;
+                self.budget
+                    .pause(answer.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
                 continue;
             }
-            return Err(GenesysError::Status {
-                status: status.as_u16(),
-                retry_after,
-                message: outbound::error_body(&bytes, &[&token]),
-            });
+            return Ok(answer.success(SERVICE, &[&token])?.body);
         }
     }
 
@@ -242,8 +246,8 @@ impl NotificationsApi {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, GenesysError> {
-    serde_json::from_slice(body).map_err(|e| GenesysError::Decode(format!("{what}: {e}")))
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|e| HttpError::Decode(format!("{what}: {e}")))
 }
 
 /// `2026-11-26T08:30:00.000Z` (ISO-8601, as the `Channel` model documents).

@@ -32,7 +32,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, Instant};
 
 use crate::config::Config;
-use crate::genesys::{GenesysError, TokenSource};
+use crate::genesys::{HttpError, TokenSource};
 use crate::ingress::{parse_event, record_key};
 use crate::kafka::{headers, EventProducer};
 use crate::metrics::Metrics;
@@ -53,7 +53,7 @@ pub enum ListenError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("cannot list the queues for RELAY_LISTEN_QUEUES=all: {0}")]
-    Queues(GenesysError),
+    Queues(HttpError),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -90,10 +90,15 @@ pub async fn start(
         http.clone(),
         metrics.clone(),
     ));
+    let budget = crate::genesys::budget::RequestBudget::new(
+        genesys.rate_limit_per_minute,
+        genesys.budget_max_wait,
+    );
     let api = Arc::new(NotificationsApi::new(
         genesys.api_base.clone(),
         http,
         tokens,
+        budget,
         metrics.clone(),
     ));
     let wanted = wanted_topics(&settings, &api)
@@ -150,7 +155,7 @@ pub async fn start(
 async fn wanted_topics(
     settings: &ListenSettings,
     api: &NotificationsApi,
-) -> Result<BTreeSet<String>, GenesysError> {
+) -> Result<BTreeSet<String>, HttpError> {
     let mut wanted: BTreeSet<String> = settings.topics.iter().cloned().collect();
     match &settings.queues {
         QueueSelection::Off => {}

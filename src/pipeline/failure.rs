@@ -1,11 +1,12 @@
-//! The one place where a failure is classified (DESIGN section 7, issue 4):
-//! 5xx, 408, 429, timeouts and connection errors are retryable; other 4xx and answers the
-//! relay cannot use are permanent; undecodable records are poison. Skips (a guest that is
-//! gone) are outcomes, not failures, and never reach this module.
+//! The one place where a failure is classified: every outbound call (Genesys, CMS,
+//! forward) fails as one [`HttpError`], converted here once (5xx, 408, 429, timeouts and
+//! connection errors are retryable, other 4xx and answers the relay cannot use are
+//! permanent); undecodable records are poison. A Genesys budget deferral is retryable
+//! and marked as a deferral: it is no failure of anyone and spends no retry tier. Skips
+//! (a conversation that is gone) are outcomes, not failures, and never reach this module.
 
-use crate::genesys::GenesysError;
 use crate::kafka::ProduceError;
-use crate::sinks::SinkError;
+use crate::outbound::HttpError;
 use std::fmt;
 use std::time::Duration;
 
@@ -35,8 +36,11 @@ impl ErrorClass {
 pub struct Failure {
     pub class: ErrorClass,
     pub message: String,
-    /// A `Retry-After` the failing service asked for.
+    /// A `Retry-After` the failing service asked for (or the budget's next slot).
     pub retry_after: Option<Duration>,
+    /// The Genesys request budget had no slot soon enough: retry at `retry_after`
+    /// without counting an attempt.
+    pub deferral: bool,
 }
 
 impl Failure {
@@ -45,6 +49,7 @@ impl Failure {
             class: ErrorClass::Retryable,
             message: message.into(),
             retry_after: None,
+            deferral: false,
         }
     }
 
@@ -53,6 +58,7 @@ impl Failure {
             class: ErrorClass::Permanent,
             message: message.into(),
             retry_after: None,
+            deferral: false,
         }
     }
 
@@ -61,6 +67,7 @@ impl Failure {
             class: ErrorClass::Poison,
             message: message.into(),
             retry_after: None,
+            deferral: false,
         }
     }
 
@@ -74,6 +81,7 @@ impl Failure {
             class,
             message,
             retry_after,
+            deferral: false,
         }
     }
 }
@@ -84,34 +92,17 @@ impl fmt::Display for Failure {
     }
 }
 
-impl From<GenesysError> for Failure {
-    fn from(e: GenesysError) -> Self {
-        let message = format!("genesys: {e}");
-        match &e {
-            GenesysError::Status {
-                status,
-                retry_after,
-                ..
-            } => Failure::from_status(*status, *retry_after, message),
-            GenesysError::Transport { .. } => Failure::retryable(message),
-            GenesysError::Decode(_) | GenesysError::InvalidRequest(_) => {
-                Failure::permanent(message)
-            }
-        }
-    }
-}
-
-impl From<SinkError> for Failure {
-    fn from(e: SinkError) -> Self {
-        let message = format!("sink: {e}");
-        match &e {
-            SinkError::Status {
-                status,
-                retry_after,
-                ..
-            } => Failure::from_status(*status, *retry_after, message),
-            SinkError::Transport { .. } => Failure::retryable(message),
-            SinkError::InvalidRequest(_) => Failure::permanent(message),
+impl From<HttpError> for Failure {
+    fn from(e: HttpError) -> Self {
+        Failure {
+            class: if e.is_retriable() {
+                ErrorClass::Retryable
+            } else {
+                ErrorClass::Permanent
+            },
+            retry_after: e.retry_after(),
+            deferral: e.is_deferral(),
+            message: e.to_string(),
         }
     }
 }
@@ -142,16 +133,28 @@ mod tests {
                 "{s}"
             );
         }
-        let timeout = SinkError::Transport {
+        let timeout = HttpError::Transport {
+            service: "cms",
             timeout: true,
             message: "t".into(),
         };
         assert_eq!(Failure::from(timeout).class, ErrorClass::Retryable);
-        let e = Failure::from(SinkError::Status {
+        let e = Failure::from(HttpError::Status {
+            service: "cms",
             status: 429,
             retry_after: Some(Duration::from_secs(7)),
             body: String::new(),
         });
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert!(e.message.starts_with("cms answered HTTP 429"));
+        let deferred = Failure::from(HttpError::Deferred {
+            service: "genesys",
+            retry_after: Duration::from_secs(9),
+        });
+        assert!(deferred.deferral && deferred.class == ErrorClass::Retryable);
+        assert_eq!(
+            Failure::from(HttpError::Decode("x".into())).class,
+            ErrorClass::Permanent
+        );
     }
 }

@@ -57,6 +57,8 @@ pub enum HandOff {
     Retried {
         tier: usize,
     },
+    /// A budget deferral written to a retry tier without counting an attempt.
+    Deferred,
     DeadLettered(ErrorClass),
     /// Shutdown began before the record could be written.
     Abandoned,
@@ -81,14 +83,27 @@ impl FailureHandOff {
     ) -> HandOff {
         let prov = Provenance::of(msg, &self.topics);
         let now = now_ms();
+        let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let (topic, class, attempt, not_before) = match failure.class {
+            // Waiting for the Genesys budget spends no tier: same attempt count, due at the
+            // promised slot (capped), on the tier the event is on (tier 1 from raw).
+            ErrorClass::Retryable if failure.deferral => {
+                let wait = self.policy.cap(failure.retry_after.unwrap_or_default());
+                let tier = prov.retries_done.clamp(1, self.topics.retry.len());
+                (
+                    self.topics.retry[tier - 1].clone(),
+                    ErrorClass::Retryable,
+                    prov.retries_done,
+                    Some(now.saturating_add(delay_ms(wait))),
+                )
+            }
             ErrorClass::Retryable => match self.policy.next(prov.retries_done, failure.retry_after)
             {
                 NextStep::Retry { tier, delay } => (
                     self.topics.retry[tier - 1].clone(),
                     ErrorClass::Retryable,
                     tier,
-                    Some(now + delay.as_millis() as i64),
+                    Some(now.saturating_add(delay_ms(delay))),
                 ),
                 NextStep::Exhausted => (
                     self.topics.dlq.clone(),
@@ -141,7 +156,9 @@ impl FailureHandOff {
                 }
             }
         }
-        if class == ErrorClass::Retryable {
+        if class == ErrorClass::Retryable && failure.deferral {
+            HandOff::Deferred
+        } else if class == ErrorClass::Retryable {
             self.metrics
                 .retry_scheduled_total
                 .with_label_values(&[&attempt_s])

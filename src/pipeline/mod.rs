@@ -2,6 +2,7 @@
 //! retry topics) feeding one [`Processor`] that routes each event, syncs it downstream
 //! with an idempotency key, and hands failures to a retry tier or the dead-letter topic.
 
+mod event_view;
 mod failure;
 mod hand_off;
 mod processor;
@@ -13,7 +14,7 @@ pub use failure::{ErrorClass, Failure};
 pub use hand_off::{FailureHandOff, HandOff, Provenance};
 pub use processor::Processor;
 pub use retry_policy::{NextStep, RetryPolicy};
-pub use router::{route_for, Route};
+pub use router::{Route, RouteTable, DEFAULT_ROUTES};
 pub use routes::{Outcome, Routes};
 
 use crate::app::StartError;
@@ -76,10 +77,12 @@ impl Worker {
             codec: codec.clone(),
             enriched_topic: topics.enriched.clone(),
             attribute_map: cfg.attribute_map.clone(),
+            entry_key: cfg.cms_entry_key,
             idempotency: idempotency.clone(),
         };
         let processor = Arc::new(Processor {
             codec,
+            router: RouteTable::new(&cfg.routes, cfg.forward_url.is_some()),
             routes,
             idempotency,
             hand_off: FailureHandOff {

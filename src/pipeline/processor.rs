@@ -3,7 +3,7 @@
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
-use super::router::{route_for, Route};
+use super::router::{Route, RouteTable};
 use super::routes::{Outcome, Routes};
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{Handled, MessageHandler};
@@ -19,6 +19,7 @@ use std::time::Instant;
 /// The worker's [`MessageHandler`] for the raw and the retry topics alike.
 pub struct Processor {
     pub codec: Codec,
+    pub router: RouteTable,
     pub routes: Routes,
     pub idempotency: Arc<IdempotencyStore>,
     pub hand_off: FailureHandOff,
@@ -52,7 +53,7 @@ impl Processor {
                     .await
             }
         };
-        let route = match route_for(&event, self.routes.forwarder.is_some()) {
+        let route = match self.router.route(&event) {
             Ok(r) => r,
             Err(reason) => {
                 self.count("none", "skipped");
@@ -70,7 +71,7 @@ impl Processor {
         }
         let result = self.routes.run(route, &event, &key).await;
         let handled = match result {
-            Ok(Outcome::Synced) => self.synced(route, &key, &event).await,
+            Ok(Outcome::Synced { entry }) => self.synced(route, &key, &event, entry).await,
             Ok(Outcome::Skipped(reason)) => {
                 self.count(route.as_str(), "skipped");
                 self.metrics
@@ -91,14 +92,18 @@ impl Processor {
         handled
     }
 
-    async fn synced(&self, route: Route, key: &str, event: &RawEvent) -> Handled {
-        let guest = match route {
-            Route::GuestSync => event.guest_id.as_deref(),
-            _ => None,
-        };
+    /// Remembers the sync; for a guest sync also the CMS entry it wrote, which feeds the
+    /// stale guard of later events of that entry.
+    async fn synced(
+        &self,
+        route: Route,
+        key: &str,
+        event: &RawEvent,
+        entry: Option<String>,
+    ) -> Handled {
         if let Err(e) = self
             .idempotency
-            .remember(key, event.event_time_ms, guest)
+            .remember(key, event.event_time_ms, entry.as_deref())
             .await
         {
             // The sync happened; a later redelivery is caught by the sink's own
@@ -119,6 +124,7 @@ impl Processor {
         tracing::info!(route, event_id = event_id.unwrap_or("?"), error = %failure, "event failed");
         match self.hand_off.hand_off(msg, event_id, route, &failure).await {
             HandOff::Retried { .. } => self.count(route, "retried"),
+            HandOff::Deferred => self.count(route, "deferred"),
             HandOff::DeadLettered(_) => self.count(route, "dead_lettered"),
             HandOff::Abandoned => return Handled::Abandoned,
         }

@@ -1,8 +1,38 @@
-//! Chooses the route of an event (DESIGN section 1): messaging `conversation:updated`
-//! with a guest -> guest sync; `conversation:created` -> conversation enrichment; anything
-//! else -> generic forward when `RELAY_FORWARD_URL` is set, else a counted skip.
+//! The route table (`RELAY_ROUTES`, then the defaults): which route handles an event,
+//! first match wins. A pattern matches the event type (the Genesys topic with ids as
+//! `{id}`, or a legacy `eventType`): `{id}` (any `{name}`) stands for one id (no dots),
+//! `*` for any tail. No match: `forward` when `RELAY_FORWARD_URL` is set, else a counted
+//! skip `no_route`.
+//!
+//! Defaults (DESIGN section 7):
+//! - `v2.detail.events.conversation.{id}.attributes` -> `guest_sync`
+//! - `v2.routing.queues.{id}.conversations*`, `v2.users.{id}.conversations*` ->
+//!   `guest_sync`, only when the conversation object has a customer participant carrying
+//!   attributes (else the next rule decides)
+//! - `v2.detail.events.conversation.{id}.customer.start` -> `conversation_enrich`
+//! - legacy `conversation:updated` -> `guest_sync`, `conversation:created` ->
+//!   `conversation_enrich` (with a conversation id)
 
+use serde_json::Value;
+
+use super::event_view::{customer_in_conversation_object, event_body};
 use crate::schema::RawEvent;
+
+/// The default table, after any `RELAY_ROUTES` entries.
+pub const DEFAULT_ROUTES: &[(&str, &str)] = &[
+    (
+        "v2.detail.events.conversation.{id}.attributes",
+        "guest_sync",
+    ),
+    ("v2.routing.queues.{id}.conversations*", "guest_sync"),
+    ("v2.users.{id}.conversations*", "guest_sync"),
+    (
+        "v2.detail.events.conversation.{id}.customer.start",
+        "conversation_enrich",
+    ),
+    ("conversation:updated", "guest_sync"),
+    ("conversation:created", "conversation_enrich"),
+];
 
 /// What a worker does with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,57 +53,265 @@ impl Route {
     }
 }
 
-/// The route, or the reason there is none.
-pub fn route_for(event: &RawEvent, forwarding: bool) -> Result<Route, &'static str> {
-    match event.event_type.as_str() {
-        "conversation:updated" if event.guest_id.is_some() => Ok(Route::GuestSync),
-        "conversation:created" if event.conversation_id.is_some() => Ok(Route::ConversationEnrich),
-        _ if forwarding => Ok(Route::Forward),
-        _ => Err("no_route"),
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Literal(String),
+    Id,
+    Tail,
+}
+
+/// A compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern(Vec<Token>);
+
+impl Pattern {
+    fn parse(text: &str) -> Pattern {
+        let mut tokens = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            let token = match c {
+                '*' => Token::Tail,
+                '{' if chars.clone().any(|c| c == '}') => {
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            break;
+                        }
+                    }
+                    Token::Id
+                }
+                c => {
+                    literal.push(c);
+                    continue;
+                }
+            };
+            if !literal.is_empty() {
+                tokens.push(Token::Literal(std::mem::take(&mut literal)));
+            }
+            tokens.push(token);
+        }
+        if !literal.is_empty() {
+            tokens.push(Token::Literal(literal));
+        }
+        Pattern(tokens)
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        matches_from(&self.0, text)
+    }
+}
+
+fn matches_from(tokens: &[Token], text: &str) -> bool {
+    match tokens.split_first() {
+        None => text.is_empty(),
+        Some((Token::Literal(l), rest)) => text
+            .strip_prefix(l.as_str())
+            .is_some_and(|t| matches_from(rest, t)),
+        Some((Token::Tail, _)) => true,
+        Some((Token::Id, rest)) => {
+            // One or more characters up to the next dot (or the end).
+            let end = text.find('.').unwrap_or(text.len());
+            (1..=end).any(|n| matches_from(rest, &text[n..]))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Route(Route),
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    pattern: Pattern,
+    target: Target,
+}
+
+/// The compiled route table.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    rules: Vec<Rule>,
+    forwarding: bool,
+}
+
+impl RouteTable {
+    /// `custom` (from `RELAY_ROUTES`, already validated) first, then [`DEFAULT_ROUTES`].
+    pub fn new(custom: &[(String, String)], forwarding: bool) -> Self {
+        let defaults = DEFAULT_ROUTES.iter().map(|(p, r)| (*p, *r));
+        let rules = custom
+            .iter()
+            .map(|(p, r)| (p.as_str(), r.as_str()))
+            .chain(defaults)
+            .map(|(pattern, route)| Rule {
+                pattern: Pattern::parse(pattern),
+                target: match route {
+                    "guest_sync" => Target::Route(Route::GuestSync),
+                    "conversation_enrich" => Target::Route(Route::ConversationEnrich),
+                    "forward" => Target::Route(Route::Forward),
+                    _ => Target::Skip,
+                },
+            })
+            .collect();
+        RouteTable { rules, forwarding }
+    }
+
+    /// The route, or the reason there is none (a counted skip).
+    pub fn route(&self, event: &RawEvent) -> Result<Route, &'static str> {
+        let body = event_body(event);
+        for rule in &self.rules {
+            if !rule.pattern.matches(&event.event_type) {
+                continue;
+            }
+            match rule.target {
+                Target::Skip => return Err("skipped_by_route"),
+                Target::Route(route) if applies(route, event, body.as_ref()) => return Ok(route),
+                Target::Route(_) => continue,
+            }
+        }
+        if self.forwarding {
+            Ok(Route::Forward)
+        } else {
+            Err("no_route")
+        }
+    }
+}
+
+/// The conditions of a matched rule: a conversation object syncs only with a customer
+/// carrying attributes; any other guest sync needs attributes or a conversation to read
+/// them from; an enrichment needs a conversation id. An event failing them falls through
+/// to the next rule (in the end: forward or `no_route`), as the v1 router did.
+fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
+    match route {
+        Route::GuestSync => match body {
+            Some(b) if b.get("participants").is_some() => {
+                customer_in_conversation_object(b).is_some_and(|c| !c.attributes.is_empty())
+            }
+            Some(b) => {
+                event.conversation_id.is_some()
+                    || b.get("attributes").is_some_and(Value::is_object)
+                    || b.get("conversationId").is_some_and(Value::is_string)
+            }
+            None => event.conversation_id.is_some(),
+        },
+        Route::ConversationEnrich => event.conversation_id.is_some(),
+        Route::Forward => true,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn event(t: &str, guest: Option<&str>, conv: Option<&str>) -> RawEvent {
+    fn event(t: &str, shape: &str, payload: Value, conv: Option<&str>) -> RawEvent {
         RawEvent {
             event_id: "e".into(),
             event_type: t.into(),
-            shape: "ENVELOPE".into(),
+            shape: shape.into(),
             conversation_id: conv.map(Into::into),
-            guest_id: guest.map(Into::into),
+            guest_id: None,
             event_time_ms: None,
             received_at_ms: 0,
-            payload: "{}".into(),
+            payload: payload.to_string(),
             traceparent: None,
             topic_name: None,
             participant_id: None,
         }
     }
 
+    fn legacy(t: &str, conv: Option<&str>) -> RawEvent {
+        event(t, "ENVELOPE", json!({"eventType": t, "data": {}}), conv)
+    }
+
     #[test]
-    fn routes_by_type_and_ids() {
+    fn patterns_match_ids_and_tails() {
+        let p = Pattern::parse("v2.routing.queues.{id}.conversations*");
+        assert!(p.matches("v2.routing.queues.{id}.conversations"));
+        assert!(p.matches("v2.routing.queues.queue1.conversations.emails"));
+        // An id never spans a dot.
+        assert!(!p.matches(concat!("v2.routing.queues", ".q.1.conversations")));
+        assert!(!p.matches("v2.routing.queues..conversations"));
+        let p = Pattern::parse("v2.detail.events.conversation.{conversationId}.attributes");
+        assert!(p.matches("v2.detail.events.conversation.{id}.attributes"));
+        assert!(!p.matches(concat!(
+            "v2.detail.events.conversation.{id}.attributes",
+            ".x"
+        )));
+        assert!(Pattern::parse("*").matches("anything"));
+        assert!(Pattern::parse("conversation:updated").matches("conversation:updated"));
+    }
+
+    #[test]
+    fn defaults_route_real_topics_and_legacy_types() {
+        let t = RouteTable::new(&[], false);
+        let attrs = event(
+            "v2.detail.events.conversation.{id}.attributes",
+            "EVENTBRIDGE",
+            json!({"detail": {"eventBody": {"attributes": {"a": "1"}}}}),
+            Some("c"),
+        );
+        assert_eq!(t.route(&attrs), Ok(Route::GuestSync));
+        let start = event(
+            "v2.detail.events.conversation.{id}.customer.start",
+            "NOTIFICATION",
+            json!({"eventBody": {"conversationId": "c"}}),
+            Some("c"),
+        );
+        assert_eq!(t.route(&start), Ok(Route::ConversationEnrich));
         assert_eq!(
-            route_for(&event("conversation:updated", Some("g"), None), false),
+            t.route(&legacy("conversation:updated", Some("c"))),
             Ok(Route::GuestSync)
         );
         assert_eq!(
-            route_for(&event("conversation:created", None, Some("c")), false),
+            t.route(&legacy("conversation:created", Some("c"))),
             Ok(Route::ConversationEnrich)
         );
         assert_eq!(
-            route_for(&event("conversation:updated", None, Some("c")), true),
-            Ok(Route::Forward)
-        );
-        assert_eq!(
-            route_for(&event("user:presence", None, None), true),
-            Ok(Route::Forward)
-        );
-        assert_eq!(
-            route_for(&event("user:presence", None, None), false),
+            t.route(&legacy("conversation:created", None)),
             Err("no_route")
+        );
+        assert_eq!(t.route(&legacy("user:presence", None)), Err("no_route"));
+        let t = RouteTable::new(&[], true);
+        assert_eq!(t.route(&legacy("user:presence", None)), Ok(Route::Forward));
+        assert_eq!(
+            t.route(&legacy("conversation:updated", None)),
+            Ok(Route::Forward),
+            "nothing to sync from: forwarded, as before"
+        );
+    }
+
+    #[test]
+    fn queue_conversations_sync_only_with_customer_attributes() {
+        let t = RouteTable::new(&[], false);
+        let queue = |participants: Value| {
+            event(
+                "v2.routing.queues.{id}.conversations",
+                "NOTIFICATION",
+                json!({"topicName": "v2.routing.queues.q.conversations", "eventBody": {"id": "c", "participants": participants}}),
+                Some("c"),
+            )
+        };
+        let with = queue(json!([{"purpose": "customer", "attributes": {"cart_value": "3"}}]));
+        assert_eq!(t.route(&with), Ok(Route::GuestSync));
+        let without = queue(json!([{"purpose": "agent", "attributes": {"x": "1"}}]));
+        assert_eq!(t.route(&without), Err("no_route"));
+    }
+
+    #[test]
+    fn custom_routes_come_first_and_can_skip() {
+        let custom = vec![
+            ("conversation:updated".to_string(), "skip".to_string()),
+            ("v2.users.{id}.presence".to_string(), "forward".to_string()),
+        ];
+        let t = RouteTable::new(&custom, false);
+        assert_eq!(
+            t.route(&legacy("conversation:updated", Some("c"))),
+            Err("skipped_by_route")
+        );
+        assert_eq!(
+            t.route(&legacy("v2.users.{id}.presence", None)),
+            Ok(Route::Forward)
         );
     }
 }

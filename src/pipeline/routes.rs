@@ -1,20 +1,34 @@
 //! The three routes. Each returns `Synced` or `Skipped(reason)` once its downstream write
 //! is done, or a classified [`Failure`]. Every downstream write carries the idempotency key.
+//!
+//! Genesys calls per event: `guest_sync` makes none when the event carries the
+//! attributes (attributes detail events, queue/user conversation objects), else one
+//! conversation GET; `conversation_enrich` one conversation GET; `forward` none. Both GETs
+//! go through the conversation cache, so events of one conversation within its TTL share
+//! one request.
 
+use super::event_view::{
+    conversation_id_in_body, customer_in_conversation_object, customer_in_event, event_body,
+    Customer,
+};
 use super::failure::Failure;
 use super::router::Route;
+use crate::config::{AttributeMapping, AttributeType, EntryKey};
 use crate::genesys::{Conversation, GenesysClient};
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{headers, now_ms, EventProducer};
 use crate::schema::{Codec, ConversationParticipant, EnrichedConversation, RawEvent};
 use crate::sinks::{CmsClient, HttpForwarder};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 
 /// How a route ended when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Synced,
+    /// Done; `entry` is the CMS entry a guest sync wrote (for the stale guard).
+    Synced {
+        entry: Option<String>,
+    },
     Skipped(&'static str),
 }
 
@@ -26,8 +40,8 @@ pub struct Routes {
     pub producer: Arc<EventProducer>,
     pub codec: Codec,
     pub enriched_topic: String,
-    /// Genesys attribute name -> CMS field name.
-    pub attribute_map: Vec<(String, String)>,
+    pub attribute_map: Vec<AttributeMapping>,
+    pub entry_key: EntryKey,
     pub idempotency: Arc<IdempotencyStore>,
 }
 
@@ -40,43 +54,73 @@ impl Routes {
         }
     }
 
-    /// Guest profile attributes -> `guest_session` entry in the CMS, keyed by guest id.
+    /// The customer's attributes (from the event when it carries them, else from the
+    /// conversation) -> a `guest_session` entry in the CMS, keyed per `RELAY_CMS_ENTRY_KEY`.
     async fn guest_sync(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
-        let guest_id = event
-            .guest_id
-            .as_deref()
-            .ok_or_else(|| Failure::permanent("event has no guest id"))?;
-        // An event older than what was synced for this guest must not overwrite newer state.
+        let body = event_body(event);
+        let conversation_id = event
+            .conversation_id
+            .clone()
+            .or_else(|| body.as_ref().and_then(conversation_id_in_body));
+        let customer = match body.as_ref().and_then(customer_in_event) {
+            Some(customer) => customer,
+            None => {
+                let id = conversation_id.as_deref().ok_or_else(|| {
+                    Failure::permanent("event has no conversation id and no attributes")
+                })?;
+                // A gone conversation is expected (404): skip and count, never a failure.
+                let Some(conversation) = self.genesys.conversation(id).await? else {
+                    return Ok(Outcome::Skipped("conversation_not_found"));
+                };
+                match customer_in_conversation_object(&conversation.raw) {
+                    Some(customer) => customer,
+                    None => return Ok(Outcome::Skipped("no_customer")),
+                }
+            }
+        };
+        let conversation_id =
+            conversation_id.ok_or_else(|| Failure::permanent("event has no conversation id"))?;
+        let participant_id = customer
+            .participant_id
+            .clone()
+            .or_else(|| event.participant_id.clone());
+        let entry_id = match self.entry_key {
+            EntryKey::Conversation => conversation_id.clone(),
+            EntryKey::Participant => participant_id
+                .clone()
+                .unwrap_or_else(|| conversation_id.clone()),
+            EntryKey::ExternalContact => customer
+                .external_contact_id
+                .clone()
+                .unwrap_or_else(|| conversation_id.clone()),
+        };
+        // An event older than what was synced to this entry must not overwrite newer state.
         if let (Some(t), Some(newest)) = (
             event.event_time_ms,
-            self.idempotency.newest_guest_time(guest_id).await,
+            self.idempotency.newest_guest_time(&entry_id).await,
         ) {
             if t < newest {
                 return Ok(Outcome::Skipped("stale"));
             }
         }
-        // Guests are ephemeral: a 404 is expected and skipped, never a failure.
-        let Some(profile) = self.genesys.guest(guest_id).await? else {
-            return Ok(Outcome::Skipped("guest_not_found"));
-        };
-        let mut fields = Map::new();
-        for (from, to) in &self.attribute_map {
-            if let Some(v) = profile.attributes.get(from) {
-                fields.insert(to.clone(), v.clone());
-            }
+        let mut fields = map_attributes(&self.attribute_map, &customer)?;
+        fields.insert("conversationId".into(), Value::String(conversation_id));
+        if let Some(p) = participant_id {
+            fields.insert("participantId".into(), Value::String(p));
         }
-        fields.insert("guestId".into(), Value::String(guest_id.to_string()));
-        if let Some(c) = &event.conversation_id {
-            fields.insert("conversationId".into(), Value::String(c.clone()));
+        if let Some(x) = customer.external_contact_id {
+            fields.insert("externalContactId".into(), Value::String(x));
         }
         fields.insert("eventId".into(), Value::String(event.event_id.clone()));
         if let Some(t) = event.event_time_ms {
             fields.insert("eventTimeMs".into(), Value::from(t));
         }
         self.cms
-            .upsert_guest_session(guest_id, &fields, key)
+            .upsert_guest_session(&entry_id, &fields, key)
             .await?;
-        Ok(Outcome::Synced)
+        Ok(Outcome::Synced {
+            entry: Some(entry_id),
+        })
     }
 
     /// Conversation from the API -> Avro record on the enriched topic (+ backend POST).
@@ -112,10 +156,10 @@ impl Routes {
             });
             forwarder.forward(&body, key, &event.event_id).await?;
         }
-        Ok(Outcome::Synced)
+        Ok(Outcome::Synced { entry: None })
     }
 
-    /// The webhook body as delivered -> backend POST.
+    /// The body as delivered -> backend POST.
     async fn forward(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
         let Some(forwarder) = &self.forwarder else {
             return Ok(Outcome::Skipped("no_forward_url"));
@@ -123,7 +167,63 @@ impl Routes {
         let body: Value = serde_json::from_str(&event.payload)
             .map_err(|e| Failure::poison(format!("payload is not JSON: {e}")))?;
         forwarder.forward(&body, key, &event.event_id).await?;
-        Ok(Outcome::Synced)
+        Ok(Outcome::Synced { entry: None })
+    }
+}
+
+/// The CMS fields of `RELAY_ATTRIBUTE_MAP`. Genesys attribute values are strings; a value
+/// that does not convert to its declared type fails the event permanently, saying which.
+fn map_attributes(
+    map: &[AttributeMapping],
+    customer: &Customer,
+) -> Result<Map<String, Value>, Failure> {
+    let mut fields = Map::new();
+    for m in map {
+        let Some(raw) = customer.attributes.get(&m.name) else {
+            continue;
+        };
+        fields.insert(m.field.clone(), convert(m, raw)?);
+    }
+    Ok(fields)
+}
+
+fn convert(m: &AttributeMapping, raw: &Value) -> Result<Value, Failure> {
+    let unconvertible = |what: &str| {
+        Failure::permanent(format!(
+            "attribute {}: {} is not {what} (RELAY_ATTRIBUTE_MAP declares {}:{})",
+            m.name,
+            crate::outbound::truncate(&raw.to_string(), 100),
+            m.name,
+            match m.kind {
+                AttributeType::String => "string",
+                AttributeType::Number => "number",
+                AttributeType::Bool => "bool",
+            }
+        ))
+    };
+    match (m.kind, raw) {
+        (AttributeType::String, Value::String(_)) => Ok(raw.clone()),
+        (AttributeType::String, other) => Ok(Value::String(other.to_string())),
+        (AttributeType::Number, Value::Number(_)) => Ok(raw.clone()),
+        (AttributeType::Number, Value::String(s)) => {
+            let s = s.trim();
+            if let Ok(i) = s.parse::<i64>() {
+                return Ok(Value::from(i));
+            }
+            s.parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| unconvertible("a number"))
+        }
+        (AttributeType::Bool, Value::Bool(_)) => Ok(raw.clone()),
+        (AttributeType::Bool, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(unconvertible("a bool (true or false)")),
+        },
+        (AttributeType::Number, _) => Err(unconvertible("a number")),
+        (AttributeType::Bool, _) => Err(unconvertible("a bool (true or false)")),
     }
 }
 
@@ -147,5 +247,65 @@ fn enriched_record(event: &RawEvent, c: &Conversation) -> EnrichedConversation {
             .collect(),
         conversation_json: c.raw.to_string(),
         event_payload: event.payload.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mapping(name: &str, kind: AttributeType) -> AttributeMapping {
+        AttributeMapping {
+            name: name.into(),
+            kind,
+            field: name.into(),
+        }
+    }
+
+    fn customer(attributes: Value) -> Customer {
+        Customer {
+            participant_id: None,
+            external_contact_id: None,
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn string_values_are_converted_to_their_declared_types() {
+        let map = [
+            mapping("cart_value", AttributeType::Number),
+            mapping("items", AttributeType::Number),
+            mapping("vip", AttributeType::Bool),
+            mapping("last_page", AttributeType::String),
+            mapping("absent", AttributeType::Number),
+        ];
+        let fields = map_attributes(
+            &map,
+            &customer(
+                json!({"cart_value": "123.45", "items": "3", "vip": "TRUE", "last_page": "/cart"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(fields),
+            json!({"cart_value": 123.45, "items": 3, "vip": true, "last_page": "/cart"})
+        );
+    }
+
+    #[test]
+    fn an_unconvertible_value_is_a_permanent_failure_naming_it() {
+        let map = [mapping("cart_value", AttributeType::Number)];
+        let err = map_attributes(&map, &customer(json!({"cart_value": "lots"}))).unwrap_err();
+        assert_eq!(err.class, super::super::failure::ErrorClass::Permanent);
+        assert!(
+            err.message.contains("cart_value") && err.message.contains("\"lots\""),
+            "{}",
+            err.message
+        );
+        let map = [mapping("vip", AttributeType::Bool)];
+        assert!(map_attributes(&map, &customer(json!({"vip": "yes"}))).is_err());
+        let map = [mapping("n", AttributeType::Number)];
+        assert!(map_attributes(&map, &customer(json!({"n": "NaN"}))).is_err());
     }
 }

@@ -79,7 +79,9 @@ avro_record!(EnrichedConversation, "enriched_conversation.avsc");
 pub struct IdempotencyMark {
     pub handled_at_ms: i64,
     pub event_time_ms: Option<i64>,
-    /// Set for guest syncs: feeds the stale-event guard.
+    /// Set for guest syncs: the CMS entry written (conversation, participant or external
+    /// contact id, per `RELAY_CMS_ENTRY_KEY`); feeds the stale-event guard per entry. The
+    /// field keeps its v1 name so marks already on the topic still decode.
     pub guest_id: Option<String>,
 }
 avro_record!(IdempotencyMark, "idempotency_mark.avsc");

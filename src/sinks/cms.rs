@@ -6,9 +6,10 @@ use std::sync::Arc;
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
-use super::{send, SinkError};
+use super::send;
 use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::outbound::HttpError;
 
 const SINK: &str = "cms";
 const IDEMPOTENCY_HEADER: &str = "X-Idempotency-Key";
@@ -23,6 +24,9 @@ pub enum UpsertOutcome {
 /// Client of the CMS entries collection (`RELAY_CMS_URL`, e.g. `http://cms/v1/entries`).
 pub struct CmsClient {
     entries_url: String,
+    /// `entries_url` parsed once, at construction; an unusable URL fails every call the
+    /// same way (a permanent failure naming it).
+    collection: Result<Url, HttpError>,
     api_key: Option<Secret>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
@@ -45,6 +49,8 @@ impl CmsClient {
         metrics: Arc<Metrics>,
     ) -> Self {
         CmsClient {
+            collection: Url::parse(&entries_url)
+                .map_err(|e| HttpError::InvalidRequest(format!("CMS URL {entries_url:?}: {e}"))),
             entries_url,
             api_key,
             http,
@@ -60,7 +66,7 @@ impl CmsClient {
         entry_id: &str,
         fields: &Map<String, Value>,
         idempotency_key: &str,
-    ) -> Result<UpsertOutcome, SinkError> {
+    ) -> Result<UpsertOutcome, HttpError> {
         let body = serde_json::json!({ "id": entry_id, "type": "guest_session", "fields": fields });
         let collection = self.collection_url()?;
         let entry = entry_url(collection.clone(), entry_id)?;
@@ -76,7 +82,7 @@ impl CmsClient {
             return Ok(UpsertOutcome::Created);
         }
         if created.status != StatusCode::CONFLICT {
-            return Err(created.into_error(&self.secrets()));
+            return Err(created.into_error(SINK, &self.secrets()));
         }
 
         let updated = send(
@@ -89,13 +95,12 @@ impl CmsClient {
         if updated.status.is_success() {
             Ok(UpsertOutcome::Updated)
         } else {
-            Err(updated.into_error(&self.secrets()))
+            Err(updated.into_error(SINK, &self.secrets()))
         }
     }
 
-    fn collection_url(&self) -> Result<Url, SinkError> {
-        Url::parse(&self.entries_url)
-            .map_err(|e| SinkError::InvalidRequest(format!("CMS URL {:?}: {e}", self.entries_url)))
+    fn collection_url(&self) -> Result<Url, HttpError> {
+        self.collection.clone()
     }
 
     fn authorised(
@@ -115,20 +120,10 @@ impl CmsClient {
     }
 }
 
-/// `{collection}/{id}` with the id percent-encoded as one segment (it comes from webhook
+/// `{collection}/{id}` with the id percent-encoded as one segment (it comes from event
 /// input); `.` and `..` are refused because `Url` would silently drop them.
-fn entry_url(mut collection: Url, entry_id: &str) -> Result<Url, SinkError> {
-    if entry_id.is_empty() || entry_id == "." || entry_id == ".." {
-        return Err(SinkError::InvalidRequest(format!(
-            "{entry_id:?} is not a usable entry id"
-        )));
-    }
-    collection
-        .path_segments_mut()
-        .map_err(|_| SinkError::InvalidRequest("CMS URL cannot have a path".into()))?
-        .pop_if_empty()
-        .push(entry_id);
-    Ok(collection)
+fn entry_url(collection: Url, entry_id: &str) -> Result<Url, HttpError> {
+    crate::outbound::url_with_segments(collection.as_str(), &[entry_id])
 }
 
 #[cfg(test)]

@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{send, SinkError};
+use super::send;
 use crate::metrics::Metrics;
+use crate::outbound::HttpError;
 
 const SINK: &str = "forward";
 
 /// POSTs events to one downstream URL.
 pub struct HttpForwarder {
     url: String,
+    /// `url` parsed once, at construction.
+    parsed: Result<reqwest::Url, HttpError>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
 }
@@ -27,19 +30,25 @@ impl std::fmt::Debug for HttpForwarder {
 
 impl HttpForwarder {
     pub fn new(url: String, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
-        HttpForwarder { url, http, metrics }
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| HttpError::InvalidRequest(format!("forward URL {url:?}: {e}")));
+        HttpForwarder {
+            url,
+            parsed,
+            http,
+            metrics,
+        }
     }
 
     /// POST the JSON body with `X-Idempotency-Key` and `X-Relay-Event-Id`; any 2xx is
-    /// done, anything else is a [`SinkError`] for the pipeline to classify.
+    /// done, anything else is a [`HttpError`] for the pipeline to classify.
     pub async fn forward(
         &self,
         body: &Value,
         idempotency_key: &str,
         event_id: &str,
-    ) -> Result<(), SinkError> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| SinkError::InvalidRequest(format!("forward URL {:?}: {e}", self.url)))?;
+    ) -> Result<(), HttpError> {
+        let url = self.parsed.clone()?;
         let request = self
             .http
             .post(url)
@@ -50,7 +59,7 @@ impl HttpForwarder {
         if answer.status.is_success() {
             Ok(())
         } else {
-            Err(answer.into_error(&[]))
+            Err(answer.into_error(SINK, &[]))
         }
     }
 }

@@ -486,8 +486,8 @@ pub fn key_of(m: &OwnedMessage) -> String {
 
 /// The Genesys Cloud and CMS simulators on free ports.
 pub struct Sims {
-    pub genesys: genesys_relay::sim::SimServer,
-    pub cms: genesys_relay::sim::SimServer,
+    pub genesys: genesys_sim::SimServer,
+    pub cms: genesys_sim::SimServer,
     pub http: reqwest::Client,
 }
 
@@ -495,10 +495,10 @@ impl Sims {
     pub async fn start() -> Sims {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         Sims {
-            genesys: genesys_relay::sim::start_genesys(any, Default::default())
+            genesys: genesys_sim::start_genesys(any, Default::default())
                 .await
                 .unwrap(),
-            cms: genesys_relay::sim::start_cms(any).await.unwrap(),
+            cms: genesys_sim::start_cms(any).await.unwrap(),
             http: reqwest::Client::new(),
         }
     }
@@ -515,6 +515,14 @@ impl Sims {
             ("RELAY_CMS_URL".into(), format!("{c}/v1/entries")),
             ("RELAY_FORWARD_URL".into(), format!("{c}/v1/events")),
         ]
+    }
+
+    /// Answers of the Genesys simulator to `route` (e.g.
+    /// `GET /api/v2/conversations/{conversationId}`) with `status`.
+    pub async fn genesys_requests(&self, route: &str, status: u16) -> u64 {
+        self.genesys_stats().await["requests"][route][status.to_string()]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub async fn genesys_stats(&self) -> serde_json::Value {
@@ -568,10 +576,14 @@ impl Sims {
         assert!(r.status().is_success());
     }
 
-    pub async fn set_guest(&self, id: &str, attributes: serde_json::Value) {
+    /// Sets the customer attributes of conversation `id` (string values, as in Genesys).
+    pub async fn set_attributes(&self, id: &str, attributes: serde_json::Value) {
         let r = self
             .http
-            .put(format!("{}/__sim/guests/{id}", self.genesys.base_url()))
+            .put(format!(
+                "{}/__sim/conversations/{id}/attributes",
+                self.genesys.base_url()
+            ))
             .json(&serde_json::json!({ "attributes": attributes }))
             .send()
             .await

@@ -271,8 +271,20 @@ fn relay_and_sim_build_from_the_dockerfile() {
     }
     let relay_cmd = command_words(service(&compose, "relay"));
     assert_eq!(relay_cmd, ["serve"], "relay runs `genesys-relay serve`");
-    let sim_cmd = command_words(service(&compose, "sim"));
-    assert_eq!(sim_cmd.first().map(String::as_str), Some("sim"));
+    let sim = service(&compose, "sim");
+    let target = sim.get("build").and_then(|b| b.get("target")).map(as_str);
+    assert_eq!(
+        target.as_deref(),
+        Some("sim"),
+        "sim builds the Dockerfile's `sim` stage (the relay image has no simulator)"
+    );
+    let text = fs::read_to_string(repo_path(".").join("Dockerfile")).unwrap();
+    assert!(
+        text.contains("AS sim") && text.contains(r#"ENTRYPOINT ["genesys-sim"]"#),
+        "the Dockerfile's `sim` stage runs the genesys-sim binary"
+    );
+    let sim_cmd = command_words(sim);
+    assert_eq!(sim_cmd.first().map(String::as_str), Some("--genesys-addr"));
 }
 
 #[test]
@@ -746,7 +758,7 @@ async fn dashboard_metrics_are_exported_by_a_running_relay() {
         .await
         .unwrap();
     let ingress = relay.ingress_addr.unwrap();
-    let data = serde_json::json!({"conversationId": "c-1", "guestId": "g-1"});
+    let data = serde_json::json!({"conversationId": "g-1", "guestId": "g-1"});
     post_event(
         &sims.http,
         ingress,
@@ -765,7 +777,7 @@ async fn dashboard_metrics_are_exported_by_a_running_relay() {
         ),
     )
     .await;
-    let gone = serde_json::json!({"conversationId": "c-3", "guestId": "gone-3"});
+    let gone = serde_json::json!({"conversationId": "gone-3", "guestId": "gone-3"});
     post_event(
         &sims.http,
         ingress,

@@ -66,7 +66,7 @@ fn event(i: usize) -> serde_json::Value {
         "conversation:updated",
         &format!("fs-{i}"),
         &ts,
-        json!({"conversationId": format!("c-{}", i % 64), "guestId": guest_of(i)}),
+        json!({"conversationId": guest_of(i), "guestId": guest_of(i)}),
     )
 }
 
@@ -621,7 +621,7 @@ async fn events_under_faults_are_all_accounted_for() {
     row("genesys token requests", g["token_requests"].to_string());
     row(
         "genesys guest 429s",
-        g["requests"]["GET /api/v2/conversations/messaging/guests/{guestId}"]["429"].to_string(),
+        g["requests"]["GET /api/v2/conversations/{conversationId}"]["429"].to_string(),
     );
     row(
         "cms POST /v1/entries 503s",

@@ -1,5 +1,6 @@
 //! The Genesys Cloud client against a purpose-built fake of the API (token endpoint,
-//! guests, conversations, paged webhooks) that counts what it is asked.
+//! conversations) that counts what it is asked and can script failures. Trigger
+//! registration is tested against genesys-sim in `triggers_cli`.
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
@@ -9,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use genesys_relay::config::{GenesysConfig, Secret};
-use genesys_relay::genesys::{
-    register_webhook, GenesysClient, GenesysError, RegistrationOutcome, TokenSource, WebhookSpec,
-};
+use genesys_relay::genesys::{GenesysClient, HttpError, TokenSource};
 use genesys_relay::metrics::Metrics;
 use serde_json::{json, Value};
 use warp::http::{HeaderMap, Method, Response};
@@ -22,11 +21,8 @@ const CLIENT_SECRET: &str = "s3cr3t-client-value";
 
 #[derive(Clone, Debug)]
 struct Logged {
-    method: Method,
     path: String,
-    query: String,
     bearer: Option<String>,
-    body: Bytes,
 }
 
 /// What the fake answers and what it saw.
@@ -43,8 +39,6 @@ struct Fake {
     /// The next API answers, before any normal handling: status and Retry-After.
     script: Mutex<VecDeque<(u16, Option<&'static str>)>>,
     api_log: Mutex<Vec<Logged>>,
-    webhooks: Mutex<Vec<Value>>,
-    omit_page_count: AtomicBool,
 }
 
 impl Fake {
@@ -60,8 +54,6 @@ impl Fake {
             api_delay: Mutex::new(Duration::ZERO),
             script: Mutex::new(VecDeque::new()),
             api_log: Mutex::new(Vec::new()),
-            webhooks: Mutex::new(Vec::new()),
-            omit_page_count: AtomicBool::new(false),
         })
     }
 
@@ -73,10 +65,6 @@ impl Fake {
         self.api_log.lock().unwrap().clone()
     }
 
-    fn count(&self, method: &Method) -> usize {
-        self.log().iter().filter(|l| l.method == method).count()
-    }
-
     fn script(&self, answers: &[(u16, Option<&'static str>)]) {
         self.script.lock().unwrap().extend(answers.iter().copied());
     }
@@ -85,7 +73,7 @@ impl Fake {
         &self,
         method: Method,
         path: String,
-        query: String,
+        _query: String,
         headers: HeaderMap,
         body: Bytes,
     ) -> Response<String> {
@@ -100,11 +88,8 @@ impl Fake {
 
         let bearer = auth.strip_prefix("Bearer ").map(str::to_string);
         self.api_log.lock().unwrap().push(Logged {
-            method: method.clone(),
             path: path.clone(),
-            query: query.clone(),
             bearer: bearer.clone(),
-            body: body.clone(),
         });
         let delay = *self.api_delay.lock().unwrap();
         tokio::time::sleep(delay).await;
@@ -128,19 +113,6 @@ impl Fake {
 
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (method.clone(), segments.as_slice()) {
-            (Method::GET, ["api", "v2", "conversations", "messaging", "guests", id]) => {
-                if id.starts_with("gone-") {
-                    return answer(404, json!({"message": "guest not found"}).to_string());
-                }
-                json_answer(
-                    200,
-                    json!({
-                        "id": id,
-                        "attributes": {"cart_value": 42.5, "last_page": "/checkout"},
-                        "updatedDate": "2024-05-01T10:00:00Z"
-                    }),
-                )
-            }
             (Method::GET, ["api", "v2", "conversations", id]) => {
                 if id.starts_with("gone-") {
                     return answer(404, String::new());
@@ -151,38 +123,14 @@ impl Fake {
                         "id": id,
                         "startTime": "2024-05-01T10:00:00Z",
                         "participants": [
-                            {"id": "p1", "purpose": "customer", "name": "Ada"},
+                            {"id": "p1", "purpose": "customer", "name": "Ada",
+                             "externalContactId": "x-1",
+                             "attributes": {"cart_value": "42.5", "last_page": "/checkout"}},
                             {"id": "p2", "purpose": "agent"}
                         ],
                         "divisions": [{"id": "d1"}]
                     }),
                 )
-            }
-            (Method::GET, ["api", "v2", "webhooks"]) => self.list_webhooks(&query),
-            (Method::POST, ["api", "v2", "webhooks"]) => {
-                let spec: Value = serde_json::from_slice(&body).unwrap();
-                let mut hooks = self.webhooks.lock().unwrap();
-                let hook = json!({
-                    "id": format!("wh-{}", hooks.len() + 1),
-                    "name": spec["name"],
-                    "url": spec["url"],
-                    "enabled": spec["enabled"],
-                });
-                hooks.push(hook.clone());
-                json_answer(201, hook)
-            }
-            (Method::PUT, ["api", "v2", "webhooks", id]) => {
-                let spec: Value = serde_json::from_slice(&body).unwrap();
-                let mut hooks = self.webhooks.lock().unwrap();
-                match hooks.iter_mut().find(|h| h["id"] == *id) {
-                    Some(hook) => {
-                        hook["name"] = spec["name"].clone();
-                        hook["url"] = spec["url"].clone();
-                        hook["enabled"] = spec["enabled"].clone();
-                        json_answer(200, hook.clone())
-                    }
-                    None => answer(404, String::new()),
-                }
             }
             _ => answer(404, "no such route".into()),
         }
@@ -227,35 +175,6 @@ impl Fake {
                 "expires_in": *self.expires_in.lock().unwrap()
             }),
         )
-    }
-
-    fn list_webhooks(&self, query: &str) -> Response<String> {
-        let param = |name: &str| -> usize {
-            query
-                .split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap()
-        };
-        let (size, number) = (param("pageSize"), param("pageNumber"));
-        let hooks = self.webhooks.lock().unwrap();
-        let entities: Vec<Value> = hooks
-            .iter()
-            .skip((number - 1) * size)
-            .take(size)
-            .cloned()
-            .collect();
-        let mut page = json!({
-            "entities": entities,
-            "pageSize": size,
-            "pageNumber": number,
-            "total": hooks.len(),
-        });
-        if !self.omit_page_count.load(Ordering::SeqCst) {
-            page["pageCount"] = json!(hooks.len().div_ceil(size));
-        }
-        json_answer(200, page)
     }
 }
 
@@ -309,6 +228,11 @@ fn config(api_base: &str, login_base: &str) -> GenesysConfig {
         login_base: login_base.to_string(),
         client_id: CLIENT_ID.into(),
         client_secret: Secret::new(CLIENT_SECRET),
+        // Generous: these tests count requests, not the budget (tested in `genesys_budget`).
+        rate_limit_per_minute: 60_000,
+        budget_max_wait: Duration::from_secs(5),
+        // Off: each call here must reach the fake (the cache is tested in `genesys_budget`).
+        cache_ttl: Duration::ZERO,
     }
 }
 
@@ -327,7 +251,7 @@ fn requests(metrics: &Metrics, endpoint: &str, status: &str) -> u64 {
         .get()
 }
 
-fn assert_no_secrets(err: &GenesysError, secrets: &[&str]) {
+fn assert_no_secrets(err: &HttpError, secrets: &[&str]) {
     let shown = format!("{err} / {err:?}");
     for secret in secrets {
         assert!(!shown.contains(secret), "{secret:?} leaked into {shown}");
@@ -341,12 +265,17 @@ async fn token_is_cached_across_calls() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    let guest = client.guest("g-1").await.unwrap().expect("guest exists");
-    assert_eq!(guest.id, "g-1");
-    assert_eq!(guest.attributes["cart_value"], json!(42.5));
-    assert_eq!(guest.attributes["last_page"], json!("/checkout"));
-    assert_eq!(guest.updated_date.as_deref(), Some("2024-05-01T10:00:00Z"));
-    client.guest("g-2").await.unwrap().unwrap();
+    let conv = client
+        .conversation("g-1")
+        .await
+        .unwrap()
+        .expect("conversation exists");
+    assert_eq!(conv.id, "g-1");
+    let customer = conv.customer().expect("a customer participant");
+    assert_eq!(customer.attributes["cart_value"], json!("42.5"));
+    assert_eq!(customer.attributes["last_page"], json!("/checkout"));
+    assert_eq!(customer.external_contact_id.as_deref(), Some("x-1"));
+    client.conversation("g-2").await.unwrap().unwrap();
     client.conversation("c-1").await.unwrap().unwrap();
 
     assert_eq!(fake.tokens(), 1);
@@ -356,8 +285,7 @@ async fn token_is_cached_across_calls() {
         .all(|l| l.bearer.as_deref() == Some("tok-1")));
     assert_eq!(metrics.genesys_token_refresh_total.get(), 1);
     assert_eq!(requests(&metrics, "token", "200"), 1);
-    assert_eq!(requests(&metrics, "guest", "200"), 2);
-    assert_eq!(requests(&metrics, "conversation", "200"), 1);
+    assert_eq!(requests(&metrics, "conversation", "200"), 3);
 }
 
 #[tokio::test]
@@ -372,7 +300,7 @@ async fn fifty_concurrent_calls_share_one_token_request() {
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let client = client.clone();
-            tokio::spawn(async move { client.guest(&format!("g-{i}")).await })
+            tokio::spawn(async move { client.conversation(&format!("g-{i}")).await })
         })
         .collect();
     for task in tasks {
@@ -392,12 +320,12 @@ async fn token_is_refreshed_before_it_expires() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    client.guest("g-1").await.unwrap();
+    client.conversation("g-1").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    client.guest("g-1").await.unwrap();
+    client.conversation("g-1").await.unwrap();
     assert_eq!(fake.tokens(), 1, "still well within its lifetime");
     tokio::time::sleep(Duration::from_millis(900)).await;
-    client.guest("g-1").await.unwrap();
+    client.conversation("g-1").await.unwrap();
     assert_eq!(fake.tokens(), 2, "refreshed inside the margin");
     let bearers: Vec<_> = fake.log().into_iter().map(|l| l.bearer.unwrap()).collect();
     assert_eq!(bearers, ["tok-1", "tok-1", "tok-2"]);
@@ -410,20 +338,20 @@ async fn unauthorized_refreshes_the_token_once_and_retries() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    client.guest("g-1").await.unwrap().unwrap();
+    client.conversation("g-1").await.unwrap().unwrap();
     fake.revoked.lock().unwrap().insert("tok-1".into());
-    let guest = client
-        .guest("g-2")
+    let conv = client
+        .conversation("g-2")
         .await
         .unwrap()
         .expect("retried with a fresh token");
-    assert_eq!(guest.id, "g-2");
+    assert_eq!(conv.id, "g-2");
 
     assert_eq!(fake.tokens(), 2);
     let bearers: Vec<_> = fake.log().into_iter().map(|l| l.bearer.unwrap()).collect();
     assert_eq!(bearers, ["tok-1", "tok-1", "tok-2"]);
-    assert_eq!(requests(&metrics, "guest", "401"), 1);
-    assert_eq!(requests(&metrics, "guest", "200"), 2);
+    assert_eq!(requests(&metrics, "conversation", "401"), 1);
+    assert_eq!(requests(&metrics, "conversation", "200"), 2);
     assert_eq!(metrics.genesys_token_refresh_total.get(), 2);
 }
 
@@ -435,7 +363,7 @@ async fn a_second_unauthorized_goes_back_to_the_caller() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    let err = client.guest("g-1").await.unwrap_err();
+    let err = client.conversation("g-1").await.unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert_eq!(
         fake.tokens(),
@@ -452,11 +380,11 @@ async fn rate_limit_waits_for_retry_after_then_succeeds() {
     let base = start(fake.clone());
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
-    client.guest("warm-up").await.unwrap();
+    client.conversation("warm-up").await.unwrap();
 
     fake.script(&[(429, Some("1"))]);
     let started = Instant::now();
-    assert!(client.guest("g-1").await.unwrap().is_some());
+    assert!(client.conversation("g-1").await.unwrap().is_some());
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "waited {:?}",
@@ -474,8 +402,7 @@ async fn rate_limit_waits_for_retry_after_then_succeeds() {
     );
 
     assert_eq!(fake.log().len(), 5);
-    assert_eq!(requests(&metrics, "guest", "429"), 1);
-    assert_eq!(requests(&metrics, "conversation", "429"), 1);
+    assert_eq!(requests(&metrics, "conversation", "429"), 2);
 }
 
 #[tokio::test]
@@ -491,11 +418,11 @@ async fn rate_limit_gives_up_after_two_retries_with_retry_after() {
         (429, Some("0")),
         (429, Some("0")),
     ]);
-    let err = client.guest("g-1").await.unwrap_err();
+    let err = client.conversation("g-1").await.unwrap_err();
     assert_eq!(err.status(), Some(429));
     assert_eq!(err.retry_after(), Some(Duration::ZERO));
     assert_eq!(fake.log().len(), 3, "the first try and two retries");
-    assert_eq!(requests(&metrics, "guest", "429"), 3);
+    assert_eq!(requests(&metrics, "conversation", "429"), 3);
 }
 
 #[tokio::test]
@@ -505,10 +432,9 @@ async fn not_found_is_none() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    assert_eq!(client.guest("gone-1").await.unwrap(), None);
+    assert_eq!(client.conversation("gone-1").await.unwrap(), None);
     assert_eq!(client.conversation("gone-2").await.unwrap(), None);
-    assert_eq!(requests(&metrics, "guest", "404"), 1);
-    assert_eq!(requests(&metrics, "conversation", "404"), 1);
+    assert_eq!(requests(&metrics, "conversation", "404"), 2);
 }
 
 #[tokio::test]
@@ -519,11 +445,11 @@ async fn server_error_returns_at_once_with_status_and_no_secrets() {
     let client = client(&base, &metrics);
 
     fake.script(&[(503, Some("7"))]);
-    let err = client.guest("g-1").await.unwrap_err();
+    let err = client.conversation("g-1").await.unwrap_err();
     assert_eq!(err.status(), Some(503));
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert_eq!(fake.log().len(), 1, "no retry inside the client");
-    assert_eq!(requests(&metrics, "guest", "503"), 1);
+    assert_eq!(requests(&metrics, "conversation", "503"), 1);
     // The fake echoed the Authorization header; the body is kept, the token is not.
     assert!(
         err.to_string().contains("scripted failure for Bearer ***"),
@@ -540,7 +466,7 @@ async fn token_endpoint_failure_does_not_leak_the_client_secret() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    let err = client.guest("g-1").await.unwrap_err();
+    let err = client.conversation("g-1").await.unwrap_err();
     assert_eq!(err.status(), Some(401));
     use base64::Engine;
     let basic =
@@ -578,19 +504,19 @@ async fn ids_are_percent_encoded_and_dot_segments_refused() {
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
 
-    client.guest("a/b c?x").await.unwrap().unwrap();
+    client.conversation("a/b c?x").await.unwrap().unwrap();
     client.conversation("../guests").await.unwrap().unwrap();
     let paths: Vec<_> = fake.log().into_iter().map(|l| l.path).collect();
     assert_eq!(
         paths,
         [
-            "/api/v2/conversations/messaging/guests/a%2Fb%20c%3Fx",
+            "/api/v2/conversations/a%2Fb%20c%3Fx",
             "/api/v2/conversations/..%2Fguests"
         ]
     );
 
-    let err = client.guest("..").await.unwrap_err();
-    assert!(matches!(err, GenesysError::InvalidRequest(_)), "{err:?}");
+    let err = client.conversation("..").await.unwrap_err();
+    assert!(matches!(err, HttpError::InvalidRequest(_)), "{err:?}");
     assert_eq!(fake.log().len(), 2, "nothing sent for an unusable id");
 }
 
@@ -610,13 +536,13 @@ async fn transport_failures_are_labelled_error_or_timeout() {
         http(Duration::from_secs(5)),
         metrics.clone(),
     );
-    let err = refused.guest("g-1").await.unwrap_err();
+    let err = refused.conversation("g-1").await.unwrap_err();
     assert!(
-        matches!(err, GenesysError::Transport { timeout: false, .. }),
+        matches!(err, HttpError::Transport { timeout: false, .. }),
         "{err:?}"
     );
     assert_eq!(err.status(), None);
-    assert_eq!(requests(&metrics, "guest", "error"), 1);
+    assert_eq!(requests(&metrics, "conversation", "error"), 1);
 
     *fake.api_delay.lock().unwrap() = Duration::from_secs(2);
     let slow = GenesysClient::new(
@@ -624,9 +550,9 @@ async fn transport_failures_are_labelled_error_or_timeout() {
         http(Duration::from_millis(300)),
         metrics.clone(),
     );
-    let err = slow.guest("g-1").await.unwrap_err();
+    let err = slow.conversation("g-1").await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert_eq!(requests(&metrics, "guest", "timeout"), 1);
+    assert_eq!(requests(&metrics, "conversation", "timeout"), 1);
 }
 
 #[tokio::test]
@@ -651,118 +577,64 @@ async fn invalidate_only_drops_the_token_it_names() {
     assert!(!format!("{tokens:?}").contains("tok-2"));
 }
 
-fn seed_webhooks(fake: &Fake, n: usize) {
-    let mut hooks = fake.webhooks.lock().unwrap();
-    for i in 0..n {
-        hooks.push(json!({
-            "id": format!("other-{i}"),
-            "name": format!("someone-else-{i}"),
-            "url": format!("http://elsewhere/{i}"),
-            "enabled": true
-        }));
+#[tokio::test]
+async fn concurrent_lookups_of_one_conversation_make_one_request_and_the_cache_serves_the_rest() {
+    let fake = Fake::new();
+    // A slow answer keeps the first request in flight while the others ask.
+    *fake.api_delay.lock().unwrap() = Duration::from_millis(300);
+    let base = start(fake.clone());
+    let metrics = Arc::new(Metrics::new());
+    let cfg = GenesysConfig {
+        cache_ttl: Duration::from_secs(60),
+        ..config(&base, &base)
+    };
+    let client = Arc::new(GenesysClient::new(
+        cfg,
+        http(Duration::from_secs(5)),
+        metrics.clone(),
+    ));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.conversation("c-shared").await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().unwrap().id, "c-shared");
     }
+    assert_eq!(fake.log().len(), 1, "one request for 20 concurrent lookups");
+    // Later lookups within the TTL, and a cached 404, make no request either.
+    client.conversation("c-shared").await.unwrap().unwrap();
+    assert_eq!(client.conversation("gone-1").await.unwrap(), None);
+    assert_eq!(client.conversation("gone-1").await.unwrap(), None);
+    assert_eq!(fake.log().len(), 2);
+    assert_eq!(metrics.genesys_cache_hits_total.get(), 21);
 }
 
 #[tokio::test]
-async fn webhook_registration_is_idempotent_across_pages() {
+async fn a_budget_slot_too_far_away_is_a_deferral_not_a_wait() {
     let fake = Fake::new();
-    // 55 others: pages of 25, 25 and 5, so ours lands on the third page.
-    seed_webhooks(&fake, 55);
     let base = start(fake.clone());
     let metrics = Arc::new(Metrics::new());
-    let client = client(&base, &metrics);
-    let spec = WebhookSpec {
-        name: "genesys-relay".into(),
-        url: "http://relay/a".into(),
+    // 6 per minute = one slot every 10 s; at most 1 s of waiting in a lane.
+    let cfg = GenesysConfig {
+        rate_limit_per_minute: 6,
+        budget_max_wait: Duration::from_secs(1),
+        ..config(&base, &base)
     };
-
-    let first = register_webhook(&client, &spec).await.unwrap();
-    let id = match &first {
-        RegistrationOutcome::Created { id } => id.clone(),
-        other => panic!("expected Created, got {other:?}"),
-    };
-    assert_eq!(fake.count(&Method::GET), 3, "walked all three pages");
-    assert_eq!(fake.count(&Method::POST), 1);
-    let post = fake
-        .log()
-        .into_iter()
-        .find(|l| l.method == Method::POST)
-        .unwrap();
-    let body: Value = serde_json::from_slice(&post.body).unwrap();
-    assert_eq!(
-        body,
-        json!({"name": "genesys-relay", "url": "http://relay/a", "enabled": true})
+    let client = GenesysClient::new(cfg, http(Duration::from_secs(5)), metrics.clone());
+    client.conversation("c-1").await.unwrap().unwrap();
+    let started = Instant::now();
+    let err = client.conversation("c-2").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no wait in the lane"
     );
-    let pages: Vec<_> = fake
-        .log()
-        .into_iter()
-        .filter(|l| l.method == Method::GET)
-        .map(|l| l.query)
-        .collect();
-    assert_eq!(
-        pages,
-        [
-            "pageSize=25&pageNumber=1",
-            "pageSize=25&pageNumber=2",
-            "pageSize=25&pageNumber=3"
-        ]
+    assert!(err.is_deferral() && err.is_retriable(), "{err:?}");
+    let retry_after = err.retry_after().unwrap();
+    assert!(
+        retry_after > Duration::from_secs(8) && retry_after <= Duration::from_secs(10),
+        "{retry_after:?}"
     );
-
-    let second = register_webhook(&client, &spec).await.unwrap();
-    assert_eq!(second, RegistrationOutcome::Unchanged { id: id.clone() });
-    assert_eq!(fake.count(&Method::POST), 1);
-    assert_eq!(fake.count(&Method::PUT), 0);
-
-    let moved = WebhookSpec {
-        url: "http://relay/b".into(),
-        ..spec.clone()
-    };
-    let third = register_webhook(&client, &moved).await.unwrap();
-    assert_eq!(third, RegistrationOutcome::Updated { id: id.clone() });
-    assert_eq!(fake.count(&Method::PUT), 1);
-    let put = fake
-        .log()
-        .into_iter()
-        .find(|l| l.method == Method::PUT)
-        .unwrap();
-    assert_eq!(put.path, format!("/api/v2/webhooks/{id}"));
-
-    let fourth = register_webhook(&client, &moved).await.unwrap();
-    assert_eq!(fourth, RegistrationOutcome::Unchanged { id: id.clone() });
-    assert_eq!(
-        (fake.count(&Method::POST), fake.count(&Method::PUT)),
-        (1, 1)
-    );
-
-    let hooks = fake.webhooks.lock().unwrap();
-    let ours: Vec<_> = hooks
-        .iter()
-        .filter(|h| h["name"] == "genesys-relay")
-        .collect();
-    assert_eq!(ours.len(), 1, "never a duplicate");
-    assert_eq!(ours[0]["url"], "http://relay/b");
-    assert!(requests(&metrics, "webhooks", "200") >= 10);
-}
-
-#[tokio::test]
-async fn webhook_listing_without_page_count_stops_at_an_empty_page() {
-    let fake = Fake::new();
-    fake.omit_page_count.store(true, Ordering::SeqCst);
-    seed_webhooks(&fake, 30);
-    let base = start(fake.clone());
-    let metrics = Arc::new(Metrics::new());
-    let client = client(&base, &metrics);
-    let spec = WebhookSpec {
-        name: "genesys-relay".into(),
-        url: "http://relay/a".into(),
-    };
-
-    let outcome = register_webhook(&client, &spec).await.unwrap();
-    assert!(matches!(outcome, RegistrationOutcome::Created { .. }));
-    assert_eq!(
-        fake.count(&Method::GET),
-        3,
-        "pages of 25, 5, then an empty one"
-    );
-    assert_eq!(fake.count(&Method::POST), 1);
+    assert_eq!(fake.log().len(), 1, "nothing sent for a deferred call");
 }

@@ -274,9 +274,9 @@ async fn dashboard_queries_evaluate_in_a_real_prometheus() {
     // conversation:created, a gone guest (skipped), and a webhook without credentials (401).
     sims.cms_faults(json!({"fail_next": 1, "error_status": 503}))
         .await;
-    let guest = json!({"conversationId": "c-1", "guestId": "g-1"});
+    let guest = json!({"conversationId": "g-1", "guestId": "g-1"});
     let created = json!({"conversationId": "c-2"});
-    let gone = json!({"conversationId": "c-3", "guestId": "gone-3"});
+    let gone = json!({"conversationId": "gone-3", "guestId": "gone-3"});
     for (body, authed, want) in [
         (
             envelope("conversation:updated", "e-1", "2026-11-24T08:00:00Z", guest),
@@ -325,7 +325,7 @@ async fn dashboard_queries_evaluate_in_a_real_prometheus() {
     );
     // A second round a few scrapes later, so the counters rise between scrapes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let guest2 = json!({"conversationId": "c-5", "guestId": "g-5"});
+    let guest2 = json!({"conversationId": "g-5", "guestId": "g-5"});
     let body = envelope(
         "conversation:updated",
         "e-5",

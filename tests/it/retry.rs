@@ -11,13 +11,16 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn guest_update(i: usize, conversation: &str, guest: &str) -> serde_json::Value {
+/// A legacy `conversation:updated` envelope; since guest sync reads the conversation
+/// (the guest resource does not exist), the guest id names the conversation whose
+/// customer attributes are synced (and the CMS entry).
+fn guest_update(i: usize, _conversation: &str, guest: &str) -> serde_json::Value {
     let ts = format!("2026-11-24T09:{:02}:{:02}.000Z", (i / 60) % 60, i % 60);
     envelope(
         "conversation:updated",
         &format!("evt-{i}"),
         &ts,
-        json!({"conversationId": conversation, "guestId": guest}),
+        json!({"conversationId": guest, "guestId": guest}),
     )
 }
 

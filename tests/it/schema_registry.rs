@@ -58,12 +58,15 @@ async fn assert_registered<T: AvroRecord>(
     assert_eq!(v1["id"], id, "{subject} version 1 is schema {id}");
 }
 
-fn guest_update(event_id: &str, conversation: &str, guest: &str) -> Value {
+/// A legacy `conversation:updated` envelope; since guest sync reads the conversation
+/// (the guest resource does not exist), the guest id names the conversation whose
+/// customer attributes are synced (and the CMS entry).
+fn guest_update(event_id: &str, _conversation: &str, guest: &str) -> Value {
     envelope(
         "conversation:updated",
         event_id,
         "2026-11-24T08:00:01.000Z",
-        json!({"conversationId": conversation, "guestId": guest}),
+        json!({"conversationId": guest, "guestId": guest}),
     )
 }
 
@@ -72,9 +75,7 @@ async fn registry_mode_end_to_end_with_idempotent_registration() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let registry = genesys_relay::sim::start_schema_registry(any)
-        .await
-        .unwrap();
+    let registry = genesys_sim::start_schema_registry(any).await.unwrap();
     let registry_url = registry.base_url();
     let http = &sims.http;
     let prefix = unique_prefix("registry");
@@ -83,9 +84,10 @@ async fn registry_mode_end_to_end_with_idempotent_registration() {
         .await
         .unwrap();
     let ingress = relay.ingress_addr.unwrap();
-    sims.set_guest("g-1", json!({"cart_value": 10, "loyalty_tier": "gold"}))
+    sims.set_attributes("g-1", json!({"cart_value": "10", "loyalty_tier": "gold"}))
         .await;
-    sims.set_guest("g-2", json!({"cart_value": 20})).await;
+    sims.set_attributes("g-2", json!({"cart_value": "20"}))
+        .await;
 
     post_event(http, ingress, &guest_update("evt-1", "c-1", "g-1")).await;
     let created = envelope(

@@ -11,7 +11,7 @@ use crate::common::*;
 use base64::Engine;
 use genesys_relay::config::Secret;
 use genesys_relay::ingress::WebhookAuth;
-use genesys_relay::sim::{start_genesys, GenesysSimOptions};
+use genesys_sim::{start_genesys, GenesysSimOptions};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -136,7 +136,7 @@ async fn scenario(format: &str) {
     )
     .await
     .unwrap();
-    let cms = genesys_relay::sim::start_cms(any).await.unwrap();
+    let cms = genesys_sim::start_cms(any).await.unwrap();
     let login = token_proxy(genesys.base_url(), tokens.clone()).await;
     let http = reqwest::Client::new();
     let fault = |base: String, body: serde_json::Value| {

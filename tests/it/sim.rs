@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use genesys_relay::sim::{start_cms, start_genesys, GenesysSimOptions, SimServer};
+use genesys_sim::{start_cms, start_genesys, GenesysSimOptions, SimServer};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -267,98 +267,98 @@ async fn tokens_expire_after_token_ttl_s() {
 }
 
 #[tokio::test]
-async fn guests_are_deterministic_gone_ids_404_and_overrides_win() {
+async fn customer_attributes_are_strings_gone_ids_404_and_overrides_win() {
     let sim = genesys().await;
     let client = Client::new();
     let token = token(&client, &sim).await;
-    let path = "/api/v2/conversations/messaging/guests/guest-42";
+    let path = "/api/v2/conversations/conv-42";
+    let customer = |conversation: &Value| {
+        conversation["participants"]
+            .as_array()
+            .expect("participants")
+            .iter()
+            .find(|p| p["purpose"] == "customer")
+            .expect("a customer participant")
+            .clone()
+    };
 
     let first = body(api_get(&client, &sim, &token, path).await).await;
     let second = body(api_get(&client, &sim, &token, path).await).await;
     assert_eq!(first, second);
-    assert_eq!(first["id"], "guest-42");
-    let attrs = &first["attributes"];
-    assert!(attrs["cart_value"].is_number());
+    let attrs = &customer(&first)["attributes"];
+    // Participant attributes are string -> string in the Platform API.
+    assert!(attrs
+        .as_object()
+        .expect("attributes")
+        .values()
+        .all(Value::is_string));
+    assert!(attrs["cart_value"]
+        .as_str()
+        .is_some_and(|v| v.parse::<f64>().is_ok()));
     assert!(attrs["last_page"]
         .as_str()
         .is_some_and(|p| p.starts_with("https://")));
     assert!(attrs["session_id"].is_string());
     assert!(["bronze", "silver", "gold", "platinum"]
         .contains(&attrs["loyalty_tier"].as_str().expect("tier")));
-    assert!(first["updatedDate"]
-        .as_str()
-        .is_some_and(|d| d.ends_with('Z') && d.contains('T')));
-    let other = body(
-        api_get(
-            &client,
-            &sim,
-            &token,
-            "/api/v2/conversations/messaging/guests/guest-43",
-        )
-        .await,
-    )
-    .await;
-    assert_ne!(other["attributes"], first["attributes"]);
+    assert!(customer(&first)["externalContactId"].is_string());
+    let other = body(api_get(&client, &sim, &token, "/api/v2/conversations/conv-43").await).await;
+    assert_ne!(customer(&other)["attributes"], *attrs);
 
-    // A second server generates the same profile: determinism is by id, not by process.
+    // A second server generates the same conversation: determinism is by id, not by process.
     let sim2 = genesys().await;
     let token2 = self::token(&client, &sim2).await;
     let elsewhere = body(api_get(&client, &sim2, &token2, path).await).await;
     assert_eq!(elsewhere, first);
     sim2.shutdown().await;
 
-    let gone = api_get(
-        &client,
-        &sim,
-        &token,
-        "/api/v2/conversations/messaging/guests/gone-1",
-    )
-    .await;
+    let gone = api_get(&client, &sim, &token, "/api/v2/conversations/gone-1").await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let gone = body(gone).await;
     assert_eq!(gone["status"], 404);
     assert_eq!(gone["code"], "not.found");
 
     let put = client
-        .put(format!("{}/__sim/guests/guest-42", sim.base_url()))
-        .json(&json!({"attributes": {"cart_value": 9.5, "loyalty_tier": "gold"}}))
+        .put(format!(
+            "{}/__sim/conversations/conv-42/attributes",
+            sim.base_url()
+        ))
+        .json(&json!({"attributes": {"cart_value": "9.5", "loyalty_tier": "gold"}}))
         .send()
         .await
         .expect("PUT");
     assert_eq!(put.status(), StatusCode::OK);
     let overridden = body(api_get(&client, &sim, &token, path).await).await;
     assert_eq!(
-        overridden["attributes"],
-        json!({"cart_value": 9.5, "loyalty_tier": "gold"})
+        customer(&overridden)["attributes"],
+        json!({"cart_value": "9.5", "loyalty_tier": "gold"})
     );
 
-    // A bare object of attributes works too, and makes even a gone- guest exist.
+    // A bare object works too; values must be strings, as in Genesys.
     let put = client
-        .put(format!("{}/__sim/guests/gone-2", sim.base_url()))
+        .put(format!(
+            "{}/__sim/conversations/conv-44/attributes",
+            sim.base_url()
+        ))
         .json(&json!({"session_id": "s-1"}))
         .send()
         .await
         .expect("PUT");
     assert_eq!(put.status(), StatusCode::OK);
-    let revived = body(
-        api_get(
-            &client,
-            &sim,
-            &token,
-            "/api/v2/conversations/messaging/guests/gone-2",
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(revived["attributes"], json!({"session_id": "s-1"}));
-
-    let bad = client
-        .put(format!("{}/__sim/guests/x", sim.base_url()))
-        .body("{nope")
-        .send()
-        .await
-        .expect("PUT");
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let set = body(api_get(&client, &sim, &token, "/api/v2/conversations/conv-44").await).await;
+    assert_eq!(customer(&set)["attributes"], json!({"session_id": "s-1"}));
+    for bad in ["{nope", r#"{"cart_value": 9.5}"#] {
+        let resp = client
+            .put(format!(
+                "{}/__sim/conversations/x/attributes",
+                sim.base_url()
+            ))
+            .body(bad)
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
     sim.shutdown().await;
 }
 
@@ -391,96 +391,159 @@ async fn conversations_are_deterministic_and_genesys_shaped() {
 }
 
 #[tokio::test]
-async fn webhooks_page_in_creation_order_and_update_in_place() {
+async fn triggers_page_by_cursor_and_update_with_their_version() {
     let sim = genesys().await;
     let client = Client::new();
     let token = token(&client, &sim).await;
-    let url = format!("{}/api/v2/webhooks", sim.base_url());
+    let url = format!("{}/api/v2/processautomation/triggers", sim.base_url());
+    let trigger = |i: usize| {
+        json!({
+            "name": format!("trigger-{i}"),
+            "topicName": "v2.detail.events.conversation.{id}.customer.start",
+            "target": {"type": "Workflow", "id": format!("wf-{i}")},
+            "matchCriteria": [{"jsonPath": "$.mediaType", "operator": "Equal", "value": "MESSAGE"}],
+            "enabled": true,
+        })
+    };
     let mut ids = Vec::new();
     for i in 0..30 {
         let resp = client
             .post(&url)
             .bearer_auth(&token)
-            .json(&json!({"name": format!("hook-{i}"), "url": format!("http://relay/{i}")}))
+            .json(&trigger(i))
             .send()
             .await
             .expect("POST");
         assert_eq!(resp.status(), StatusCode::OK);
         let created = body(resp).await;
-        assert_eq!(created["name"], format!("hook-{i}"));
-        assert_eq!(created["enabled"], true);
+        assert_eq!(created["name"], format!("trigger-{i}"));
+        assert_eq!(created["version"], 1);
         ids.push(created["id"].as_str().expect("id").to_string());
     }
 
-    let page1 = body(api_get(&client, &sim, &token, "/api/v2/webhooks").await).await;
-    assert_eq!(page1["pageSize"], 25);
-    assert_eq!(page1["pageNumber"], 1);
-    assert_eq!(page1["total"], 30);
-    assert_eq!(page1["pageCount"], 2);
-    let page2 = body(
-        api_get(
-            &client,
-            &sim,
-            &token,
-            "/api/v2/webhooks?pageSize=25&pageNumber=2",
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(page2["pageNumber"], 2);
+    // Default page size 25; the listing says where the next page is.
+    let path = "/api/v2/processautomation/triggers";
+    let page1 = body(api_get(&client, &sim, &token, path).await).await;
+    assert_eq!(page1["entities"].as_array().map(Vec::len), Some(25));
+    assert!(page1.get("previousUri").is_none());
+    let next = page1["nextUri"].as_str().expect("nextUri").to_string();
+    let page2 = body(api_get(&client, &sim, &token, &next).await).await;
+    assert_eq!(page2["entities"].as_array().map(Vec::len), Some(5));
+    assert!(page2.get("nextUri").is_none(), "{page2}");
+    assert!(page2["previousUri"].is_string());
     let listed: Vec<String> = [&page1, &page2]
         .iter()
         .flat_map(|p| p["entities"].as_array().expect("entities").clone())
         .map(|e| e["id"].as_str().expect("id").to_string())
         .collect();
-    assert_eq!(page1["entities"].as_array().map(Vec::len), Some(25));
-    assert_eq!(page2["entities"].as_array().map(Vec::len), Some(5));
     assert_eq!(listed, ids);
-    let page3 = body(api_get(&client, &sim, &token, "/api/v2/webhooks?pageNumber=3").await).await;
-    assert_eq!(page3["entities"], json!([]));
 
+    let one = format!("{url}/{}", ids[3]);
+    let mut update = trigger(3);
+    update["version"] = json!(1);
+    update["enabled"] = json!(false);
     let updated = client
-        .put(format!("{url}/{}", ids[3]))
+        .put(&one)
         .bearer_auth(&token)
-        .json(&json!({"name": "renamed", "url": "http://relay/new", "enabled": false, "topics": ["v2.x"]}))
+        .json(&update)
         .send()
         .await
         .expect("PUT");
     assert_eq!(updated.status(), StatusCode::OK);
-    assert_eq!(body(updated).await["id"], ids[3].as_str());
-    let again = body(api_get(&client, &sim, &token, "/api/v2/webhooks?pageSize=5").await).await;
-    assert_eq!(again["pageCount"], 6);
-    assert_eq!(again["entities"][3]["name"], "renamed");
-    assert_eq!(again["entities"][3]["enabled"], false);
+    let updated = body(updated).await;
+    assert_eq!(
+        (updated["version"].clone(), updated["enabled"].clone()),
+        (json!(2), json!(false))
+    );
+    // A stale version conflicts; topicName cannot change; version is required.
+    let stale = client
+        .put(&one)
+        .bearer_auth(&token)
+        .json(&update)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    update["version"] = json!(2);
+    update["topicName"] = json!("v2.users.{id}.presence");
+    let moved = client
+        .put(&one)
+        .bearer_auth(&token)
+        .json(&update)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(moved.status(), StatusCode::BAD_REQUEST);
+    let got = body(api_get(&client, &sim, &token, &format!("{path}/{}", ids[3])).await).await;
+    assert_eq!(got["version"], 2);
 
     let unknown = client
         .put(format!("{url}/no-such-id"))
         .bearer_auth(&token)
-        .json(&json!({"name": "x", "url": "http://x"}))
+        .json(&update)
         .send()
         .await
         .expect("PUT");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    let invalid = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(&json!({"url": "http://x"}))
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
-    let not_json = client
-        .post(&url)
-        .bearer_auth(&token)
-        .body("{")
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
-    let bad_page = api_get(&client, &sim, &token, "/api/v2/webhooks?pageSize=0").await;
+    for invalid in [
+        json!({"name": "x"}),
+        json!({"name": "x", "topicName": "t", "enabled": true}),
+    ] {
+        let resp = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&invalid)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{invalid}");
+    }
+    let bad_page = api_get(&client, &sim, &token, &format!("{path}?pageSize=201")).await;
     assert_eq!(bad_page.status(), StatusCode::BAD_REQUEST);
     let unauthenticated = client.get(&url).send().await.expect("GET");
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn per_token_budget_answers_429_with_retry_after_and_ratelimit_headers() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    // Without the fault: no budget and no inin-ratelimit headers.
+    let free = api_get(&client, &sim, &token, "/api/v2/conversations/c-0").await;
+    assert!(free.headers().get("inin-ratelimit-allowed").is_none());
+
+    set_faults(&client, &sim, json!({"rate_limit_per_minute": 3})).await;
+    for i in 1..=3 {
+        let ok = api_get(&client, &sim, &token, "/api/v2/conversations/c-1").await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        let h = ok.headers();
+        assert_eq!(h["inin-ratelimit-allowed"], "3");
+        assert_eq!(h["inin-ratelimit-count"], i.to_string().as_str());
+        let reset: u64 = h["inin-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&reset), "{reset}");
+    }
+    let over = api_get(&client, &sim, &token, "/api/v2/conversations/c-1").await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert_eq!(over.headers()["inin-ratelimit-count"], "3");
+    assert_eq!(body(over).await["code"], "too.many.requests");
+    // Another token has its own budget.
+    let token2 = self::token(&client, &sim).await;
+    let other = api_get(&client, &sim, &token2, "/api/v2/conversations/c-1").await;
+    assert_eq!(other.status(), StatusCode::OK);
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["rate_limited"], 1);
+    assert_eq!(
+        s["requests"]["GET /api/v2/conversations/{conversationId}"],
+        json!({"200": 5, "429": 1})
+    );
     sim.shutdown().await;
 }
 
@@ -855,12 +918,12 @@ async fn stats_count_by_route_template_never_raw_ids() {
     let genesys = genesys().await;
     let client = Client::new();
     let token = token(&client, &genesys).await;
-    for id in ["guest-a", "guest-b", "gone-c"] {
+    for id in ["conv-a", "conv-secret-id", "gone-c"] {
         api_get(
             &client,
             &genesys,
             &token,
-            &format!("/api/v2/conversations/messaging/guests/{id}"),
+            &format!("/api/v2/conversations/{id}"),
         )
         .await;
     }
@@ -868,10 +931,9 @@ async fn stats_count_by_route_template_never_raw_ids() {
         &client,
         &genesys,
         &token,
-        "/api/v2/conversations/conv-secret-id",
+        "/api/v2/processautomation/triggers",
     )
     .await;
-    api_get(&client, &genesys, &token, "/api/v2/webhooks").await;
     api_get(&client, &genesys, &token, "/no/such/path-with-id").await;
     client
         .delete(format!(
@@ -886,22 +948,21 @@ async fn stats_count_by_route_template_never_raw_ids() {
     let requests = &s["requests"];
     assert_eq!(requests["POST /oauth/token"], json!({"200": 1}));
     assert_eq!(
-        requests["GET /api/v2/conversations/messaging/guests/{guestId}"],
+        requests["GET /api/v2/conversations/{conversationId}"],
         json!({"200": 2, "404": 1})
     );
     assert_eq!(
-        requests["GET /api/v2/conversations/{id}"],
+        requests["GET /api/v2/processautomation/triggers"],
         json!({"200": 1})
     );
-    assert_eq!(requests["GET /api/v2/webhooks"], json!({"200": 1}));
     assert_eq!(requests["GET <unmatched>"], json!({"404": 1}));
     assert_eq!(
-        requests["DELETE /api/v2/conversations/{id}"],
+        requests["DELETE /api/v2/conversations/{conversationId}"],
         json!({"405": 1})
     );
     let text = requests.to_string();
     for raw in [
-        "guest-a",
+        "conv-a",
         "gone-c",
         "conv-secret-id",
         "path-with-id",
@@ -926,7 +987,7 @@ async fn stats_count_by_route_template_never_raw_ids() {
 /// Prints the request rate of concurrent writes and authenticated reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load check; prints throughput"]
-async fn throughput_of_cms_writes_and_guest_reads() {
+async fn throughput_of_cms_writes_and_conversation_reads() {
     const REQUESTS: usize = 10_000;
     const CONCURRENCY: usize = 64;
     let cms = cms().await;
@@ -939,10 +1000,7 @@ async fn throughput_of_cms_writes_and_guest_reads() {
     for worker in 0..CONCURRENCY {
         let client = client.clone();
         let cms_url = format!("{}/v1/events", cms.base_url());
-        let guest_url = format!(
-            "{}/api/v2/conversations/messaging/guests/",
-            genesys.base_url()
-        );
+        let conversation_url = format!("{}/api/v2/conversations/", genesys.base_url());
         let token = token.clone();
         tasks.spawn(async move {
             for i in (worker..REQUESTS).step_by(CONCURRENCY) {
@@ -955,7 +1013,7 @@ async fn throughput_of_cms_writes_and_guest_reads() {
                         .await
                 } else {
                     client
-                        .get(format!("{guest_url}g-{i}"))
+                        .get(format!("{conversation_url}c-{i}"))
                         .bearer_auth(&token)
                         .send()
                         .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use genesys_relay::config::Secret;
 use genesys_relay::metrics::Metrics;
-use genesys_relay::sinks::{CmsClient, HttpForwarder, SinkError, UpsertOutcome};
+use genesys_relay::sinks::{CmsClient, HttpError, HttpForwarder, UpsertOutcome};
 use serde_json::{json, Map, Value};
 use warp::http::{HeaderMap, Method, Response};
 use warp::Filter;
@@ -166,7 +166,7 @@ fn requests(metrics: &Metrics, sink: &str, status: &str) -> u64 {
         .get()
 }
 
-fn assert_no_secret(err: &SinkError) {
+fn assert_no_secret(err: &HttpError) {
     let shown = format!("{err} / {err:?}");
     assert!(!shown.contains(API_KEY), "API key leaked into {shown}");
 }
@@ -277,7 +277,7 @@ async fn cms_errors_keep_status_retry_after_and_a_bounded_redacted_body() {
     assert_eq!(err.status(), Some(500));
     assert_eq!(err.retry_after(), None);
     match &err {
-        SinkError::Status { body, .. } => {
+        HttpError::Status { body, .. } => {
             assert!(body.len() <= 512, "body is {} bytes", body.len());
             assert!(body.starts_with("you sent Bearer ***"), "{body}");
         }
@@ -335,7 +335,7 @@ async fn transport_failures_are_labelled_timeout_or_error() {
     );
     let err = forwarder.forward(&json!({}), "k", "e").await.unwrap_err();
     assert!(
-        matches!(err, SinkError::Transport { timeout: false, .. }),
+        matches!(err, HttpError::Transport { timeout: false, .. }),
         "{err:?}"
     );
     assert_eq!(requests(&metrics, "forward", "error"), 1);

@@ -13,12 +13,15 @@ fn ts(i: usize) -> String {
     format!("2026-11-24T08:{:02}:{:02}.000Z", (i / 60) % 60, i % 60)
 }
 
-fn guest_update(i: usize, conversation: &str, guest: &str) -> serde_json::Value {
+/// A legacy `conversation:updated` envelope; since guest sync reads the conversation
+/// (the guest resource does not exist), the guest id names the conversation whose
+/// customer attributes are synced (and the CMS entry).
+fn guest_update(i: usize, _conversation: &str, guest: &str) -> serde_json::Value {
     envelope(
         "conversation:updated",
         &format!("evt-{i}"),
         &ts(i),
-        json!({"conversationId": conversation, "guestId": guest}),
+        json!({"conversationId": guest, "guestId": guest}),
     )
 }
 
@@ -31,7 +34,7 @@ async fn guest_sync_end_to_end_and_a_redelivery_syncs_once() {
         .await
         .unwrap();
     let ingress = relay.ingress_addr.unwrap();
-    sims.set_guest("g-1", json!({"cart_value": 42.5, "last_page": "/checkout", "session_id": "s-9", "loyalty_tier": "gold", "unmapped": 1})).await;
+    sims.set_attributes("g-1", json!({"cart_value": "42.5", "last_page": "/checkout", "session_id": "s-9", "loyalty_tier": "gold", "unmapped": "1"})).await;
 
     let event = guest_update(1, "c-1", "g-1");
     post_event(&sims.http, ingress, &event).await;
@@ -86,13 +89,13 @@ async fn gone_guest_is_skipped_and_conflict_becomes_an_update() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    sims.set_guest("g-2", json!({"cart_value": 99, "loyalty_tier": "silver"}))
+    sims.set_attributes("g-2", json!({"cart_value": "99", "loyalty_tier": "silver"}))
         .await;
 
     post_event(&sims.http, ingress, &guest_update(1, "c-1", "gone-7")).await;
     post_event(&sims.http, ingress, &guest_update(2, "c-2", "g-2")).await;
     let synced = "relay_events_processed_total{outcome=\"synced\",route=\"guest_sync\"}";
-    let skipped = "relay_skipped_total{reason=\"guest_not_found\",route=\"guest_sync\"}";
+    let skipped = "relay_skipped_total{reason=\"conversation_not_found\",route=\"guest_sync\"}";
     assert!(
         wait_until(Duration::from_secs(60), || async {
             let m = relay.metrics.render();
@@ -170,7 +173,7 @@ async fn token_expiry_refreshes_once_and_429_waits() {
     );
     let g = sims.genesys_stats().await;
     assert_eq!(
-        g["requests"]["GET /api/v2/conversations/messaging/guests/{guestId}"]["429"], 2,
+        g["requests"]["GET /api/v2/conversations/{conversationId}"]["429"], 2,
         "{g}"
     );
     let m = relay.metrics.render();
@@ -378,14 +381,14 @@ async fn an_older_event_never_overwrites_newer_guest_state_even_after_a_restart(
         "conversation:updated",
         "evt-new",
         "2026-11-24T10:00:00Z",
-        json!({"conversationId": "c-s", "guestId": "g-s"}),
+        json!({"conversationId": "g-s", "guestId": "g-s"}),
     );
     let older = |id: &str| {
         envelope(
             "conversation:updated",
             id,
             "2026-11-24T09:00:00Z",
-            json!({"conversationId": "c-s", "guestId": "g-s"}),
+            json!({"conversationId": "g-s", "guestId": "g-s"}),
         )
     };
     let stale = "relay_skipped_total{reason=\"stale\",route=\"guest_sync\"}";

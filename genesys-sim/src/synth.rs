@@ -1,4 +1,5 @@
-//! Deterministic Genesys data: guest profiles and conversations derived from their ids.
+//! Deterministic Genesys data: conversations (with their customer's attributes) derived
+//! from their ids.
 //!
 //! The same id always yields the same document (across runs and machines), so tests
 //! can compute what the relay should have synced. The hash is FNV-1a feeding a
@@ -71,13 +72,17 @@ impl Seeded {
     }
 }
 
-/// The attributes Genesys would hold for this guest.
-pub(crate) fn guest_attributes(guest_id: &str) -> Map<String, Value> {
-    let mut r = Seeded::new("guest", guest_id);
+/// The custom attributes the Web Messaging customer of this conversation carries. Genesys
+/// keeps participant attributes as strings (`Participant.attributes: dict(str, str)` in the
+/// Platform API SDK models), so numbers arrive as text and the relay converts them.
+pub(crate) fn customer_attributes(conversation_id: &str) -> Map<String, Value> {
+    let mut r = Seeded::new("customer", conversation_id);
     let cents = r.below(50_000);
     let mut attributes = Map::new();
-    // Whole cents divided by 100 keep the value short: 123.45, never 123.4500000001.
-    attributes.insert("cart_value".into(), json!(cents as f64 / 100.0));
+    attributes.insert(
+        "cart_value".into(),
+        json!(format!("{}.{:02}", cents / 100, cents % 100)),
+    );
     let section = r.pick(&SECTIONS);
     let page = r.below(10_000);
     attributes.insert(
@@ -92,14 +97,13 @@ pub(crate) fn guest_attributes(guest_id: &str) -> Map<String, Value> {
     attributes
 }
 
-/// When the generated guest profile was last updated.
-pub(crate) fn guest_updated_date(guest_id: &str) -> String {
-    let mut r = Seeded::new("guest-updated", guest_id);
-    iso8601_ms(BASE_MS + r.below(YEAR_MS))
-}
-
-/// A small but Genesys-shaped conversation: customer, ACD queue and (usually) an agent.
-pub(crate) fn conversation(conversation_id: &str) -> Value {
+/// A small but Genesys-shaped conversation (`GET /api/v2/conversations/{id}`): a customer
+/// with string `attributes` and an `externalContactId`, an ACD queue and (usually) an agent.
+/// `attributes` replaces the customer's generated attributes when a test set them.
+pub(crate) fn conversation(
+    conversation_id: &str,
+    attributes: Option<&Map<String, Value>>,
+) -> Value {
     let mut r = Seeded::new("conversation", conversation_id);
     let start = BASE_MS + r.below(YEAR_MS);
     let queue = r.pick(&QUEUES);
@@ -111,11 +115,9 @@ pub(crate) fn conversation(conversation_id: &str) -> Value {
         "id": r.uuid(),
         "startTime": iso8601_ms(start),
         "purpose": "customer",
-        "attributes": {
-            "channel": "webmessaging",
-            "locale": r.pick(&LOCALES),
-            "entry_page": format!("https://shop.example.com/{}/{}", r.pick(&SECTIONS), r.below(10_000)),
-        },
+        "externalContactId": Seeded::new("contact", conversation_id).uuid(),
+        "locale": r.pick(&LOCALES),
+        "attributes": attributes.cloned().unwrap_or_else(|| customer_attributes(conversation_id)),
     });
     if r.below(2) == 0 {
         customer["name"] = json!(format!("Guest {}", r.below(10_000)));
@@ -168,16 +170,21 @@ mod tests {
 
     #[test]
     fn same_id_same_data_and_ids_differ() {
-        assert_eq!(guest_attributes("g-1"), guest_attributes("g-1"));
-        assert_ne!(guest_attributes("g-1"), guest_attributes("g-2"));
-        assert_eq!(conversation("c-1"), conversation("c-1"));
-        assert_ne!(conversation("c-1"), conversation("c-2"));
+        assert_eq!(customer_attributes("c-1"), customer_attributes("c-1"));
+        assert_ne!(customer_attributes("c-1"), customer_attributes("c-2"));
+        assert_eq!(conversation("c-1", None), conversation("c-1", None));
+        assert_ne!(conversation("c-1", None), conversation("c-2", None));
     }
 
     #[test]
-    fn guest_has_the_mapped_attributes() {
-        let a = guest_attributes("abc");
-        assert!(a["cart_value"].is_f64());
+    fn customer_has_string_attributes() {
+        let a = customer_attributes("abc");
+        assert!(a.values().all(Value::is_string));
+        let cart = a["cart_value"].as_str().unwrap_or_default();
+        assert!(cart.parse::<f64>().is_ok(), "{cart}");
+        let c = conversation("abc", None);
+        assert_eq!(c["participants"][0]["purpose"], "customer");
+        assert_eq!(c["participants"][0]["attributes"], Value::Object(a.clone()));
         assert!(TIERS.contains(&a["loyalty_tier"].as_str().unwrap_or_default()));
         assert!(a["session_id"]
             .as_str()

@@ -35,6 +35,10 @@ pub(crate) struct FaultSettings {
     pub retry_after_s: u64,
     /// Genesys only: `expires_in` for tokens issued from now on (`None`: the start option).
     pub token_ttl_s: Option<u64>,
+    /// Genesys only: requests each access token may make per minute (fixed one-minute
+    /// windows); beyond it `/api/v2` answers 429 with `Retry-After`. `None`: no budget
+    /// enforced, and no `inin-ratelimit-*` headers sent.
+    pub rate_limit_per_minute: Option<u64>,
     /// Genesys only: drop the notification socket after each of the next N deliveries.
     pub ws_drop_next: u64,
     /// Genesys only: send `v2.system.socket_closing` after each of the next N deliveries.
@@ -51,6 +55,7 @@ impl Default for FaultSettings {
             rate_limit_next: 0,
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             token_ttl_s: None,
+            rate_limit_per_minute: None,
             ws_drop_next: 0,
             socket_closing_next: 0,
         }
@@ -69,6 +74,7 @@ struct FaultPatch {
     rate_limit_next: Option<u64>,
     retry_after_s: Option<u64>,
     token_ttl_s: Option<u64>,
+    rate_limit_per_minute: Option<u64>,
     ws_drop_next: Option<u64>,
     socket_closing_next: Option<u64>,
 }
@@ -97,6 +103,9 @@ impl Faults {
                 return Err("error_rate must be between 0 and 1".into());
             }
         }
+        if patch.rate_limit_per_minute == Some(0) {
+            return Err("rate_limit_per_minute must be at least 1".into());
+        }
         if let Some(status) = patch.error_status {
             // 1xx cannot be a final answer; 2xx is allowed on purpose (a "lost" success).
             if !(200..=599).contains(&status) {
@@ -111,6 +120,7 @@ impl Faults {
         s.rate_limit_next = patch.rate_limit_next.unwrap_or(s.rate_limit_next);
         s.retry_after_s = patch.retry_after_s.unwrap_or(s.retry_after_s);
         s.token_ttl_s = patch.token_ttl_s.or(s.token_ttl_s);
+        s.rate_limit_per_minute = patch.rate_limit_per_minute.or(s.rate_limit_per_minute);
         s.ws_drop_next = patch.ws_drop_next.unwrap_or(s.ws_drop_next);
         s.socket_closing_next = patch.socket_closing_next.unwrap_or(s.socket_closing_next);
         Ok(s.clone())

@@ -8,11 +8,13 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs), [`notifications`] (Genesys' notification channels, their WebSockets and the
-//! paged queue listing), [`registry`] (a Confluent-compatible schema registry), [`synth`]
+//! two APIs; [`triggers`] and [`budget`] are parts of Genesys, [`notifications`] its
+//! notification channels, their WebSockets and the paged queue listing), [`registry`] (a
+//! Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
 
+mod budget;
 mod clock;
 mod cms;
 mod exchange;
@@ -22,6 +24,7 @@ mod notifications;
 mod registry;
 mod server;
 mod synth;
+mod triggers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

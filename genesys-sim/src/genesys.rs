@@ -1,0 +1,376 @@
+//! The Genesys Cloud simulator: OAuth client credentials, conversations with their
+//! participants, Process Automation triggers and a per-token request budget, with the
+//! Platform API's shapes, errors and `inin-ratelimit-*` headers.
+//!
+//! Every path used here is in the Platform API (platform-client-sdk-python
+//! `build/docs/*Api.md`): `POST /oauth/token` (login host), `GET
+//! /api/v2/conversations/{conversationId}`, `GET|POST /api/v2/processautomation/triggers`,
+//! `GET|PUT /api/v2/processautomation/triggers/{triggerId}`. Further APIs (the
+//! Notifications channels, queues) mount in [`Genesys::route_api`] and
+//! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`]
+//! and [`super::notifications`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::RngCore;
+use serde_json::{json, Map, Value};
+use warp::http::{Method, StatusCode};
+
+use super::budget::Budget;
+use super::exchange::{form_pairs, Reply, SimRequest};
+use super::faults::{lock, Faults};
+use super::notifications::{self, Notifications};
+use super::synth;
+use super::triggers::Triggers;
+use super::{Backend, GenesysSimOptions, Routed};
+
+pub(crate) enum Route {
+    Token,
+    Conversation(String),
+    ListTriggers,
+    CreateTrigger,
+    GetTrigger(String),
+    UpdateTrigger(String),
+    /// Notification channels, subscriptions and the queue listing ([`super::notifications`]).
+    Notifications(notifications::Route),
+}
+
+#[derive(Default)]
+struct Data {
+    token_requests: u64,
+    tokens_issued: u64,
+    /// Live access tokens and when they expire.
+    tokens: HashMap<String, Instant>,
+    /// Customer attributes a test set with `PUT /__sim/conversations/{id}/attributes`.
+    attributes: HashMap<String, Map<String, Value>>,
+    triggers: Triggers,
+    budget: Budget,
+}
+
+pub(crate) struct Genesys {
+    opts: GenesysSimOptions,
+    faults: Arc<Faults>,
+    data: Mutex<Data>,
+    notifications: Notifications,
+}
+
+impl Genesys {
+    pub fn new(opts: GenesysSimOptions, faults: Arc<Faults>, notifications: Notifications) -> Self {
+        Genesys {
+            opts,
+            faults,
+            data: Mutex::new(Data::default()),
+            notifications,
+        }
+    }
+
+    fn token(&self, req: &SimRequest) -> Reply {
+        let mut data = lock(&self.data);
+        data.token_requests += 1;
+        if !self.client_matches(req) {
+            return Reply::json(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "invalid_client", "error_description": "unknown client or wrong secret"}),
+            )
+            .with_header("www-authenticate", "Basic realm=\"genesys-sim\"".into());
+        }
+        let body = String::from_utf8_lossy(&req.body);
+        let grant = form_pairs(&body)
+            .into_iter()
+            .find(|(k, _)| k == "grant_type")
+            .map(|(_, v)| v);
+        match grant.as_deref() {
+            Some("client_credentials") => {}
+            Some(_) => {
+                return Reply::json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "unsupported_grant_type"}),
+                )
+            }
+            None => {
+                return Reply::json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "invalid_request", "error_description": "grant_type is required"}),
+                )
+            }
+        }
+        let ttl = self
+            .faults
+            .snapshot()
+            .token_ttl_s
+            .map(Duration::from_secs)
+            .unwrap_or(self.opts.token_ttl);
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        let now = Instant::now();
+        // Drop expired tokens here so the map stays as small as the live token set.
+        data.tokens.retain(|_, expires| *expires > now);
+        data.tokens.insert(token.clone(), now + ttl);
+        data.tokens_issued += 1;
+        Reply::ok(json!({
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": ttl.as_secs(),
+        }))
+    }
+
+    /// HTTP Basic `client_id:client_secret`, as reqwest's `basic_auth` sends it.
+    fn client_matches(&self, req: &SimRequest) -> bool {
+        let Some((scheme, encoded)) = req.header("authorization").and_then(|h| h.split_once(' '))
+        else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return false;
+        }
+        let Ok(decoded) = STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let decoded = String::from_utf8_lossy(&decoded);
+        decoded.split_once(':')
+            == Some((
+                self.opts.client_id.as_str(),
+                self.opts.client_secret.as_str(),
+            ))
+    }
+
+    /// Every `/api/v2` route needs a live bearer token issued by this server; the token
+    /// is returned for the request budget.
+    fn authorize(&self, req: &SimRequest) -> Result<String, Reply> {
+        let token = req
+            .header("authorization")
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let live = token.is_some_and(|token| {
+            lock(&self.data)
+                .tokens
+                .get(token)
+                .is_some_and(|expires| *expires > Instant::now())
+        });
+        match token {
+            Some(token) if live => Ok(token.to_string()),
+            _ =>
+Err(Reply::genesys_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication.required",
+                "No authentication bearer token specified in authorization header, or it has expired.",
+            )),
+        }
+    }
+
+    /// `GET /api/v2/conversations/{id}`: ids starting `gone-` do not exist (404), as a
+    /// conversation past its retention would not.
+    fn conversation(&self, id: &str) -> Reply {
+        if id.starts_with("gone-") {
+            return Reply::not_found(&format!("conversation {id} not found"));
+        }
+        let data = lock(&self.data);
+        Reply::ok(synth::conversation(id, data.attributes.get(id)))
+    }
+
+    /// `PUT /__sim/conversations/{id}/attributes`: `{"attributes": {...}}` or a bare object
+    /// of string values; they replace the customer participant's attributes.
+    fn set_attributes(&self, id: &str, req: &SimRequest) -> Reply {
+        let body = match req.json_body() {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let attributes = match body {
+            Value::Object(mut map) => match map.remove("attributes") {
+                Some(Value::Object(attributes)) if map.is_empty() => attributes,
+                Some(other) => {
+                    map.insert("attributes".into(), other);
+                    map
+                }
+                None => map,
+            },
+            _ => return Reply::bad_request("expected a JSON object of attributes"),
+        };
+        // Participant attributes are string -> string in the Platform API.
+        if !attributes.values().all(Value::is_string) {
+            return Reply::bad_request("attribute values must be strings");
+        }
+        let reply = json!({"id": id, "attributes": attributes});
+        lock(&self.data)
+            .attributes
+            .insert(id.to_string(), attributes);
+        Reply::ok(reply)
+    }
+
+    /// The `/api/v2` routes (everything but the token endpoint).
+    fn route_api(&self, req: &SimRequest, segs: &[&str]) -> Routed<Route> {
+        let found = |template, route| Routed::Found { template, route };
+        let method = &req.method;
+        match segs {
+            ["conversations", id] if !id.is_empty() => match *method {
+                Method::GET => found(
+                    "GET /api/v2/conversations/{conversationId}",
+                    Route::Conversation(id.to_string()),
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/conversations/{conversationId}",
+                },
+            },
+            ["processautomation", "triggers"] => match *method {
+                Method::GET => found(
+                    "GET /api/v2/processautomation/triggers",
+                    Route::ListTriggers,
+                ),
+                Method::POST => found(
+                    "POST /api/v2/processautomation/triggers",
+                    Route::CreateTrigger,
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/processautomation/triggers",
+                },
+            },
+            ["processautomation", "triggers", id] if !id.is_empty() => match *method {
+                Method::GET => found(
+                    "GET /api/v2/processautomation/triggers/{triggerId}",
+                    Route::GetTrigger(id.to_string()),
+                ),
+                Method::PUT => found(
+                    "PUT /api/v2/processautomation/triggers/{triggerId}",
+                    Route::UpdateTrigger(id.to_string()),
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/processautomation/triggers/{triggerId}",
+                },
+            },
+            _ => Notifications::route(req, Route::Notifications).unwrap_or(Routed::NotFound),
+        }
+    }
+
+    /// Answers an authorised `/api/v2` request within the budget.
+    fn handle_api(&self, route: Route, req: &SimRequest) -> Reply {
+        match route {
+            Route::Token => self.token(req),
+            Route::Conversation(id) => self.conversation(&id),
+            Route::ListTriggers => lock(&self.data).triggers.list(req),
+            Route::CreateTrigger => lock(&self.data).triggers.create(req, random_uuid()),
+            Route::GetTrigger(id) => lock(&self.data).triggers.get(&id),
+            Route::UpdateTrigger(id) => lock(&self.data).triggers.update(&id, req),
+            Route::Notifications(route) => self.notifications.handle(route, req),
+        }
+    }
+
+    /// Spends one request of `token`'s budget when `rate_limit_per_minute` is set: the
+    /// headers to add, or the 429 to answer instead.
+    fn spend_budget(&self, token: &str) -> Result<Vec<(&'static str, String)>, Reply> {
+        let Some(allowed) = self.faults.snapshot().rate_limit_per_minute else {
+            return Ok(Vec::new());
+        };
+        let now = Instant::now();
+        let mut data = lock(&self.data);
+        data.budget.prune(now);
+        let verdict = data.budget.spend(token, allowed, now);
+        match verdict.retry_after_s {
+            None => Ok(verdict.headers),
+            Some(retry_after) => {
+                let mut reply = Reply::genesys_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too.many.requests",
+                    &format!("Rate limit exceeded the maximum of {allowed} requests per minute"),
+                )
+                .with_header("retry-after", retry_after.to_string());
+                for (name, value) in verdict.headers {
+                    reply = reply.with_header(name, value);
+                }
+                Err(reply)
+            }
+        }
+    }
+}
+
+impl Backend for Genesys {
+    type Route = Route;
+
+    fn route(&self, req: &SimRequest) -> Routed<Route> {
+        let segs = req.segs();
+        match segs.as_slice() {
+            ["oauth", "token"] if req.method == Method::POST => Routed::Found {
+                template: "POST /oauth/token",
+                route: Route::Token,
+            },
+            ["oauth", "token"] => Routed::WrongMethod {
+                path: "/oauth/token",
+            },
+            ["api", "v2", rest @ ..] => self.route_api(req, rest),
+            _ => Routed::NotFound,
+        }
+    }
+
+    fn handle(&self, route: Route, req: &SimRequest) -> Reply {
+        if matches!(route, Route::Token) {
+            return self.token(req);
+        }
+        let token = match self.authorize(req) {
+            Ok(token) => token,
+            Err(reply) => return reply,
+        };
+        let headers = match self.spend_budget(&token) {
+            Ok(headers) => headers,
+            Err(reply) => return reply,
+        };
+        let mut reply = self.handle_api(route, req);
+        for (name, value) in headers {
+            reply = reply.with_header(name, value);
+        }
+        reply
+    }
+
+    fn control(&self, req: &SimRequest) -> Option<Reply> {
+        if let Some(reply) = self.notifications.control(req) {
+            return Some(reply);
+        }
+        match (&req.method, req.segs().as_slice()) {
+            (&Method::PUT, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
+                Some(self.set_attributes(id, req))
+            }
+            (&Method::DELETE, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
+                let removed = lock(&self.data).attributes.remove(*id).is_some();
+                Some(Reply::ok(json!({"id": id, "removed": removed})))
+            }
+            _ => None,
+        }
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        let data = lock(&self.data);
+        let mut stats = Map::new();
+        stats.insert("token_requests".into(), json!(data.token_requests));
+        stats.insert("tokens_issued".into(), json!(data.tokens_issued));
+        stats.insert("triggers".into(), json!(data.triggers.len()));
+        stats.insert("attribute_overrides".into(), json!(data.attributes.len()));
+        stats.insert("rate_limited".into(), json!(data.budget.refused));
+        stats.insert("notifications".into(), self.notifications.stats());
+        stats
+    }
+
+    fn reset(&self) {
+        *lock(&self.data) = Data::default();
+        self.notifications.reset();
+    }
+}
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

@@ -1,0 +1,173 @@
+//! `genesys-relay triggers register` end to end against genesys-sim's Process Automation
+//! triggers: idempotent across runs, finds its trigger on the third page by following
+//! `nextUri`, and updates it (with its current `version`) when the spec changes.
+
+use genesys_sim::{GenesysSimOptions, SimServer};
+use serde_json::{json, Value};
+
+const TOPIC: &str = "v2.detail.events.conversation.{id}.customer.start";
+
+async fn token(client: &reqwest::Client, sim: &SimServer) -> String {
+    let resp = client
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .basic_auth("sim-client", Some("sim-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let body: Value = resp.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// Every trigger, across all pages (following `nextUri`).
+async fn all_triggers(client: &reqwest::Client, sim: &SimServer, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut next = Some("/api/v2/processautomation/triggers?pageSize=200".to_string());
+    while let Some(uri) = next {
+        let body: Value = client
+            .get(format!("{}{uri}", sim.base_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(body["entities"].as_array().unwrap().iter().cloned());
+        next = body["nextUri"].as_str().map(str::to_string);
+    }
+    out
+}
+
+async fn register(sim: &SimServer, workflow: &str, extra: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
+        .args([
+            "triggers",
+            "register",
+            "--topic",
+            TOPIC,
+            "--workflow-id",
+            workflow,
+        ])
+        .args(["--name", "relay-trigger"])
+        .args(extra)
+        .env("RELAY_GENESYS_API_BASE", sim.base_url())
+        .env("RELAY_GENESYS_LOGIN_BASE", sim.base_url())
+        .env("RELAY_GENESYS_CLIENT_ID", "sim-client")
+        .env("RELAY_GENESYS_CLIENT_SECRET", "sim-secret")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn list_requests(sim: &SimServer) -> u64 {
+    let stats: Value = reqwest::get(format!("{}/__sim/stats", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["requests"]["GET /api/v2/processautomation/triggers"]["200"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_is_idempotent_across_three_pages() {
+    let sim =
+        genesys_sim::start_genesys("127.0.0.1:0".parse().unwrap(), GenesysSimOptions::default())
+            .await
+            .unwrap();
+    let client = reqwest::Client::new();
+    let token = token(&client, &sim).await;
+    // 250 others: the command lists 100 per page, so ours (the 251st) is on page 3.
+    for i in 0..250 {
+        let resp = client
+            .post(format!(
+                "{}/api/v2/processautomation/triggers",
+                sim.base_url()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({
+                "name": format!("other-{i}"),
+                "topicName": "v2.users.{id}.presence",
+                "target": {"type": "Workflow", "id": format!("wf-{i}")},
+                "enabled": true,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+
+    let (ok, created, err) = register(&sim, "wf-relay", &["--match", "$.mediaType=MESSAGE"]).await;
+    assert!(ok, "{err}");
+    let id = created
+        .strip_prefix("created ")
+        .unwrap_or_else(|| panic!("{created:?}"))
+        .trim()
+        .to_string();
+    assert!(!id.is_empty());
+    assert_eq!(list_requests(&sim).await, 3, "walked all three pages");
+
+    // The same spec again: found on page 3, left alone.
+    let (ok, again, err) = register(&sim, "wf-relay", &["--match", "$.mediaType=MESSAGE"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(again, format!("unchanged {id}\n"));
+    assert_eq!(list_requests(&sim).await, 6);
+
+    // Another workflow: updated in place (same id, version bumped), never duplicated.
+    let (ok, moved, err) = register(&sim, "wf-other", &["--match", "$.mediaType=MESSAGE"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(moved, format!("updated {id}\n"));
+    let (ok, again, err) = register(&sim, "wf-other", &["--match", "$.mediaType=MESSAGE"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(again, format!("unchanged {id}\n"));
+
+    let triggers = all_triggers(&client, &sim, &token).await;
+    assert_eq!(triggers.len(), 251);
+    let ours: Vec<&Value> = triggers
+        .iter()
+        .filter(|t| t["name"] == "relay-trigger")
+        .collect();
+    assert_eq!(ours.len(), 1, "exactly one relay-trigger: {ours:?}");
+    let ours = ours[0];
+    assert_eq!(ours["id"], id.as_str());
+    assert_eq!(ours["topicName"], TOPIC);
+    assert_eq!(
+        ours["target"],
+        json!({"type": "Workflow", "id": "wf-other"})
+    );
+    assert_eq!(ours["enabled"], true);
+    assert_eq!(ours["version"], 2);
+    assert_eq!(
+        ours["matchCriteria"],
+        json!([{"jsonPath": "$.mediaType", "operator": "Equal", "value": "MESSAGE"}])
+    );
+
+    // Without credentials the command names the missing setting.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
+        .args([
+            "triggers",
+            "register",
+            "--topic",
+            TOPIC,
+            "--workflow-id",
+            "w",
+        ])
+        .env_remove("RELAY_GENESYS_CLIENT_ID")
+        .env_remove("RELAY_GENESYS_CLIENT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RELAY_GENESYS_CLIENT_ID"));
+    sim.shutdown().await;
+}
