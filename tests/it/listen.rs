@@ -316,7 +316,7 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
     .await;
     let topic = queue_topic();
     // `serve` with listen topics: ingress, listener and workers in one process; the
-    // workers forward every event to the CMS simulator's backend route.
+    // workers sync every event's customer attributes to the CMS simulator.
     let relay = start_role(
         Role::Serve,
         &broker.addr(),
@@ -430,13 +430,14 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
         missing.is_empty(),
         "written to a socket but not in the raw topic: {missing:?}"
     );
-    // Downstream, the workers' idempotency (route + event id) sends each notification
-    // once and recognises every duplicate.
+    // Downstream, the workers' idempotency (route + event id) syncs each notification
+    // once and recognises every duplicate. Queue conversation events with a customer
+    // participant carrying attributes take the guest_sync route (DESIGN 7).
     let processed = |outcome: &str| {
         relay
             .metrics
             .events_processed_total
-            .with_label_values(&["forward", outcome])
+            .with_label_values(&["guest_sync", outcome])
             .get()
     };
     assert!(
@@ -449,7 +450,7 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
         processed("duplicate")
     );
     eprintln!(
-        "listen continuity downstream: forwarded {}, recognised duplicates {}",
+        "listen continuity downstream: synced {}, recognised duplicates {}",
         processed("synced"),
         processed("duplicate")
     );
@@ -459,6 +460,12 @@ async fn continuity_across_expiry_socket_closing_and_drops() {
         "each notification forwarded once"
     );
     assert_eq!(processed("duplicate"), duplicates as u64);
+    let cms = syncs_by_key(&sims.cms_stats().await);
+    assert_eq!(cms.len(), 500, "one CMS write per notification");
+    assert!(
+        cms.values().all(|n| *n == 1),
+        "a notification was written twice"
+    );
     assert_eq!(stats["sockets_dropped"], 3, "{stats}");
     assert_eq!(stats["socket_closing_sent"], 2, "{stats}");
     assert!(reconnects("expiring") >= 1);
