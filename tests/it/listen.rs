@@ -869,3 +869,59 @@ async fn a_removed_channel_is_replaced() {
     );
     relay.stop().await;
 }
+
+/// The local stack's pull-mode demo (scripts/local-stack.sh), as printed: three simulator
+/// queues, `serve` with `RELAY_LISTEN_QUEUES=all`, one queue conversation notification ->
+/// its customer attributes in the CMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_stack_pull_demo_reaches_the_cms() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-demo");
+    post(&sims, "/__sim/queues", &json!({"count": 3})).await;
+    let relay = start_role(
+        Role::Serve,
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_QUEUES", "all"),
+            ("RELAY_WEBHOOK_SECRET", "local-dev-secret"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    let demo = r#"{"topicName":"v2.routing.queues.5a1e0000-0000-4000-8000-000000000000.conversations","version":"2","eventBody":{"id":"conv-2","participants":[{"id":"p-2","purpose":"customer","attributes":{"cart_value":"42.50","last_page":"/checkout"}}]},"metadata":{"CorrelationId":"demo-2"}}"#;
+    let r = sims
+        .http
+        .post(format!("{}/__sim/notify", sims.genesys.base_url()))
+        .header("content-type", "application/json")
+        .body(demo)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["queued"], 1, "{answer}");
+    let entry_url = format!("{}/v1/entries/conv-2", sims.cms.base_url());
+    let http = sims.http.clone();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let (http, url) = (http.clone(), entry_url.clone());
+            async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await,
+        "conv-2 never reached the CMS"
+    );
+    let entry: Value = sims
+        .http
+        .get(&entry_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    eprintln!("pull demo CMS entry: {entry}");
+    assert!(entry.to_string().contains("/checkout"), "{entry}");
+    relay.stop().await;
+}
