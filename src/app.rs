@@ -1,4 +1,4 @@
-//! Wiring of the long-running roles (`serve`, `ingress`, `worker`): builds the shared
+//! Wiring of the long-running roles (`serve`, `ingress`, `listen`, `worker`): builds the shared
 //! pieces once, starts the listeners and consumers, and stops them in order on shutdown:
 //! ingress stops accepting and finishes its requests, workers drain and commit, the
 //! producer flushes.
@@ -21,9 +21,14 @@ pub enum Role {
     Serve,
     Ingress,
     Worker,
+    /// The Notifications API source alone (`serve` runs it too when topics are set).
+    Listen,
 }
 
 impl Role {
+    fn runs_listener(self, cfg: &Config) -> bool {
+        self == Role::Listen || (self == Role::Serve && cfg.listen.enabled())
+    }
     fn runs_ingress(self) -> bool {
         matches!(self, Role::Serve | Role::Ingress)
     }
@@ -45,6 +50,8 @@ pub enum StartError {
     Bind(#[from] warp::Error),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("listen: {0}")]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 /// A started relay; [`RunningRelay::stop`] shuts it down gracefully.
@@ -138,6 +145,19 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
             cfg.shutdown_timeout,
             "ingress",
         )));
+    }
+    if role.runs_listener(&cfg) {
+        tasks.push(
+            crate::listen::start(
+                &cfg,
+                producer.clone(),
+                codec.clone(),
+                topics.raw.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
     }
     if role.runs_worker() {
         let worker = crate::pipeline::Worker::start(

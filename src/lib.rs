@@ -6,6 +6,7 @@
 //! - [`schema`]: Avro records and their wire formats.
 //! - [`kafka`]: producer, at-least-once consumer loop, topics, headers.
 //! - [`ingress`]: the webhook endpoint (envelope parsing, authentication).
+//! - [`listen`]: the Notifications API source (`listen`): channels, WebSockets, raw topic.
 //! - [`genesys`]: Genesys Cloud API client (request budget, conversation cache), OAuth
 //!   token source, Process Automation trigger registration.
 //! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
@@ -26,6 +27,7 @@ pub mod genesys;
 pub mod idempotency;
 pub mod ingress;
 pub mod kafka;
+pub mod listen;
 pub mod metrics;
 pub mod operator;
 pub mod outbound;
