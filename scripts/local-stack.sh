@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one-command local stack, no Docker needed: installs what is missing (Debian packages,
 # Java and Apache Kafka from Maven artifacts), builds the relay, then runs the dev broker, the Genesys Cloud and CMS
-# simulators and `genesys-relay serve` until Ctrl-C.
+# simulators and `genesys-relay serve` until Ctrl-C. The relay also listens on Genesys
+# notification channels (pull mode, `RELAY_LISTEN_QUEUES=all` over the simulator's queues).
 #
 #   scripts/local-stack.sh            # human-readable logs
 #   RELAY_LOG_FORMAT=json scripts/local-stack.sh
@@ -44,6 +45,13 @@ echo "== simulators: Genesys Cloud 127.0.0.1:8181, CMS 127.0.0.1:8282 (log: .run
 "$sim" --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
 pids+=($!)
 
+# Three queues in the simulator, so `RELAY_LISTEN_QUEUES=all` has topics to subscribe.
+for _ in $(seq 1 100); do
+  curl -fs -X POST http://127.0.0.1:8181/__sim/queues -H 'Content-Type: application/json' \
+    -d '{"count":3}' > /dev/null && break
+  sleep 0.2
+done
+
 export RELAY_KAFKA_BROKERS="127.0.0.1:$broker_port"
 export RELAY_HTTP_ADDR="${RELAY_HTTP_ADDR:-127.0.0.1:8080}"
 export RELAY_ADMIN_ADDR="${RELAY_ADMIN_ADDR:-127.0.0.1:9464}"
@@ -55,10 +63,23 @@ export RELAY_GENESYS_CLIENT_SECRET="sim-secret"
 export RELAY_CMS_URL="http://127.0.0.1:8282/v1/entries"
 export RELAY_FORWARD_URL="http://127.0.0.1:8282/v1/events"
 export RELAY_RETRY_DELAYS="${RELAY_RETRY_DELAYS:-5s,60s,600s}"
+export RELAY_LISTEN_QUEUES="${RELAY_LISTEN_QUEUES:-all}"
 
 cat <<MSG
 
-== genesys-relay is starting. Send a guest event:
+== genesys-relay is starting.
+
+== Pull mode (no public endpoint needed): the relay listens on Genesys notification
+   channels for every queue. Publish a queue conversation notification as Genesys would:
+
+  curl -s -X POST http://127.0.0.1:8181/__sim/notify -H 'Content-Type: application/json' \
+    -d '{"topicName":"v2.routing.queues.5a1e0000-0000-4000-8000-000000000000.conversations","version":"2","eventBody":{"id":"conv-2","participants":[{"id":"p-2","purpose":"customer","attributes":{"cart_value":"42.50","last_page":"/checkout"}}]},"metadata":{"CorrelationId":"demo-2"}}'; echo
+
+== and see its customer attributes arrive in the CMS simulator:
+
+  curl -s http://127.0.0.1:8282/v1/entries/conv-2; echo
+
+== Push mode: send a guest event to the ingress:
 
   curl -i -X POST http://$RELAY_HTTP_ADDR/webhooks/genesys \\
     -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\

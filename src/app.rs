@@ -1,5 +1,5 @@
 //! The composition root: the one place that wires every long-running role (`serve`,
-//! `ingress`, `worker`). [`start`] reads top-down: check the settings a role needs, build
+//! `ingress`, `listen`, `worker`). [`start`] reads top-down: check the settings a role needs, build
 //! the shared pieces once (metrics, topics, one HTTP client, codec, producer, shutdown
 //! channel), start each part the role runs, then the admin server. On shutdown the parts
 //! stop in order: ingress stops accepting and finishes its requests, workers drain and
@@ -35,9 +35,14 @@ pub enum Role {
     Serve,
     Ingress,
     Worker,
+    /// The Notifications API source alone (`serve` runs it too when topics are set).
+    Listen,
 }
 
 impl Role {
+    fn runs_listener(self, cfg: &Config) -> bool {
+        self == Role::Listen || (self == Role::Serve && cfg.listen.enabled())
+    }
     fn runs_ingress(self) -> bool {
         matches!(self, Role::Serve | Role::Ingress)
     }
@@ -59,6 +64,8 @@ pub enum StartError {
     Bind(#[from] warp::Error),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("listen: {0}")]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 /// A started relay; [`RunningRelay::stop`] shuts it down gracefully.
@@ -101,6 +108,9 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
     let mut parts = Parts::default();
     if role.runs_ingress() {
         start_ingress(&cfg, &shared, &shutdown_rx, &mut parts)?;
+    }
+    if role.runs_listener(&cfg) {
+        start_listener(&cfg, &shared, &shutdown_rx, &mut parts).await?;
     }
     if role.runs_worker() {
         start_worker(&cfg, &shared, &shutdown_rx, &mut parts).await?;
@@ -213,6 +223,27 @@ fn start_ingress(
         cfg.shutdown_timeout,
         "ingress",
     )));
+    Ok(())
+}
+
+/// The Notifications API source: subscribed channels' notifications onto the raw topic.
+async fn start_listener(
+    cfg: &Config,
+    shared: &Shared,
+    shutdown_rx: &watch::Receiver<bool>,
+    parts: &mut Parts,
+) -> Result<(), StartError> {
+    let task = crate::listen::start(
+        cfg,
+        shared.producer.clone(),
+        shared.codec.clone(),
+        shared.topics.raw.clone(),
+        shared.metrics.clone(),
+        shared.http.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
+    parts.tasks.push(task);
     Ok(())
 }
 

@@ -227,6 +227,16 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_IDEMPOTENCY_RETENTION", default: Absent("unset"), doc: "when set (e.g. `30d`), the idempotency topic the relay creates is `compact,delete` with this retention; otherwise compact only" },
     Setting { name: "RELAY_SCHEMA_REGISTRY_URL", default: Absent("unset"), doc: "when set, schemas are registered and values use the Confluent wire format" },
     Setting { name: "RELAY_SHUTDOWN_TIMEOUT", default: Value(DEFAULT_SHUTDOWN_TIMEOUT), doc: "longest drain of in-flight events on SIGTERM" },
+    Setting { name: "RELAY_LISTEN_TOPICS", default: Absent("unset"), doc: "`listen`: literal notification topics, comma-separated; `serve` listens too when this or `RELAY_LISTEN_QUEUES` is set (docs/listen.md)" },
+    Setting { name: "RELAY_LISTEN_QUEUES", default: Absent("unset"), doc: "`listen`: `all` or queue ids; one `v2.routing.queues.{id}.conversations` topic per queue (all pages, re-listed)" },
+    Setting { name: "RELAY_LISTEN_QUEUE_REFRESH", default: Value("5m"), doc: "how often `RELAY_LISTEN_QUEUES=all` lists the queues again" },
+    Setting { name: "RELAY_LISTEN_BUFFER", default: Value("10000"), doc: "notifications read and not yet acknowledged by Kafka; a full buffer stops reading the sockets" },
+    Setting { name: "RELAY_LISTEN_MAX_TOPICS_PER_CHANNEL", default: Value("1000"), doc: "topics per notification channel (Genesys' limit)" },
+    Setting { name: "RELAY_LISTEN_MAX_CHANNELS", default: Value("20"), doc: "channels this process may hold (Genesys' limit per client); one stays free for rotation" },
+    Setting { name: "RELAY_LISTEN_ROTATE_BEFORE", default: Value("5m"), doc: "replace a channel this long before its `expires`" },
+    Setting { name: "RELAY_LISTEN_OVERLAP", default: Value("2s"), doc: "how long the old socket is still read after its replacement is connected" },
+    Setting { name: "RELAY_LISTEN_IDLE_TIMEOUT", default: Value("90s"), doc: "a socket silent this long is considered dead" },
+    Setting { name: "RELAY_LISTEN_RECONNECT_MAX", default: Value("30s"), doc: "cap of the reconnect backoff" },
     Setting { name: "RELAY_LOG_FORMAT", default: Value(DEFAULT_LOG_FORMAT), doc: "`human` (or `text`) or `json`" },
     Setting { name: "RELAY_LOG", default: Value(DEFAULT_LOG_FILTER), doc: "tracing filter" },
 ];
@@ -293,13 +303,13 @@ fn default_value(name: &str) -> Option<&'static str> {
 }
 
 /// The `RELAY_*` variables of one load, and (for the settings test) which names were read.
-struct Vars<'a> {
+pub(crate) struct Vars<'a> {
     map: &'a HashMap<String, String>,
     read: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl<'a> Vars<'a> {
-    fn new(map: &'a HashMap<String, String>) -> Self {
+    pub(crate) fn new(map: &'a HashMap<String, String>) -> Self {
         Vars {
             map,
             read: Default::default(),
@@ -307,7 +317,7 @@ impl<'a> Vars<'a> {
     }
 
     /// The set value, trimmed; empty counts as unset.
-    fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         self.read.borrow_mut().insert(name.to_string());
         self.map
             .get(name)
@@ -316,7 +326,7 @@ impl<'a> Vars<'a> {
     }
 
     /// The set value, else the setting's default from [`SETTINGS`].
-    fn get_or_default(&self, name: &str) -> String {
+    pub(crate) fn get_or_default(&self, name: &str) -> String {
         self.get(name).unwrap_or_else(|| {
             default_value(name)
                 .unwrap_or_else(|| panic!("{name} has no value default in SETTINGS"))
@@ -324,7 +334,7 @@ impl<'a> Vars<'a> {
         })
     }
 
-    fn parse<T>(&self, name: &str) -> Result<T, ConfigError>
+    pub(crate) fn parse<T>(&self, name: &str) -> Result<T, ConfigError>
     where
         T: std::str::FromStr,
         T::Err: fmt::Display,
@@ -334,7 +344,7 @@ impl<'a> Vars<'a> {
             .map_err(|e: T::Err| invalid(name, e.to_string()))
     }
 
-    fn parse_opt<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
+    pub(crate) fn parse_opt<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
     where
         T: std::str::FromStr,
         T::Err: fmt::Display,
@@ -344,12 +354,12 @@ impl<'a> Vars<'a> {
             .transpose()
     }
 
-    fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
+    pub(crate) fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
         humantime::parse_duration(&self.get_or_default(name))
             .map_err(|e| invalid(name, e.to_string()))
     }
 
-    fn duration_opt(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+    pub(crate) fn duration_opt(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
         self.get(name)
             .map(|v| humantime::parse_duration(&v).map_err(|e| invalid(name, e.to_string())))
             .transpose()
@@ -446,6 +456,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `RELAY_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `RELAY_LISTEN_*`: the Notifications API source.
+    pub listen: crate::listen::ListenSettings,
 }
 
 /// Settings that are `RELAY_KAFKA_*` but are not rdkafka passthrough.
@@ -598,6 +610,7 @@ impl Config {
             idempotency_retention: v.duration_opt("RELAY_IDEMPOTENCY_RETENTION")?,
             shutdown_timeout: v.duration("RELAY_SHUTDOWN_TIMEOUT")?,
             log_format,
+            listen: crate::listen::ListenSettings::read(v)?,
         };
         // A topic whose min.insync.replicas exceeds its replication factor rejects every
         // acks=all write; say so at start-up instead.

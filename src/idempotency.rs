@@ -41,6 +41,29 @@ pub(crate) struct IdempotencyStore {
     metrics: Arc<Metrics>,
     /// Random id of this process, sent with each mark it writes (`relay-mark-writer`).
     writer: String,
+    /// Keys being handled right now, see [`IdempotencyStore::claim`].
+    claims: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Exclusive handling of one idempotency key in this process; released on drop.
+pub struct KeyClaim {
+    key: String,
+    store: Arc<IdempotencyStore>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for KeyClaim {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut claims = self.store.claims.lock().expect("claims lock");
+        // Only the map holds it now: nobody handles or waits for this key.
+        if claims
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            claims.remove(&self.key);
+        }
+    }
 }
 
 impl IdempotencyStore {
@@ -71,7 +94,28 @@ impl IdempotencyStore {
             topic: topic.to_string(),
             metrics,
             writer: format!("{:016x}", rand::random::<u64>()),
+            claims: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Waits until no other task of this process handles `key`, then holds it. Two records
+    /// of one event can be handled at once by different consumers (the raw topic and a
+    /// retry tier: a client redelivered an event that was also deferred); without the claim
+    /// both would find no mark and both would send. Check [`Self::seen`] after claiming.
+    pub(crate) async fn claim(self: &Arc<Self>, key: &str) -> KeyClaim {
+        let lock = self
+            .claims
+            .lock()
+            .expect("claims lock")
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        KeyClaim {
+            key: key.to_string(),
+            store: self.clone(),
+            guard: Some(guard),
+        }
     }
 
     /// Whether `key` was already synced; counts a hit.

@@ -2,9 +2,10 @@
 //!
 //! Map of the crate, in the order a reader follows the data (one line per module; the
 //! declarations below are in rustfmt's alphabetical order):
-//! - [`app`]: the composition root: wires every role (`serve`, `ingress`, `worker`) in one place.
+//! - [`app`]: the composition root: wires every role (`serve`, `ingress`, `listen`, `worker`) in one place.
 //! - [`config`]: `RELAY_*` settings and the TOML file, checked before anything starts.
 //! - [`ingress`]: the webhook endpoint: authenticates, parses the envelope, writes the raw topic.
+//! - [`listen`]: the Notifications API source (`listen`): channels, WebSockets, raw topic.
 //! - [`schema`]: Avro records and their wire formats (single-object or schema registry).
 //! - [`kafka`]: topics, the acknowledged producer, relay headers, the at-least-once consumer loop.
 //! - [`pipeline`]: the worker's processor: route table, route handlers, retries, dead letters.
@@ -30,6 +31,7 @@ pub mod genesys;
 pub mod idempotency;
 pub mod ingress;
 pub mod kafka;
+pub mod listen;
 pub mod metrics;
 pub mod operator;
 pub mod outbound;

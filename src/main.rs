@@ -35,6 +35,9 @@ enum Command {
     Ingress,
     /// Run only the workers (consumer group).
     Worker,
+    /// Read Genesys Cloud notifications over WebSockets into the raw topic
+    /// (RELAY_LISTEN_TOPICS / RELAY_LISTEN_QUEUES).
+    Listen,
     /// Dead letters: list them, replay them to the raw topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -111,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => Role::Serve,
         Command::Ingress => Role::Ingress,
         Command::Worker => Role::Worker,
+        Command::Listen => Role::Listen,
         Command::Dlq(cmd) => return run_dlq(&cfg, cmd).await,
         Command::Triggers(TriggersCommand::Register {
             topic,

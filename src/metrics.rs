@@ -10,7 +10,7 @@
 //! (removed when a partition is revoked).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -34,7 +34,7 @@ pub struct Metrics {
     pub(crate) ingress_requests_total: IntCounterVec,
     pub(crate) ingress_request_duration_seconds: Histogram,
     pub(crate) produce_duration_seconds: Histogram,
-    pub(crate) events_processed_total: IntCounterVec,
+    pub events_processed_total: IntCounterVec,
     pub(crate) processing_duration_seconds: HistogramVec,
     pub(crate) retry_scheduled_total: IntCounterVec,
     pub(crate) dlq_total: IntCounterVec,
@@ -49,6 +49,11 @@ pub struct Metrics {
     pub(crate) consumer_lag: IntGaugeVec,
     pub(crate) in_flight: IntGauge,
     pub(crate) skipped_total: IntCounterVec,
+    pub listen_notifications_total: IntCounterVec,
+    pub listen_reconnects_total: IntCounterVec,
+    pub listen_disconnected_seconds_total: Counter,
+    pub listen_channels: IntGauge,
+    pub listen_dropped_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -188,6 +193,52 @@ impl Metrics {
             &["route", "reason"],
         );
 
+        // The Notifications API listener (`listen`).
+        let listen_notifications_total = counter_vec(
+            "relay_listen_notifications_total",
+            "Notifications read from Genesys Cloud sockets and acknowledged by Kafka, by topic (ids as {id}).",
+            &["topic"],
+        );
+        let listen_reconnects_total = counter_vec(
+            "relay_listen_reconnects_total",
+            "Notification channels replaced or reconnected, by reason.",
+            &["reason"],
+        );
+        let listen_disconnected_seconds_total = Counter::new(
+            "relay_listen_disconnected_seconds_total",
+            "Seconds a channel group had no open socket: Genesys Cloud drops what it sends then.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(listen_disconnected_seconds_total.clone()))
+            .expect("unique metric");
+        let listen_channels = IntGauge::new(
+            "relay_listen_channels",
+            "Notification channels with an open socket.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(listen_channels.clone()))
+            .expect("unique metric");
+        let listen_dropped_total = counter_vec(
+            "relay_listen_dropped_total",
+            "Socket messages not written to Kafka, by reason (should stay 0).",
+            &["reason"],
+        );
+        for reason in [
+            "socket_closing",
+            "expiring",
+            "dropped",
+            "channel_gone",
+            "idle",
+            "resubscribe",
+        ] {
+            listen_reconnects_total.with_label_values(&[reason]);
+        }
+        for reason in ["shutdown", "unparseable", "unencodable"] {
+            listen_dropped_total.with_label_values(&[reason]);
+        }
+
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         for route in ["guest_sync", "conversation_enrich", "forward"] {
             for outcome in [
@@ -239,6 +290,11 @@ impl Metrics {
             consumer_lag,
             in_flight,
             skipped_total,
+            listen_notifications_total,
+            listen_reconnects_total,
+            listen_disconnected_seconds_total,
+            listen_channels,
+            listen_dropped_total,
         }
     }
 

@@ -39,6 +39,10 @@ pub(crate) struct FaultSettings {
     /// windows); beyond it `/api/v2` answers 429 with `Retry-After`. `None`: no budget
     /// enforced, and no `inin-ratelimit-*` headers sent.
     pub rate_limit_per_minute: Option<u64>,
+    /// Genesys only: drop the notification socket after each of the next N deliveries.
+    pub ws_drop_next: u64,
+    /// Genesys only: send `v2.system.socket_closing` after each of the next N deliveries.
+    pub socket_closing_next: u64,
 }
 
 impl Default for FaultSettings {
@@ -52,6 +56,8 @@ impl Default for FaultSettings {
             retry_after_s: DEFAULT_RETRY_AFTER_S,
             token_ttl_s: None,
             rate_limit_per_minute: None,
+            ws_drop_next: 0,
+            socket_closing_next: 0,
         }
     }
 }
@@ -69,6 +75,8 @@ struct FaultPatch {
     retry_after_s: Option<u64>,
     token_ttl_s: Option<u64>,
     rate_limit_per_minute: Option<u64>,
+    ws_drop_next: Option<u64>,
+    socket_closing_next: Option<u64>,
 }
 
 /// Fault configuration plus the countdowns it drives.
@@ -113,7 +121,19 @@ impl Faults {
         s.retry_after_s = patch.retry_after_s.unwrap_or(s.retry_after_s);
         s.token_ttl_s = patch.token_ttl_s.or(s.token_ttl_s);
         s.rate_limit_per_minute = patch.rate_limit_per_minute.or(s.rate_limit_per_minute);
+        s.ws_drop_next = patch.ws_drop_next.unwrap_or(s.ws_drop_next);
+        s.socket_closing_next = patch.socket_closing_next.unwrap_or(s.socket_closing_next);
         Ok(s.clone())
+    }
+
+    /// Consumes one `ws_drop_next`; true when the socket must drop now.
+    pub fn take_ws_drop(&self) -> bool {
+        take_one(&mut lock(&self.settings).ws_drop_next)
+    }
+
+    /// Consumes one `socket_closing_next`; true when `socket_closing` must be sent now.
+    pub fn take_socket_closing(&self) -> bool {
+        take_one(&mut lock(&self.settings).socket_closing_next)
     }
 
     /// The latency to add before anything else happens to a request.
@@ -145,6 +165,12 @@ impl Faults {
         }
         None
     }
+}
+
+fn take_one(countdown: &mut u64) -> bool {
+    let due = *countdown > 0;
+    *countdown = countdown.saturating_sub(1);
+    due
 }
 
 fn injected(status: StatusCode) -> Reply {

@@ -7,7 +7,8 @@
 //! /api/v2/conversations/{conversationId}`, `GET|POST /api/v2/processautomation/triggers`,
 //! `GET|PUT /api/v2/processautomation/triggers/{triggerId}`. Further APIs (the
 //! Notifications channels, queues) mount in [`Genesys::route_api`] and
-//! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`].
+//! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`]
+//! and [`super::notifications`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use warp::http::{Method, StatusCode};
 use super::budget::Budget;
 use super::exchange::{form_pairs, Reply, SimRequest};
 use super::faults::{lock, Faults};
+use super::notifications::{self, Notifications};
 use super::synth;
 use super::triggers::Triggers;
 use super::{Backend, GenesysSimOptions, Routed};
@@ -33,6 +35,8 @@ pub(crate) enum Route {
     CreateTrigger,
     GetTrigger(String),
     UpdateTrigger(String),
+    /// Notification channels, subscriptions and the queue listing ([`super::notifications`]).
+    Notifications(notifications::Route),
 }
 
 #[derive(Default)]
@@ -51,14 +55,16 @@ pub(crate) struct Genesys {
     opts: GenesysSimOptions,
     faults: Arc<Faults>,
     data: Mutex<Data>,
+    notifications: Notifications,
 }
 
 impl Genesys {
-    pub fn new(opts: GenesysSimOptions, faults: Arc<Faults>) -> Self {
+    pub fn new(opts: GenesysSimOptions, faults: Arc<Faults>, notifications: Notifications) -> Self {
         Genesys {
             opts,
             faults,
             data: Mutex::new(Data::default()),
+            notifications,
         }
     }
 
@@ -237,7 +243,7 @@ Err(Reply::genesys_error(
                     path: "/api/v2/processautomation/triggers/{triggerId}",
                 },
             },
-            _ => Routed::NotFound,
+            _ => Notifications::route(req, Route::Notifications).unwrap_or(Routed::NotFound),
         }
     }
 
@@ -250,6 +256,7 @@ Err(Reply::genesys_error(
             Route::CreateTrigger => lock(&self.data).triggers.create(req, random_uuid()),
             Route::GetTrigger(id) => lock(&self.data).triggers.get(&id),
             Route::UpdateTrigger(id) => lock(&self.data).triggers.update(&id, req),
+            Route::Notifications(route) => self.notifications.handle(route, req),
         }
     }
 
@@ -319,6 +326,9 @@ impl Backend for Genesys {
     }
 
     fn control(&self, req: &SimRequest) -> Option<Reply> {
+        if let Some(reply) = self.notifications.control(req) {
+            return Some(reply);
+        }
         match (&req.method, req.segs().as_slice()) {
             (&Method::PUT, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
                 Some(self.set_attributes(id, req))
@@ -339,11 +349,13 @@ impl Backend for Genesys {
         stats.insert("triggers".into(), json!(data.triggers.len()));
         stats.insert("attribute_overrides".into(), json!(data.attributes.len()));
         stats.insert("rate_limited".into(), json!(data.budget.refused));
+        stats.insert("notifications".into(), self.notifications.stats());
         stats
     }
 
     fn reset(&self) {
         *lock(&self.data) = Data::default();
+        self.notifications.reset();
     }
 }
 

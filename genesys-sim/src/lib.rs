@@ -8,7 +8,9 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs; [`triggers`] and [`budget`] are parts of Genesys), [`registry`] (a Confluent-compatible schema registry), [`synth`]
+//! two APIs; [`triggers`] and [`budget`] are parts of Genesys, [`notifications`] its
+//! notification channels, their WebSockets and the paged queue listing), [`registry`] (a
+//! Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
 
@@ -18,6 +20,7 @@ mod cms;
 mod exchange;
 mod faults;
 mod genesys;
+mod notifications;
 mod registry;
 mod server;
 mod synth;
@@ -87,7 +90,8 @@ pub async fn start_genesys(
     opts: GenesysSimOptions,
 ) -> std::io::Result<SimServer> {
     let faults = Arc::new(Faults::default());
-    let backend = genesys::Genesys::new(opts, Arc::clone(&faults));
+    let notifications = notifications::Notifications::start(addr.ip(), Arc::clone(&faults)).await?;
+    let backend = genesys::Genesys::new(opts, Arc::clone(&faults), notifications);
     serve(addr, backend, faults).await
 }
 

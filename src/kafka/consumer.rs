@@ -252,6 +252,9 @@ struct Job {
     ticket: Ticket,
 }
 
+/// How long shutdown waits for the broker to confirm the final offset commit.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Records received beyond `max_in_flight` before the loop pauses its partitions.
 const BACKLOG_SLACK: usize = 4096;
 
@@ -391,7 +394,26 @@ impl ConsumerLoop {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         committer.abort();
-        commit_tracked(&*self.consumer, &self.tracker, None, CommitMode::Sync);
+        // A synchronous commit waits for the broker without a time limit: with the broker
+        // gone it would hold this task, and the process, forever. It runs on its own thread
+        // and shutdown goes on after FINAL_COMMIT_TIMEOUT; what stays uncommitted is handled
+        // again by the next owner and deduplicated by the idempotency marks.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (consumer, tracker) = (self.consumer.clone(), self.tracker.clone());
+        std::thread::spawn(move || {
+            commit_tracked(&*consumer, &tracker, None, CommitMode::Sync);
+            let _ = done_tx.send(());
+        });
+        if tokio::time::timeout(FINAL_COMMIT_TIMEOUT, done_rx)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                timeout_s = FINAL_COMMIT_TIMEOUT.as_secs(),
+                "final offset commit not confirmed by the broker; stopping anyway (the next owner handles those records again, deduplicated)"
+            );
+            return;
+        }
         self.consumer.unsubscribe();
         tracing::info!("consumer stopped");
     }

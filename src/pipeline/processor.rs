@@ -93,6 +93,7 @@ impl Processor {
             }
         };
         let key = format!("{}:{}", route.as_str(), event.event_id);
+        let _claim = self.idempotency.claim(&key).await;
         if self.idempotency.seen(&key) {
             self.count(route.as_str(), "duplicate");
             return Handled::Done;

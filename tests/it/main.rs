@@ -11,6 +11,7 @@ mod fault_suite;
 mod fuzz_ingress;
 mod genesys_client;
 mod ingress;
+mod listen;
 mod prometheus_dashboard;
 mod real_shapes;
 mod retry;

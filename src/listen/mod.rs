@@ -1,0 +1,376 @@
+//! `genesys-relay listen`: the Genesys Cloud Notifications API as a source. Channels are
+//! opened outward (no public endpoint needed), subscribed to `RELAY_LISTEN_TOPICS` and the
+//! queue conversation topics of `RELAY_LISTEN_QUEUES`, and every notification read from
+//! their WebSockets is written to the raw topic exactly as the ingress writes a delivery:
+//! the same [`crate::ingress::parse_event`] (so the same event id rule), the same record
+//! key, `acks=all` through the shared [`EventProducer`].
+//!
+//! Invariant: a notification read from a socket is either acknowledged by Kafka or
+//! counted in `relay_listen_dropped_total` (which only a shutdown with an unreachable
+//! broker, or a message that is not a notification, can move). While Kafka cannot take
+//! records, the bounded buffer fills and the sockets are no longer read: backpressure,
+//! not loss on our side.
+//!
+//! Parts: [`settings`] (`RELAY_LISTEN_*`), [`topics`] (which topics, on which channel),
+//! [`api`] (the Platform API calls), [`channel`] (one channel group's lifecycle and its
+//! seamless replacements); this module is the supervisor and the Kafka writer.
+
+mod api;
+mod channel;
+mod settings;
+mod topics;
+
+pub use settings::{ListenSettings, QueueSelection};
+pub use topics::PlanError;
+pub(crate) use topics::{plan, queue_topic};
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{sleep, Instant};
+
+use crate::config::Config;
+use crate::genesys::{HttpError, TokenSource};
+use crate::ingress::{parse_event, record_key};
+use crate::kafka::{headers, EventProducer};
+use crate::metrics::Metrics;
+use crate::schema::{Codec, RawEvent};
+use api::NotificationsApi;
+use channel::{GroupCtx, Received};
+
+/// Records being written to Kafka at once; with the buffer, the bound on what was read
+/// from sockets and is not acknowledged yet.
+const IN_FLIGHT: usize = 256;
+const WRITE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("cannot list the queues for RELAY_LISTEN_QUEUES=all: {0}")]
+    Queues(HttpError),
+    #[error("cannot build HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Everything the Kafka writer needs.
+struct Writer {
+    producer: Arc<EventProducer>,
+    codec: Codec,
+    topic: String,
+    metrics: Arc<Metrics>,
+    /// Set by the supervisor when shutdown starts: past it, what Kafka has not taken is
+    /// given up (and counted) instead of retried.
+    give_up_at: Arc<OnceLock<Instant>>,
+}
+
+/// Starts listening: resolves and plans the topics (a start-up error names what is
+/// wrong), then runs until `shutdown`; the returned task ends once every socket is closed
+/// and every notification read is acknowledged (or counted dropped).
+pub(crate) async fn start(
+    cfg: &Config,
+    producer: Arc<EventProducer>,
+    codec: Codec,
+    raw_topic: String,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, ListenError> {
+    let settings = cfg.listen.clone();
+    let genesys = cfg.genesys()?;
+    let tokens = Arc::new(TokenSource::new(
+        genesys.clone(),
+        http.clone(),
+        metrics.clone(),
+    ));
+    let budget = crate::genesys::budget::RequestBudget::new(
+        genesys.rate_limit_per_minute,
+        genesys.budget_max_wait,
+    );
+    let api = Arc::new(NotificationsApi::new(
+        genesys.api_base.clone(),
+        http,
+        tokens,
+        budget,
+        metrics.clone(),
+    ));
+    let wanted = wanted_topics(&settings, &api)
+        .await
+        .map_err(ListenError::Queues)?;
+    let groups = plan(
+        &[],
+        &wanted,
+        settings.max_topics_per_channel,
+        settings.max_channels,
+    )?;
+    tracing::info!(
+        topics = wanted.len(),
+        channels = groups.len(),
+        "listening to Genesys Cloud notifications"
+    );
+    // Every subscribed topic's series exists from the start, at zero, labelled as its
+    // events will be (the ingress parser's event type: the topic with ids as `{id}`).
+    let labels: BTreeSet<String> = wanted
+        .iter()
+        .filter_map(|topic| {
+            let probe = serde_json::json!({"topicName": topic, "eventBody": {}}).to_string();
+            parse_event(probe.as_bytes(), 0, None)
+                .ok()
+                .map(|e| e.event_type)
+        })
+        .collect();
+    for label in &labels {
+        metrics
+            .listen_notifications_total
+            .with_label_values(&[label]);
+    }
+    let give_up_at = Arc::new(OnceLock::new());
+    let writer = Writer {
+        producer,
+        codec,
+        topic: raw_topic,
+        metrics: metrics.clone(),
+        give_up_at: Arc::clone(&give_up_at),
+    };
+    let supervisor = Supervisor {
+        give_up_at,
+        api,
+        settings,
+        metrics,
+        shutdown,
+        shutdown_timeout: cfg.shutdown_timeout,
+        connect_timeout: cfg.http_timeout,
+    };
+    Ok(tokio::spawn(supervisor.run(groups, writer)))
+}
+
+/// The literal topics plus one conversation topic per selected queue.
+async fn wanted_topics(
+    settings: &ListenSettings,
+    api: &NotificationsApi,
+) -> Result<BTreeSet<String>, HttpError> {
+    let mut wanted: BTreeSet<String> = settings.topics.iter().cloned().collect();
+    match &settings.queues {
+        QueueSelection::Off => {}
+        QueueSelection::Ids(ids) => wanted.extend(ids.iter().map(|id| queue_topic(id))),
+        QueueSelection::All => {
+            let ids = api.all_queue_ids().await?;
+            wanted.extend(ids.iter().map(|id| queue_topic(id)));
+        }
+    }
+    Ok(wanted)
+}
+
+struct Supervisor {
+    give_up_at: Arc<OnceLock<Instant>>,
+    api: Arc<NotificationsApi>,
+    settings: ListenSettings,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Supervisor {
+    async fn run(self, mut current: Vec<Vec<String>>, writer: Writer) {
+        let (tx, rx) = mpsc::channel(self.settings.buffer);
+        let pump = tokio::spawn(writer.run(rx));
+        let slots = Arc::new(Semaphore::new(self.settings.max_channels));
+        let mut groups = JoinSet::new();
+        let mut senders = Vec::new();
+        for (index, topics) in current.iter().enumerate() {
+            senders.push(self.spawn_group(&mut groups, index, topics.clone(), &slots, &tx));
+        }
+        let mut shutdown = self.shutdown.clone();
+        let relist = self.settings.queues == QueueSelection::All;
+        let mut next_relist = Instant::now() + self.settings.queue_refresh;
+        loop {
+            tokio::select! {
+                _ = channel::stopped(&mut shutdown) => break,
+                _ = tokio::time::sleep_until(next_relist), if relist => {
+                    next_relist = Instant::now() + self.settings.queue_refresh;
+                    self.relist(&mut current, &mut senders, &mut groups, &slots, &tx).await;
+                }
+            }
+        }
+        let _ = self.give_up_at.set(Instant::now() + self.shutdown_timeout);
+        drop(tx);
+        while groups.join_next().await.is_some() {}
+        drop(senders);
+        let _ = pump.await;
+        tracing::info!("listener stopped");
+    }
+
+    fn spawn_group(
+        &self,
+        set: &mut JoinSet<()>,
+        index: usize,
+        topics: Vec<String>,
+        slots: &Arc<Semaphore>,
+        tx: &mpsc::Sender<Received>,
+    ) -> watch::Sender<Vec<String>> {
+        let (topics_tx, topics_rx) = watch::channel(topics);
+        let ctx = GroupCtx {
+            index,
+            api: Arc::clone(&self.api),
+            settings: self.settings.clone(),
+            slots: Arc::clone(slots),
+            out: tx.clone(),
+            metrics: Arc::clone(&self.metrics),
+            shutdown: self.shutdown.clone(),
+            shutdown_timeout: self.shutdown_timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        set.spawn(channel::run_group(ctx, topics_rx));
+        topics_tx
+    }
+
+    /// Re-lists the queues and moves the subscriptions to the new plan: changed groups
+    /// get their new topic list, extra groups are started.
+    async fn relist(
+        &self,
+        current: &mut Vec<Vec<String>>,
+        senders: &mut Vec<watch::Sender<Vec<String>>>,
+        groups: &mut JoinSet<()>,
+        slots: &Arc<Semaphore>,
+        tx: &mpsc::Sender<Received>,
+    ) {
+        let wanted = match wanted_topics(&self.settings, &self.api).await {
+            Ok(w) => w,
+            Err(error) => {
+                tracing::warn!(%error, "cannot re-list the queues; keeping the current subscriptions");
+                return;
+            }
+        };
+        let next = match plan(
+            current,
+            &wanted,
+            self.settings.max_topics_per_channel,
+            self.settings.max_channels,
+        ) {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, "cannot subscribe every queue; keeping the current subscriptions");
+                return;
+            }
+        };
+        for (index, topics) in next.iter().enumerate() {
+            match senders.get(index) {
+                Some(sender) if current.get(index) != Some(topics) => {
+                    let _ = sender.send(topics.clone());
+                }
+                Some(_) => {}
+                None => senders.push(self.spawn_group(groups, index, topics.clone(), slots, tx)),
+            }
+        }
+        if next != *current {
+            tracing::info!(
+                topics = wanted.len(),
+                channels = next.len(),
+                "queue topics changed"
+            );
+        }
+        *current = next;
+    }
+}
+
+impl Writer {
+    /// Writes buffered notifications to Kafka, up to [`IN_FLIGHT`] at once, each retried
+    /// until acknowledged; ends when every sender is gone and the buffer is written.
+    async fn run(self, mut rx: mpsc::Receiver<Received>) {
+        let writer = Arc::new(self);
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut tasks = JoinSet::new();
+        while let Some(item) = rx.recv().await {
+            while tasks.try_join_next().is_some() {}
+            let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                break;
+            };
+            if writer.giving_up() {
+                writer
+                    .metrics
+                    .listen_dropped_total
+                    .with_label_values(&["shutdown"])
+                    .inc();
+                continue;
+            }
+            let event = match parse_event(item.text.as_bytes(), item.received_at_ms, None) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(%error, "a socket message is not a notification; skipped");
+                    writer
+                        .metrics
+                        .listen_dropped_total
+                        .with_label_values(&["unparseable"])
+                        .inc();
+                    continue;
+                }
+            };
+            let w = Arc::clone(&writer);
+            tasks.spawn(async move {
+                w.write(event).await;
+                drop(permit);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Whether shutdown started more than `RELAY_SHUTDOWN_TIMEOUT` ago.
+    fn giving_up(&self) -> bool {
+        self.give_up_at
+            .get()
+            .is_some_and(|at| Instant::now() >= *at)
+    }
+
+    /// One record, retried with backoff until Kafka acknowledges it; after a shutdown
+    /// it is given up (and counted) once `RELAY_SHUTDOWN_TIMEOUT` has passed.
+    async fn write(&self, event: RawEvent) {
+        let value = match self.codec.encode(&event) {
+            Ok(v) => v,
+            Err(error) => {
+                tracing::error!(%error, event_id = %event.event_id, "cannot encode a notification");
+                self.metrics
+                    .listen_dropped_total
+                    .with_label_values(&["unencodable"])
+                    .inc();
+                return;
+            }
+        };
+        let record_headers = [(headers::EVENT_ID, event.event_id.as_str())];
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self
+                .producer
+                .send(&self.topic, record_key(&event), &value, &record_headers)
+                .await
+            {
+                Ok(_) => {
+                    self.metrics
+                        .listen_notifications_total
+                        .with_label_values(&[&event.event_type])
+                        .inc();
+                    return;
+                }
+                Err(error) => {
+                    if self.giving_up() {
+                        tracing::error!(%error, event_id = %event.event_id, "shutting down and Kafka still refuses; notification dropped");
+                        self.metrics
+                            .listen_dropped_total
+                            .with_label_values(&["shutdown"])
+                            .inc();
+                        return;
+                    }
+                    tracing::warn!(%error, event_id = %event.event_id, wait_ms = wait.as_millis() as u64, "cannot write a notification yet; retrying");
+                    sleep(wait).await;
+                    wait = (wait * 2).min(WRITE_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}

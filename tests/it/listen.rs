@@ -1,0 +1,927 @@
+//! `genesys-relay listen` against the simulator's real Notifications API and WebSockets and a
+//! real broker: continuity across socket drops, `socket_closing` and channel expiry; queue
+//! topics over all pages and several channels; a broker outage (backpressure, nothing
+//! dropped); SIGTERM on the process. The checks count what the simulator SENT on its
+//! sockets against what reached the raw topic.
+
+use crate::common::*;
+use futures::{SinkExt, StreamExt};
+use genesys_relay::app::{self, Role, RunningRelay};
+use genesys_relay::kafka::Topics;
+use genesys_relay::schema::{Codec, RawEvent};
+use rdkafka::Message;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const QUEUE: &str = "5a1e0000-0000-4000-8000-00000000beef";
+
+fn queue_topic() -> String {
+    format!("v2.routing.queues.{QUEUE}.conversations")
+}
+
+/// A queue conversation notification: the conversation object as the topic carries it.
+fn notification(seq: usize) -> Value {
+    let conversation = format!("c0ffee00-0000-4000-8000-{seq:012}");
+    json!({
+        "topicName": queue_topic(),
+        "version": "2",
+        "eventBody": {
+            "id": conversation,
+            "participants": [{
+                "id": format!("9a7d0000-0000-4000-8000-{seq:012}"),
+                "purpose": "customer",
+                "attributes": {"cart_value": format!("{seq}.50"), "last_page": "/checkout"}
+            }]
+        },
+        "metadata": {"CorrelationId": format!("corr-{seq}")}
+    })
+}
+
+async fn post(sims: &Sims, path: &str, body: &Value) -> Value {
+    let r = sims
+        .http
+        .post(format!("{}{path}", sims.genesys.base_url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn sim_settings(sims: &Sims, body: Value) {
+    let r = sims
+        .http
+        .put(format!(
+            "{}/__sim/notifications/settings",
+            sims.genesys.base_url()
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn notif_stats(sims: &Sims) -> Value {
+    sims.genesys_stats().await["notifications"].clone()
+}
+
+/// Publishes notification `seq`; true when the simulator wrote it to at least one socket.
+async fn publish(sims: &Sims, seq: usize) -> bool {
+    post(sims, "/__sim/notify", &notification(seq)).await["queued"]
+        .as_u64()
+        .unwrap()
+        > 0
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_text(ws: &mut Ws) -> String {
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(WsMessage::Text(t)))) => t,
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The next message that is not `channel.metadata`; `None` once the socket closed.
+async fn next_non_metadata(ws: &mut Ws) -> Option<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(WsMessage::Text(t)))) if t.contains("channel.metadata") => {}
+            Ok(Some(Ok(WsMessage::Text(t)))) => return Some(t),
+            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("no message within 10 s"),
+        }
+    }
+}
+
+async fn start_listener(
+    broker_addr: &str,
+    sims: &Sims,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> RunningRelay {
+    start_role(Role::Listen, broker_addr, sims, prefix, extra).await
+}
+
+async fn start_role(
+    role: Role,
+    broker_addr: &str,
+    sims: &Sims,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> RunningRelay {
+    let mut vars = relay_vars_at(broker_addr, prefix, extra);
+    vars.extend(sims.vars());
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    app::start(cfg, role).await.unwrap()
+}
+
+/// Raw-topic records by notification sequence number, with their event ids; reads until
+/// every seq of `want` is there (duplicates make a record count useless) or 90 s passed.
+fn records_by_seq(addr: &str, topic: &str, want: &HashSet<usize>) -> BTreeMap<usize, Vec<String>> {
+    let codec = Codec::single_object();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let records = read_records_at(addr, topic, usize::MAX, Duration::from_secs(5));
+        let mut by_seq: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for r in &records {
+            let event: RawEvent = codec.decode(r.payload().unwrap()).unwrap();
+            let body: Value = serde_json::from_str(&event.payload).unwrap();
+            let id = body["eventBody"]["id"].as_str().unwrap();
+            let seq: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+            by_seq.entry(seq).or_default().push(event.event_id);
+        }
+        if want.iter().all(|s| by_seq.contains_key(s)) || Instant::now() > deadline {
+            return by_seq;
+        }
+    }
+}
+
+async fn wait_sockets(sims: &Sims, n: u64) -> bool {
+    wait_until(Duration::from_secs(30), || async {
+        notif_stats(sims).await["sockets_open"].as_u64() == Some(n)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_speaks_the_documented_notifications_api() {
+    let sims = Sims::start().await;
+    let base = sims.genesys.base_url();
+    let token: Value = sims
+        .http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("sim-client", Some("sim-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let create = || async {
+        let r = sims
+            .http
+            .post(format!("{base}/api/v2/notifications/channels"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let channel = create().await;
+    for field in ["id", "connectUri", "expires"] {
+        assert!(channel[field].is_string(), "{channel}");
+    }
+    let id = channel["id"].as_str().unwrap();
+    let subs = format!("{base}/api/v2/notifications/channels/{id}/subscriptions");
+
+    // 1,000 topics per channel: 1,001 is refused, the list stays as it was.
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| {
+            let id = format!("q{i}");
+            json!({"id": format!("v2.routing.queues.{id}.conversations")})
+        })
+        .collect();
+    let r = sims
+        .http
+        .put(&subs)
+        .bearer_auth(&token)
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = sims
+        .http
+        .put(&subs)
+        .bearer_auth(&token)
+        .json(&json!([{"id": queue_topic()}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listing: Value = r.json().await.unwrap();
+    assert_eq!(listing["entities"], json!([{"id": queue_topic()}]));
+
+    // The socket: heartbeats, ping/pong, notifications byte for byte.
+    sim_settings(&sims, json!({"heartbeat_interval_ms": 100})).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(channel["connectUri"].as_str().unwrap())
+        .await
+        .unwrap();
+    let hb: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(
+        hb,
+        json!({"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}})
+    );
+    sim_settings(&sims, json!({"heartbeat_interval_ms": 60000})).await;
+    ws.send(WsMessage::Text(r#"{"message":"ping"}"#.into()))
+        .await
+        .unwrap();
+    let mut got_pong = false;
+    for _ in 0..5 {
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        if v["eventBody"]["message"] == "pong" {
+            got_pong = true;
+            break;
+        }
+    }
+    assert!(got_pong);
+    let sent = serde_json::to_string(&notification(7)).unwrap();
+    let r = sims
+        .http
+        .post(format!("{base}/__sim/notify"))
+        .header("content-type", "application/json")
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer, json!({"subscribedChannels": 1, "queued": 1}));
+    assert_eq!(
+        next_non_metadata(&mut ws).await.as_deref(),
+        Some(sent.as_str())
+    );
+
+    // socket_closing after the next delivery, then the server closes the socket.
+    sims.genesys_faults(json!({"socket_closing_next": 1})).await;
+    sim_settings(&sims, json!({"socket_closing_grace_ms": 200})).await;
+    publish(&sims, 8).await;
+    assert!(next_non_metadata(&mut ws)
+        .await
+        .unwrap()
+        .contains("c0ffee00"));
+    let closing: Value = serde_json::from_str(&next_non_metadata(&mut ws).await.unwrap()).unwrap();
+    assert_eq!(closing["topicName"], "v2.system.socket_closing");
+    assert_eq!(
+        next_non_metadata(&mut ws).await,
+        None,
+        "the server closes the socket"
+    );
+
+    // 20 channels per client: the 21st replaces the oldest (without a socket first).
+    for _ in 0..20 {
+        create().await;
+    }
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["channels"], 20, "{stats}");
+    assert_eq!(stats["channels_replaced"], 1, "{stats}");
+
+    // Queues, paged like QueueEntityListing.
+    post(&sims, "/__sim/queues", &json!({"count": 1201})).await;
+    let page: Value = sims
+        .http
+        .get(format!(
+            "{base}/api/v2/routing/queues?pageSize=500&pageNumber=3"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["pageCount"], 3);
+    assert_eq!(page["total"], 1201);
+    assert_eq!(page["pageNumber"], 3);
+    assert_eq!(page["entities"].as_array().unwrap().len(), 201);
+}
+
+/// 500 notifications while the simulator forces 1 channel expiry, 2 `socket_closing` and
+/// 3 socket drops. Planned reconnects (expiry, socket_closing) must lose nothing; every
+/// notification the simulator wrote to a socket must reach the raw topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuity_across_expiry_socket_closing_and_drops() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-cont");
+    let raw = Topics::new(&prefix, 3).raw;
+    // Short timings: heartbeats, a 5 s socket_closing grace, and a first channel that
+    // expires 6 s after creation (the listener rotates it at half its life).
+    sim_settings(
+        &sims,
+        json!({"heartbeat_interval_ms": 500, "socket_closing_grace_ms": 5000, "channel_ttl_s": 6}),
+    )
+    .await;
+    let topic = queue_topic();
+    // `serve` with listen topics: ingress, listener and workers in one process; the
+    // workers sync every event's customer attributes to the CMS simulator.
+    let relay = start_role(
+        Role::Serve,
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_LISTEN_OVERLAP", "500ms"),
+            ("RELAY_LISTEN_IDLE_TIMEOUT", "5s"),
+            ("RELAY_WEBHOOK_SECRET", "listen-test-secret"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    // Later channels live long: exactly one expiry rotation.
+    sim_settings(&sims, json!({"channel_ttl_s": 3600})).await;
+    let m = relay.metrics.clone();
+    let reconnects = |reason: &str| m.listen_reconnects_total.with_label_values(&[reason]).get();
+    let disconnected = || m.listen_disconnected_seconds_total.get();
+
+    // One notification every 20 ms. The forced events come one after the other, each at
+    // least 40 notifications after the previous one completed (so its overlap is over):
+    // the expiry rotation (due ~3 s after the first channel was created), 2 socket_closing,
+    // then 3 drops. Publishing goes on to #500, or longer until every event happened.
+    let mut written: HashSet<usize> = HashSet::new();
+    let mut lost: Vec<usize> = Vec::new();
+    let mut lost_planned = 0;
+    let mut window_planned = 0.0;
+    let d0 = disconnected();
+    let mut d_drops = d0;
+    let started = Instant::now();
+    let mut seq = 0usize;
+    // (reason, how many of them must have happened before the next fault is forced)
+    let plan = [
+        ("expiring", 1),
+        ("socket_closing", 1),
+        ("socket_closing", 2),
+        ("dropped", 1),
+        ("dropped", 2),
+        ("dropped", 3),
+    ];
+    let mut step = 0;
+    let mut quiet_since = 0usize;
+    loop {
+        if step < plan.len() && reconnects(plan[step].0) >= plan[step].1 {
+            // Step done; wait out its overlap before forcing the next one.
+            step += 1;
+            quiet_since = seq;
+        }
+        if step < plan.len() && seq == quiet_since + 40 && step > 0 {
+            match plan[step].0 {
+                "socket_closing" => sims.genesys_faults(json!({"socket_closing_next": 1})).await,
+                _ => {
+                    if plan[step].1 == 1 {
+                        lost_planned = lost.len();
+                        d_drops = disconnected();
+                        window_planned = d_drops - d0;
+                    }
+                    sims.genesys_faults(json!({"ws_drop_next": 1})).await
+                }
+            }
+        }
+        if publish(&sims, seq).await {
+            written.insert(seq);
+        } else {
+            lost.push(seq);
+        }
+        seq += 1;
+        if seq >= 500 && step == plan.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "forced events did not all happen (step {step})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published = seq;
+    let window_drops = disconnected() - d_drops;
+    assert_eq!(lost_planned, 0, "lost during planned reconnects: {lost:?}");
+
+    let by_seq = records_by_seq(&broker.addr(), &raw, &written);
+    let missing: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|s| !by_seq.contains_key(s))
+        .collect();
+    let records: usize = by_seq.values().map(Vec::len).sum();
+    let duplicates = records - by_seq.len();
+    // Duplicates of one notification carry one event id: they dedupe downstream.
+    for (s, ids) in &by_seq {
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "seq {s} has several ids: {ids:?}"
+        );
+    }
+    let stats = notif_stats(&sims).await;
+    eprintln!(
+        "listen continuity: published {published}, written to sockets {}, lost (no open socket) {}, \
+         in raw topic {} distinct / {records} records ({duplicates} duplicates); \
+         disconnected seconds: expiry+socket_closing {window_planned:.3}, drops {window_drops:.3}; \
+         reconnects expiring={} socket_closing={} dropped={}; sim {stats}",
+        written.len(),
+        lost.len(),
+        by_seq.len(),
+        reconnects("expiring"),
+        reconnects("socket_closing"),
+        reconnects("dropped"),
+    );
+    assert!(
+        missing.is_empty(),
+        "written to a socket but not in the raw topic: {missing:?}"
+    );
+    // Downstream, the workers' idempotency (route + event id) syncs each notification
+    // once and recognises every duplicate. Queue conversation events with a customer
+    // participant carrying attributes take the guest_sync route (DESIGN 7).
+    let processed = |outcome: &str| {
+        relay
+            .metrics
+            .events_processed_total
+            .with_label_values(&["guest_sync", outcome])
+            .get()
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            processed("synced") + processed("duplicate") >= records as u64
+        })
+        .await,
+        "workers handled {} synced + {} duplicate of {records}",
+        processed("synced"),
+        processed("duplicate")
+    );
+    eprintln!(
+        "listen continuity downstream: synced {}, recognised duplicates {}",
+        processed("synced"),
+        processed("duplicate")
+    );
+    assert_eq!(
+        processed("synced"),
+        by_seq.len() as u64,
+        "each notification forwarded once"
+    );
+    assert_eq!(processed("duplicate"), duplicates as u64);
+    let cms = syncs_by_key(&sims.cms_stats().await);
+    assert_eq!(cms.len(), 500, "one CMS write per notification");
+    assert!(
+        cms.values().all(|n| *n == 1),
+        "a notification was written twice"
+    );
+    assert_eq!(stats["sockets_dropped"], 3, "{stats}");
+    assert_eq!(stats["socket_closing_sent"], 2, "{stats}");
+    assert!(reconnects("expiring") >= 1);
+    assert_eq!(window_planned, 0.0, "a planned rotation left a gap");
+    assert_eq!(
+        relay
+            .metrics
+            .listen_dropped_total
+            .with_label_values(&["shutdown"])
+            .get()
+            + relay
+                .metrics
+                .listen_dropped_total
+                .with_label_values(&["unparseable"])
+                .get(),
+        0
+    );
+    relay.stop().await;
+}
+
+/// 1,500 queues over 15 pages: two channels (1,000 + 500 topics), every topic subscribed,
+/// no 21st-channel replacement; a queue added later is picked up by the re-listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_queues_over_several_pages_make_two_channels() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-queues");
+    post(&sims, "/__sim/queues", &json!({"count": 1500})).await;
+
+    // Too few channels for them: the start-up error names the numbers.
+    let mut vars = relay_vars(&broker, &prefix, &[]);
+    vars.extend(sims.vars());
+    vars.insert("RELAY_LISTEN_QUEUES".into(), "all".into());
+    vars.insert("RELAY_LISTEN_MAX_CHANNELS".into(), "2".into());
+    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    let err = app::start(cfg, Role::Listen)
+        .await
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(err.contains("1500 topics need 2 channels"), "{err}");
+    assert!(err.contains("allows 2 channels"), "{err}");
+
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_QUEUES", "all"),
+            ("RELAY_LISTEN_QUEUE_REFRESH", "1s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 2).await, "{}", notif_stats(&sims).await);
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["subscribed_topics"], 1500, "{stats}");
+    assert_eq!(stats["channels_replaced"], 0, "{stats}");
+    let g = sims.genesys_stats().await;
+    let pages = g["requests"]["GET /api/v2/routing/queues"]["200"]
+        .as_u64()
+        .unwrap();
+    assert!(pages >= 15, "listed {pages} pages");
+    assert_eq!(relay.metrics.listen_channels.get(), 2);
+
+    // A notification on a queue of the second channel arrives.
+    let last = "5a1e0000-0000-4000-8000-0000000005db"; // queue 1499
+    let mut n = notification(1);
+    n["topicName"] = json!(format!("v2.routing.queues.{last}.conversations"));
+    let answer = post(&sims, "/__sim/notify", &n).await;
+    assert_eq!(answer["queued"], 1, "{answer}");
+
+    // A new queue joins the channel with room.
+    post(&sims, "/__sim/queues", &json!({"count": 1})).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            notif_stats(&sims).await["subscribed_topics"] == 1501
+        })
+        .await
+    );
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["channels_replaced"], 0, "{stats}");
+    assert_eq!(stats["sockets_open"], 2, "{stats}");
+    let raw = Topics::new(&prefix, 3).raw;
+    assert_eq!(
+        read_records(&broker, &raw, 1, Duration::from_secs(30)).len(),
+        1
+    );
+    relay.stop().await;
+}
+
+/// The broker is stopped for about 10 s during a burst: the buffer fills, the socket is no
+/// longer read (backpressure), and once the broker is back every notification written to
+/// the socket is in the raw topic; nothing was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_applies_backpressure_and_loses_nothing() {
+    let mut broker = Broker::dedicated();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-outage");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_LISTEN_BUFFER", "20"),
+            ("RELAY_LISTEN_IDLE_TIMEOUT", "120s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    let mut written = HashSet::new();
+    for s in 0..100 {
+        assert!(publish(&sims, s).await);
+        written.insert(s);
+    }
+    let addr = broker.addr();
+    let stopper = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    });
+    let mut s = 100;
+    let outage = Instant::now();
+    let mut broker = stopper.await.unwrap();
+    while outage.elapsed() < Duration::from_secs(10) {
+        for _ in 0..10 {
+            if publish(&sims, s).await {
+                written.insert(s);
+            }
+            s += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing can have been acknowledged while the broker was down: what was read waits
+    // in the bounded buffer, and the rest waits in the socket.
+    let acked_in_outage: u64 = relay
+        .metrics
+        .listen_notifications_total
+        .with_label_values(&["v2.routing.queues.{id}.conversations"])
+        .get();
+    broker = tokio::task::spawn_blocking(move || {
+        broker.restart();
+        broker
+    })
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if publish(&sims, s).await {
+            written.insert(s);
+        }
+        s += 1;
+    }
+    let by_seq = records_by_seq(&addr, &raw, &written);
+    let missing: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|s| !by_seq.contains_key(s))
+        .collect();
+    let dropped: u64 = ["shutdown", "unparseable", "unencodable"]
+        .iter()
+        .map(|r| {
+            relay
+                .metrics
+                .listen_dropped_total
+                .with_label_values(&[r])
+                .get()
+        })
+        .sum();
+    eprintln!(
+        "listen outage: published {s}, written to the socket {}, acknowledged before the broker came back {acked_in_outage}, in raw topic {}, dropped {dropped}",
+        written.len(),
+        by_seq.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "missing after the outage: {} of {}",
+        missing.len(),
+        written.len()
+    );
+    assert_eq!(
+        written.len(),
+        s,
+        "the socket stayed open through the outage"
+    );
+    assert_eq!(dropped, 0);
+    relay.stop().await;
+    drop(broker);
+}
+
+/// Kills a child process a failed test leaves behind.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// SIGTERM on `genesys-relay listen`: sockets closed, producer flushed, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_flushes_and_exits_zero() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-term");
+    let admin_port = free_port();
+    let mut vars = relay_vars(&broker, &prefix, &[]);
+    vars.extend(sims.vars());
+    vars.insert("RELAY_LISTEN_TOPICS".into(), queue_topic());
+    vars.insert("RELAY_ADMIN_ADDR".into(), format!("127.0.0.1:{admin_port}"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
+        .arg("listen")
+        .env_clear()
+        .envs(&vars)
+        .env("RELAY_LOG", "info")
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    assert!(wait_sockets(&sims, 1).await);
+    for s in 0..50 {
+        assert!(publish(&sims, s).await);
+    }
+    let raw = Topics::new(&prefix, 3).raw;
+    let records = read_records(&broker, &raw, 50, Duration::from_secs(60));
+    assert_eq!(records.len(), 50);
+    let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
+    let text = sims
+        .http
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "relay_listen_notifications_total",
+        "relay_listen_reconnects_total",
+        "relay_listen_disconnected_seconds_total",
+        "relay_listen_channels",
+    ] {
+        assert!(text.contains(series), "{series} not exported");
+    }
+    // More notifications right before SIGTERM: the producer must flush them.
+    for s in 50..100 {
+        assert!(publish(&sims, s).await);
+    }
+    let mut process = child.0.take().unwrap();
+    assert!(std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(process.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || process.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(wait_sockets(&sims, 0).await, "socket still open after exit");
+    let want: HashSet<usize> = (0..100).collect();
+    let by_seq = records_by_seq(&broker.addr(), &raw, &want);
+    assert_eq!(
+        by_seq.len(),
+        100,
+        "read before SIGTERM and not in the raw topic"
+    );
+}
+
+/// Shutdown while the broker is down ends within bounded time: what Kafka never took is
+/// counted in `relay_listen_dropped_total{reason="shutdown"}`, not silently lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_broker_down_is_bounded_and_counts_what_was_dropped() {
+    let mut broker = Broker::dedicated();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-down");
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_SHUTDOWN_TIMEOUT", "2s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    broker = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    })
+    .await
+    .unwrap();
+    for s in 0..30 {
+        assert!(publish(&sims, s).await);
+    }
+    let metrics = relay.metrics.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sims.genesys_stats().await["notifications"]["deliveries"] == 30
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(120), relay.stop()).await;
+    assert!(stopped.is_ok(), "shutdown did not end");
+    let acked = metrics
+        .listen_notifications_total
+        .with_label_values(&["v2.routing.queues.{id}.conversations"])
+        .get();
+    let dropped = metrics
+        .listen_dropped_total
+        .with_label_values(&["shutdown"])
+        .get();
+    eprintln!("listen shutdown with the broker down: acked {acked}, dropped {dropped}");
+    assert_eq!(acked + dropped, 30);
+    drop(broker);
+}
+
+/// Two listen processes on the same topic (high availability): each notification reaches
+/// the raw topic twice, both copies with one event id, so the workers dedupe them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_listeners_write_duplicates_with_one_event_id() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-ha");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let extra = [("RELAY_LISTEN_TOPICS", topic.as_str())];
+    let a = start_listener(&broker.addr(), &sims, &prefix, &extra).await;
+    let b = start_listener(&broker.addr(), &sims, &prefix, &extra).await;
+    assert!(wait_sockets(&sims, 2).await);
+    for s in 0..50 {
+        let answer = post(&sims, "/__sim/notify", &notification(s)).await;
+        assert_eq!(answer["queued"], 2);
+    }
+    let records = read_records(&broker, &raw, 100, Duration::from_secs(60));
+    assert_eq!(records.len(), 100);
+    let codec = Codec::single_object();
+    let mut ids_by_seq: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for r in &records {
+        let event: RawEvent = codec.decode(r.payload().unwrap()).unwrap();
+        let body: Value = serde_json::from_str(&event.payload).unwrap();
+        let conversation = body["eventBody"]["id"].as_str().unwrap().to_string();
+        ids_by_seq
+            .entry(conversation)
+            .or_default()
+            .insert(event.event_id);
+    }
+    assert_eq!(ids_by_seq.len(), 50);
+    assert!(
+        ids_by_seq.values().all(|ids| ids.len() == 1),
+        "one event id per notification"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Genesys removes the channel (as when a 21st channel or an expired token ends it): the
+/// socket closes, reconnecting to the channel answers `{"result":"404"}`, and the listener
+/// creates and subscribes a new channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_channel_is_replaced() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-gone");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[("RELAY_LISTEN_TOPICS", topic.as_str())],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    // Forget every channel (and token): the socket is closed by the server.
+    post(&sims, "/__sim/reset", &json!({})).await;
+    let m = relay.metrics.clone();
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            m.listen_reconnects_total
+                .with_label_values(&["channel_gone"])
+                .get()
+                >= 1
+                && notif_stats(&sims).await["sockets_open"] == 1
+        })
+        .await,
+        "no new channel: {}",
+        notif_stats(&sims).await
+    );
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["subscribed_topics"], 1, "{stats}");
+    assert!(publish(&sims, 1).await);
+    assert_eq!(
+        read_records(&broker, &raw, 1, Duration::from_secs(30)).len(),
+        1
+    );
+    relay.stop().await;
+}
+
+/// The local stack's pull-mode demo (scripts/local-stack.sh), as printed: three simulator
+/// queues, `serve` with `RELAY_LISTEN_QUEUES=all`, one queue conversation notification ->
+/// its customer attributes in the CMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_stack_pull_demo_reaches_the_cms() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-demo");
+    post(&sims, "/__sim/queues", &json!({"count": 3})).await;
+    let relay = start_role(
+        Role::Serve,
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_QUEUES", "all"),
+            ("RELAY_WEBHOOK_SECRET", "local-dev-secret"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    let demo = r#"{"topicName":"v2.routing.queues.5a1e0000-0000-4000-8000-000000000000.conversations","version":"2","eventBody":{"id":"conv-2","participants":[{"id":"p-2","purpose":"customer","attributes":{"cart_value":"42.50","last_page":"/checkout"}}]},"metadata":{"CorrelationId":"demo-2"}}"#;
+    let r = sims
+        .http
+        .post(format!("{}/__sim/notify", sims.genesys.base_url()))
+        .header("content-type", "application/json")
+        .body(demo)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["queued"], 1, "{answer}");
+    let entry_url = format!("{}/v1/entries/conv-2", sims.cms.base_url());
+    let http = sims.http.clone();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let (http, url) = (http.clone(), entry_url.clone());
+            async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await,
+        "conv-2 never reached the CMS"
+    );
+    let entry: Value = sims
+        .http
+        .get(&entry_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    eprintln!("pull demo CMS entry: {entry}");
+    assert!(entry.to_string().contains("/checkout"), "{entry}");
+    relay.stop().await;
+}
