@@ -314,8 +314,9 @@ async fn fifty_concurrent_calls_share_one_token_request() {
 #[tokio::test]
 async fn token_is_refreshed_before_it_expires() {
     let fake = Fake::new();
-    // Lifetime 2 s: the refresh margin is min(10% = 0.2 s, 60 s), so from 1.8 s on.
-    *fake.expires_in.lock().unwrap() = 2;
+    // Lifetime 6 s (lifetimes under 5 s are raised to 5 s, so a hostile `expires_in` cannot
+    // make the relay spin): the refresh margin is min(10% = 0.6 s, 60 s), so from 5.4 s on.
+    *fake.expires_in.lock().unwrap() = 6;
     let base = start(fake.clone());
     let metrics = Arc::new(Metrics::new());
     let client = client(&base, &metrics);
@@ -324,7 +325,7 @@ async fn token_is_refreshed_before_it_expires() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     client.conversation("g-1").await.unwrap();
     assert_eq!(fake.tokens(), 1, "still well within its lifetime");
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(4600)).await;
     client.conversation("g-1").await.unwrap();
     assert_eq!(fake.tokens(), 2, "refreshed inside the margin");
     let bearers: Vec<_> = fake.log().into_iter().map(|l| l.bearer.unwrap()).collect();
