@@ -497,42 +497,32 @@ impl GroupCtx {
     /// Reads `old` for `overlap` more, then closes it and forwards what it still
     /// delivers until the server's close frame (bounded).
     async fn close(&self, mut old: Live, overlap: Duration) {
-        let until = Instant::now() + overlap;
-        loop {
-            tokio::select! {
-                msg = old.socket.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if classify(&text) == Kind::Notification {
-                            self.forward(text).await;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => {
-                        self.metrics.listen_channels.dec();
-                        return;
-                    }
-                },
-                _ = sleep_until(until) => break,
-            }
-        }
-        let _ = old.socket.send(Message::Close(None)).await;
-        let drain_until = Instant::now() + CLOSE_DRAIN;
-        loop {
-            tokio::select! {
-                msg = old.socket.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if classify(&text) == Kind::Notification {
-                            self.forward(text).await;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => break,
-                },
-                _ = sleep_until(drain_until) => break,
-            }
+        if self.forward_until(&mut old, Instant::now() + overlap).await {
+            let _ = old.socket.send(Message::Close(None)).await;
+            self.forward_until(&mut old, Instant::now() + CLOSE_DRAIN)
+                .await;
         }
         self.metrics.listen_channels.dec();
         tracing::debug!(group = self.index, channel = %old.info.id, "closed the old channel's socket");
+    }
+
+    /// Forwards the notifications `live` delivers until `until`; false when the socket
+    /// ended first.
+    async fn forward_until(&self, live: &mut Live, until: Instant) -> bool {
+        loop {
+            tokio::select! {
+                msg = live.socket.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        if classify(&text) == Kind::Notification {
+                            self.forward(text).await;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return false,
+                },
+                _ = sleep_until(until) => return true,
+            }
+        }
     }
 
     /// Hands a notification to the Kafka writer; waits while the buffer is full (that is
