@@ -22,8 +22,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// (route, reason) of every skip the pipeline counts, declared at start-up.
 const SKIP_REASONS: &[(&str, &str)] = &[
     ("none", "no_route"),
+    ("none", "skipped_by_route"),
     ("guest_sync", "stale"),
-    ("guest_sync", "guest_not_found"),
+    ("guest_sync", "conversation_not_found"),
+    ("guest_sync", "no_customer"),
     ("conversation_enrich", "conversation_not_found"),
     ("forward", "no_forward_url"),
 ];
