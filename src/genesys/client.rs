@@ -21,6 +21,22 @@ use crate::outbound::{self, Answer};
 
 /// Retries after a 429 before the error goes back to the caller.
 const MAX_RATE_LIMIT_RETRIES: u32 = 2;
+
+/// How one kind of caller spends the request budget.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallPolicy {
+    /// Wait for a budget slot however far away it is (the listener), instead of handing
+    /// back [`HttpError::Deferred`] so a worker lane becomes a retry record.
+    pub(crate) wait_for_far_slot: bool,
+    /// 429 answers retried through the budget before the answer goes to the caller.
+    pub(crate) rate_limit_retries: u32,
+}
+
+/// The policy of worker lanes and of `triggers register`.
+const LANE: CallPolicy = CallPolicy {
+    wait_for_far_slot: false,
+    rate_limit_retries: MAX_RATE_LIMIT_RETRIES,
+};
 /// Wait used when a 429 carries no `Retry-After`.
 const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -148,7 +164,9 @@ impl GenesysClient {
 
     async fn fetch_conversation(&self, id: &str) -> Result<Option<Arc<Conversation>>, HttpError> {
         let url = api_url(&self.api_base, &["api", "v2", "conversations", id])?;
-        let (answer, token) = self.call("conversation", Method::GET, url, None).await?;
+        let (answer, token) = self
+            .call("conversation", Method::GET, url, None, LANE)
+            .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -177,7 +195,7 @@ impl GenesysClient {
                 url
             }
         };
-        let (answer, token) = self.call("triggers", Method::GET, url, None).await?;
+        let (answer, token) = self.call("triggers", Method::GET, url, None, LANE).await?;
         answer.success(SERVICE, &[&token])?.json("trigger listing")
     }
 
@@ -187,7 +205,9 @@ impl GenesysClient {
             &self.api_base,
             &["api", "v2", "processautomation", "triggers"],
         )?;
-        let (answer, token) = self.call("triggers", Method::POST, url, Some(body)).await?;
+        let (answer, token) = self
+            .call("triggers", Method::POST, url, Some(body), LANE)
+            .await?;
         answer.success(SERVICE, &[&token])?.json("created trigger")
     }
 
@@ -198,38 +218,49 @@ impl GenesysClient {
             &self.api_base,
             &["api", "v2", "processautomation", "triggers", id],
         )?;
-        let (answer, token) = self.call("triggers", Method::PUT, url, Some(body)).await?;
+        let (answer, token) = self
+            .call("triggers", Method::PUT, url, Some(body), LANE)
+            .await?;
         answer.success(SERVICE, &[&token])?.json("updated trigger")
     }
 
-    /// Waits for a budget slot, or hands back a deferral when the slot is too far away.
-    async fn take_slot(&self) -> Result<(), HttpError> {
-        match self.budget.acquire() {
-            Slot::Wait(wait) => {
-                self.metrics
-                    .genesys_budget_wait_seconds
-                    .observe(wait.as_secs_f64());
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-                Ok(())
+    /// Waits for a budget slot, or hands back a deferral when the slot is too far away
+    /// and the policy does not wait for such slots.
+    async fn take_slot(&self, policy: CallPolicy) -> Result<(), HttpError> {
+        let wait = match self.budget.acquire() {
+            Slot::Wait(wait) => wait,
+            Slot::Defer(wait) if policy.wait_for_far_slot => wait,
+            Slot::Defer(retry_after) => {
+                return Err(HttpError::Deferred {
+                    service: SERVICE,
+                    retry_after,
+                })
             }
-            Slot::Defer(retry_after) => Err(HttpError::Deferred {
-                service: SERVICE,
-                retry_after,
-            }),
+        };
+        self.metrics
+            .genesys_budget_wait_seconds
+            .observe(wait.as_secs_f64());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
+        Ok(())
+    }
+
+    /// The API base URL (`https://api.<region>` or the override).
+    pub(crate) fn api_base(&self) -> &str {
+        &self.api_base
     }
 
     /// Sends one request with the shared budget, 401 and 429 handling; any status comes
     /// back as an [`Answer`] (with the token used, for redaction) for the caller to
     /// interpret (404 means different things to different calls).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         endpoint: &'static str,
         method: Method,
         url: Url,
         body: Option<&Value>,
+        policy: CallPolicy,
     ) -> Result<(Answer, String), HttpError> {
         let mut refreshed = false;
         let mut rate_limited = 0;
@@ -237,7 +268,7 @@ impl GenesysClient {
             // The slot first: a token fetched before a wait for the budget could expire
             // during it (a 401, and after the refresh possibly another), and a deferred
             // call must cost nothing, not even a token.
-            self.take_slot().await?;
+            self.take_slot(policy).await?;
             let token = self.tokens.token().await?;
             let mut request = self
                 .http
@@ -283,7 +314,7 @@ impl GenesysClient {
                 // Every later request waits too: the budget is shared by the process.
                 self.budget
                     .pause(answer.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
-                if rate_limited < MAX_RATE_LIMIT_RETRIES {
+                if rate_limited < policy.rate_limit_retries {
                     rate_limited += 1;
                     tracing::debug!(
                         endpoint,

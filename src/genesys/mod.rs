@@ -14,6 +14,7 @@ mod token;
 mod triggers;
 
 pub use crate::outbound::HttpError;
+pub(crate) use client::CallPolicy;
 pub use client::{Conversation, GenesysClient, Participant};
 pub use token::TokenSource;
 pub use triggers::{register_trigger, RegistrationOutcome, TriggerSpec};

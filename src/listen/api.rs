@@ -1,29 +1,28 @@
 //! The Platform API calls of the listener: create a channel, replace its subscriptions,
-//! list every queue. They authenticate with the relay's OAuth client-credentials
-//! [`TokenSource`], go through a Genesys request budget (`RELAY_GENESYS_RATE_LIMIT`,
-//! adapted by `inin-ratelimit-*` and 429s), and a 401 refreshes the token once.
+//! list every queue. They go through [`GenesysClient::call`]: the relay's OAuth
+//! client-credentials token, a Genesys request budget (`RELAY_GENESYS_RATE_LIMIT`,
+//! adapted by `inin-ratelimit-*` and 429s), and one token refresh on a 401.
 //!
 //! Shapes (official SDK models, see docs/listen.md): `Channel {id, connectUri, expires}`,
 //! a `list[ChannelTopic]` body `[{"id": topic}]` answered by `ChannelTopicEntityListing
 //! {entities}`, and `QueueEntityListing {entities, pageSize, pageNumber, total, pageCount}`.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::genesys::budget::{RequestBudget, Slot};
-use crate::genesys::{api_url, HttpError, TokenSource};
-use crate::metrics::Metrics;
-use crate::outbound::{self, Answer};
+use crate::genesys::{api_url, CallPolicy, GenesysClient, HttpError};
 
 /// The `service` of this module's errors.
 const SERVICE: &str = "genesys";
-/// Wait after a 429 without `Retry-After`.
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-const RATE_LIMIT_RETRIES: u32 = 3;
+/// The listener is not a worker lane: a far budget slot is waited for, and a 429 is
+/// retried three times before the call fails (the channel logic then backs off).
+const LISTENER: CallPolicy = CallPolicy {
+    wait_for_far_slot: true,
+    rate_limit_retries: 3,
+};
 /// Queues per page when listing them all.
 const QUEUE_PAGE_SIZE: u32 = 100;
 /// A guard against a server that never reports the last page.
@@ -72,33 +71,20 @@ struct TopicListing {
 
 /// The Notifications and routing calls the listener makes.
 pub(crate) struct NotificationsApi {
-    api_base: String,
-    http: reqwest::Client,
-    tokens: Arc<TokenSource>,
-    budget: RequestBudget,
-    metrics: Arc<Metrics>,
+    client: GenesysClient,
 }
 
 impl NotificationsApi {
-    pub(crate) fn new(
-        api_base: String,
-        http: reqwest::Client,
-        tokens: Arc<TokenSource>,
-        budget: RequestBudget,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        NotificationsApi {
-            api_base,
-            http,
-            tokens,
-            budget,
-            metrics,
-        }
+    pub(crate) fn new(client: GenesysClient) -> Self {
+        NotificationsApi { client }
     }
 
     /// `POST /api/v2/notifications/channels`.
     pub(crate) async fn create_channel(&self) -> Result<ChannelInfo, HttpError> {
-        let url = api_url(&self.api_base, &["api", "v2", "notifications", "channels"])?;
+        let url = api_url(
+            self.client.api_base(),
+            &["api", "v2", "notifications", "channels"],
+        )?;
         let body = self
             .call("notifications_channels", Method::POST, url, None)
             .await?;
@@ -123,7 +109,7 @@ impl NotificationsApi {
         topics: &[String],
     ) -> Result<usize, HttpError> {
         let url = api_url(
-            &self.api_base,
+            self.client.api_base(),
             &[
                 "api",
                 "v2",
@@ -142,7 +128,7 @@ impl NotificationsApi {
                 "notifications_subscriptions",
                 Method::PUT,
                 url,
-                Some(Value::Array(body)),
+                Some(&Value::Array(body)),
             )
             .await?;
         let listing: TopicListing = decode(&answer, "subscriptions")?;
@@ -155,7 +141,7 @@ impl NotificationsApi {
         let mut ids = Vec::new();
         let mut page = 1u32;
         loop {
-            let mut url = api_url(&self.api_base, &["api", "v2", "routing", "queues"])?;
+            let mut url = api_url(self.client.api_base(), &["api", "v2", "routing", "queues"])?;
             url.query_pairs_mut()
                 .append_pair("pageSize", &QUEUE_PAGE_SIZE.to_string())
                 .append_pair("pageNumber", &page.to_string());
@@ -178,71 +164,20 @@ impl NotificationsApi {
         Ok(ids)
     }
 
-    /// One call through the budget, with the token and 401/429 handling; the body of a
-    /// 2xx answer. The listener is not a worker lane: a deferred slot is waited for.
+    /// One call through the client (budget, token, 401 and 429 handling) with the
+    /// listener's policy; the body of a 2xx answer.
     async fn call(
         &self,
-        endpoint: &str,
+        endpoint: &'static str,
         method: Method,
         url: Url,
-        body: Option<Value>,
+        body: Option<&Value>,
     ) -> Result<bytes::Bytes, HttpError> {
-        let mut refreshed = false;
-        let mut rate_limited = 0u32;
-        loop {
-            let wait = match self.budget.acquire() {
-                Slot::Wait(wait) | Slot::Defer(wait) => wait,
-            };
-            self.metrics
-                .genesys_budget_wait_seconds
-                .observe(wait.as_secs_f64());
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            let token = self.tokens.token().await?;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(&token);
-            if let Some(b) = &body {
-                req = req.json(b);
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let err = HttpError::transport(SERVICE, e);
-                    self.count(endpoint, err.transport_label());
-                    return Err(err);
-                }
-            };
-            if let Some(remaining) = self.budget.observe(resp.headers()) {
-                self.metrics
-                    .genesys_ratelimit_remaining
-                    .set(i64::try_from(remaining).unwrap_or(i64::MAX));
-            }
-            let answer = Answer::read(SERVICE, resp).await?;
-            self.count(endpoint, &outbound::status_label(answer.status));
-            if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
-                refreshed = true;
-                self.tokens.invalidate(&token);
-                continue;
-            }
-            if answer.status == StatusCode::TOO_MANY_REQUESTS && rate_limited < RATE_LIMIT_RETRIES {
-                // The budget pauses (capped) for everything this process sends.
-                rate_limited += 1;
-                self.budget
-                    .pause(answer.retry_after.unwrap_or(DEFAULT_RETRY_AFTER));
-                continue;
-            }
-            return Ok(answer.success(SERVICE, &[&token])?.body);
-        }
-    }
-
-    fn count(&self, endpoint: &str, status: &str) {
-        self.metrics
-            .genesys_requests_total
-            .with_label_values(&[endpoint, status])
-            .inc();
+        let (answer, token) = self
+            .client
+            .call(endpoint, method, url, body, LISTENER)
+            .await?;
+        Ok(answer.success(SERVICE, &[&token])?.body)
     }
 }
 

@@ -33,7 +33,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, Instant};
 
 use crate::config::Config;
-use crate::genesys::{HttpError, TokenSource};
+use crate::genesys::{GenesysClient, HttpError};
 use crate::ingress::{parse_event, record_key};
 use crate::kafka::{headers, EventProducer};
 use crate::metrics::Metrics;
@@ -84,22 +84,12 @@ pub(crate) async fn start(
 ) -> Result<JoinHandle<()>, ListenError> {
     let settings = cfg.listen.clone();
     let genesys = cfg.genesys()?;
-    let tokens = Arc::new(TokenSource::new(
-        genesys.clone(),
-        http.clone(),
-        metrics.clone(),
-    ));
-    let budget = crate::genesys::budget::RequestBudget::new(
-        genesys.rate_limit_per_minute,
-        genesys.budget_max_wait,
-    );
-    let api = Arc::new(NotificationsApi::new(
-        genesys.api_base.clone(),
+    // Its own client, so its own request budget (not shared with a worker in `serve`).
+    let api = Arc::new(NotificationsApi::new(GenesysClient::new(
+        genesys,
         http,
-        tokens,
-        budget,
         metrics.clone(),
-    ));
+    )));
     let wanted = wanted_topics(&settings, &api)
         .await
         .map_err(ListenError::Queues)?;
