@@ -76,7 +76,7 @@ jvm=(-Xms64m "-Xmx$heap" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt
      "-Dlog4j2.configurationFile=$here/kafka/log4j2.yaml" "-Dkafka.logs.dir=$dir/logs")
 if [ ! -f "$dir/data/meta.properties" ]; then
   java "${jvm[@]}" -cp "$libs/*" kafka.tools.StorageTool format --ignore-formatted \
-    -t "$cluster" -c "$dir/server.properties" >>"$dir/logs/format.log" 2>&1 \
+    --cluster-id="$cluster" -c "$dir/server.properties" >>"$dir/logs/format.log" 2>&1 \
     || { cat "$dir/logs/format.log" >&2; exit 1; }
 fi
 exec java "${jvm[@]}" -cp "$libs/*" kafka.Kafka "$dir/server.properties"
