@@ -14,8 +14,9 @@
 //! as an error and waited for, never silently partial.
 
 use crate::clock::now_ms;
-use crate::config::Config;
-use crate::kafka::{assign_from_beginning, client_config, headers, EventProducer, ProduceError};
+use crate::kafka::{
+    assign_from_beginning, client_config, headers, EventProducer, KafkaSettings, ProduceError,
+};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;
@@ -69,7 +70,8 @@ impl Drop for KeyClaim {
 impl IdempotencyStore {
     /// An empty store writing to `topic`.
     pub(crate) fn new(
-        cfg: &Config,
+        capacity: u64,
+        ttl: Duration,
         topic: &str,
         codec: Codec,
         producer: Arc<EventProducer>,
@@ -77,17 +79,15 @@ impl IdempotencyStore {
     ) -> Arc<Self> {
         Arc::new(IdempotencyStore {
             handled: Cache::builder()
-                .max_capacity(cfg.idempotency_capacity)
+                .max_capacity(capacity)
                 .eviction_policy(EvictionPolicy::lru())
-                .expire_after(SinceHandled {
-                    ttl: cfg.idempotency_ttl,
-                })
+                .expire_after(SinceHandled { ttl })
                 .build(),
-            ttl: cfg.idempotency_ttl,
+            ttl,
             guest_times: Cache::builder()
-                .max_capacity(cfg.idempotency_capacity)
+                .max_capacity(capacity)
                 .eviction_policy(EvictionPolicy::lru())
-                .time_to_live(cfg.idempotency_ttl)
+                .time_to_live(ttl)
                 .build(),
             producer,
             codec,
@@ -185,16 +185,16 @@ impl IdempotencyStore {
     /// the topic held at the start has been applied (or after `catch_up_limit`).
     pub(crate) async fn start_tail(
         self: &Arc<Self>,
-        cfg: &Config,
+        kafka: &KafkaSettings,
         shutdown: watch::Receiver<bool>,
         catch_up_limit: Duration,
     ) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer = client_config(
-            cfg,
+            kafka,
             &[
                 (
                     "group.id",
-                    &format!("{}-idempotency-tail", cfg.consumer_group),
+                    &format!("{}-idempotency-tail", kafka.consumer_group),
                 ),
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "false"),
@@ -341,20 +341,16 @@ mod tests {
     use super::*;
 
     fn store(capacity: u64, ttl: &str) -> Arc<IdempotencyStore> {
-        let vars: HashMap<String, String> = [
+        let kafka = KafkaSettings::from_pairs(&[
             ("RELAY_KAFKA_BROKERS", "127.0.0.1:1"),
-            ("RELAY_IDEMPOTENCY_CAPACITY", &capacity.to_string()),
-            ("RELAY_IDEMPOTENCY_TTL", ttl),
             ("RELAY_PRODUCE_TIMEOUT", "200ms"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let cfg = Config::from_vars(&vars).unwrap();
+        ])
+        .unwrap();
         let metrics = Arc::new(Metrics::new());
-        let producer = Arc::new(EventProducer::new(&cfg, metrics.clone()).unwrap());
+        let producer = Arc::new(EventProducer::new(&kafka, metrics.clone()).unwrap());
         IdempotencyStore::new(
-            &cfg,
+            capacity,
+            humantime::parse_duration(ttl).unwrap(),
             "t.relay.idempotency",
             Codec::single_object(),
             producer,

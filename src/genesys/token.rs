@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::GenesysConfig;
 use super::{HttpError, SERVICE};
-use crate::config::{GenesysConfig, Secret};
+use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::outbound;
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Vars};
+use crate::config::{split_list, ConfigError, Vars};
 
 /// Which queues `RELAY_LISTEN_QUEUES` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub struct ListenSettings {
 impl ListenSettings {
     /// Reads the `RELAY_LISTEN_*` settings; defaults come from the settings table in
     /// `config.rs`.
-    pub(crate) fn read(v: &Vars<'_>) -> Result<Self, ConfigError> {
+    pub fn read(v: &Vars) -> Result<Self, ConfigError> {
         let topics = v
             .get("RELAY_LISTEN_TOPICS")
             .map(|v| split_list(&v))
@@ -100,21 +100,13 @@ impl ListenSettings {
     pub(crate) fn from_vars(
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
-        Self::read(&Vars::new(vars))
+        Self::read(&Vars::new(vars.clone()))
     }
 
     /// Whether any topic source is configured (what makes `serve` also listen).
     pub(crate) fn enabled(&self) -> bool {
         !self.topics.is_empty() || self.queues != QueueSelection::Off
     }
-}
-
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 #[cfg(test)]

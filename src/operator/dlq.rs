@@ -11,7 +11,7 @@
 //! replayed: it is reported under `already_synced` (issue 12).
 
 use super::OperatorError;
-use crate::config::Config;
+use crate::app::Config;
 use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{read_topic_to_end, EventProducer};
 use rdkafka::message::OwnedMessage;
@@ -113,7 +113,7 @@ async fn read_all<T: Send + 'static>(
     let (cfg, topic) = (cfg.clone(), topic.to_string());
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        read_topic_to_end(&cfg, &topic, |m| {
+        read_topic_to_end(&cfg.kafka, &topic, |m| {
             out.push((m.partition(), m.offset(), keep(&m)))
         })
         .map(|_| out)

@@ -10,9 +10,11 @@ mod processor;
 mod retry_policy;
 mod route_handlers;
 mod route_table;
+mod settings;
 
 pub(crate) use hand_off::FailureHandOff;
 pub(crate) use processor::Processor;
 pub(crate) use retry_policy::RetryPolicy;
 pub(crate) use route_handlers::RouteHandlers;
 pub(crate) use route_table::RouteTable;
+pub use settings::{AttributeMapping, AttributeType, EntryKey, WorkerSettings};

@@ -13,8 +13,8 @@ use super::event_view::{
 };
 use super::failure::Failure;
 use super::route_table::Route;
+use super::settings::{AttributeMapping, AttributeType, EntryKey};
 use crate::clock::now_ms;
-use crate::config::{AttributeMapping, AttributeType, EntryKey};
 use crate::genesys::{Conversation, GenesysClient};
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{headers, EventProducer};

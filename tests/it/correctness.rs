@@ -4,8 +4,8 @@
 //! records per `relay-event-id` on the enriched topic), not only what a sink accepted.
 
 use crate::common::*;
+use genesys_relay::app::Config;
 use genesys_relay::app::{self, Role};
-use genesys_relay::config::Config;
 use genesys_relay::kafka::{
     headers, read_topic_to_end_within, ConsumerLoop, ConsumerOptions, Handled, MessageHandler,
 };
@@ -284,7 +284,7 @@ impl MessageHandler for Panicky {
 
 /// The relay's topics for `prefix` (the test broker does not create topics on use).
 async fn create_topics(cfg: &Config, prefix: &str) {
-    let topics = genesys_relay::kafka::Topics::new(prefix, cfg.retry_delays.len());
+    let topics = genesys_relay::kafka::Topics::new(prefix, cfg.worker.retry_delays.len());
     genesys_relay::kafka::ensure_topics(cfg, &topics)
         .await
         .unwrap();
