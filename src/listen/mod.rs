@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, Instant};
 
+use crate::clock::DoublingBackoff;
 use crate::genesys::{GenesysClient, HttpError};
 use crate::ingress::{parse_event, record_key};
 use crate::kafka::{headers, EventProducer};
@@ -343,7 +344,7 @@ impl Writer {
             }
         };
         let record_headers = [(headers::EVENT_ID, event.event_id.as_str())];
-        let mut wait = Duration::from_millis(100);
+        let mut backoff = DoublingBackoff::new(WRITE_BACKOFF_MAX);
         loop {
             match self
                 .producer
@@ -366,9 +367,9 @@ impl Writer {
                             .inc();
                         return;
                     }
+                    let wait = backoff.next_wait();
                     tracing::warn!(%error, event_id = %event.event_id, wait_ms = wait.as_millis() as u64, "cannot write a notification yet; retrying");
                     sleep(wait).await;
-                    wait = (wait * 2).min(WRITE_BACKOFF_MAX);
                 }
             }
         }

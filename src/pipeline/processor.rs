@@ -11,6 +11,7 @@ use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
 use super::route_handlers::{Outcome, RouteHandlers};
 use super::route_table::{Route, RouteTable};
+use crate::clock::DoublingBackoff;
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{Handled, MessageHandler};
 use crate::metrics::Metrics;
@@ -140,7 +141,7 @@ impl Processor {
         // member that re-handles the record (after a failed commit) must find the mark,
         // not send again. At shutdown the mark stays local; the sink's own idempotency-key
         // handling covers the rare redelivery.
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = DoublingBackoff::new(Duration::from_secs(5));
         while let Err(e) = self
             .idempotency
             .remember(key, event.event_time_ms, entry.as_deref())
@@ -151,8 +152,7 @@ impl Processor {
                 break;
             }
             tracing::warn!(error = %e, event_id = %event.event_id, "idempotency mark not written; trying again");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff.sleep().await;
         }
         self.count(route.as_str(), "synced");
         Handled::Done
