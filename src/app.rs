@@ -219,7 +219,7 @@ struct Shared {
 
 impl Shared {
     async fn build(cfg: &Config) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(start_up_metrics());
         let topics = cfg.topics();
         if cfg.kafka.create_topics {
             ensure_topics(&cfg.kafka, &topics).await?;
@@ -235,6 +235,13 @@ impl Shared {
             producer,
         })
     }
+}
+
+/// Every series, with the worker's route, outcome and skip series declared at zero.
+fn start_up_metrics() -> Metrics {
+    let metrics = Metrics::new();
+    crate::pipeline::declare_series(&metrics);
+    metrics
 }
 
 /// What the started parts hand back: their tasks, and what `/readyz` and callers need.
@@ -492,6 +499,36 @@ mod tests {
             .filter(|n| n != KAFKA_PASSTHROUGH && n != "RELAY_LOG")
             .collect();
         assert_eq!(read, listed, "read by from_vars vs listed in SETTINGS");
+    }
+
+    /// Every family the dashboard queries is exported from start-up, so a panel shows zero
+    /// instead of "no data" (`relay_consumer_lag` only once partitions are assigned).
+    #[test]
+    fn every_dashboard_family_exists_at_start_up() {
+        let dashboard = include_str!("../grafana/dashboards/genesys-relay.json");
+        let metrics = start_up_metrics();
+        // The worker declares its retry tiers as it starts.
+        metrics.init_retry_tiers(3);
+        let text = metrics.render();
+        let mut missing = Vec::new();
+        for (i, _) in dashboard.match_indices("relay_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = name.trim_end_matches("_bucket").to_string();
+            if family == "relay_consumer_lag" || missing.contains(&family) {
+                continue;
+            }
+            if !text.lines().any(|l| {
+                l.starts_with(&format!("{family}{{"))
+                    || l.starts_with(&format!("{family} "))
+                    || l.starts_with(&format!("{family}_bucket{{"))
+            }) {
+                missing.push(family);
+            }
+        }
+        assert!(missing.is_empty(), "no series at start-up: {missing:?}");
     }
 
     /// Each part gets its slice: a value set for one part shows up in that part's settings.

@@ -67,6 +67,22 @@ impl Drop for KeyClaim {
     }
 }
 
+/// The idempotency key of one event on one route, `<route>:<event id>`: the key of its
+/// mark on the idempotency topic and the `X-Idempotency-Key` of its downstream writes.
+/// Built only here, so the worker and `dlq replay` cannot disagree on its form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub(crate) fn new(route: &str, event_id: &str) -> Self {
+        IdempotencyKey(format!("{route}:{event_id}"))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl IdempotencyStore {
     /// An empty store writing to `topic`.
     pub(crate) fn new(

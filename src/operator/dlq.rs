@@ -12,6 +12,7 @@
 
 use super::OperatorError;
 use crate::app::Config;
+use crate::idempotency::IdempotencyKey;
 use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{read_topic_to_end, EventProducer};
 use rdkafka::message::OwnedMessage;
@@ -205,15 +206,16 @@ pub async fn replay_dead_letters(
     });
 
     // Dead letters of events that were synced after all are not replayed.
+    let mark_key = |r: &Replayable| {
+        Some(IdempotencyKey::new(
+            r.letter.route.as_ref()?,
+            r.letter.event_id.as_ref()?,
+        ))
+    };
     let marks: HashSet<String> = selected
         .iter()
-        .filter_map(|r| {
-            Some(format!(
-                "{}:{}",
-                r.letter.route.as_ref()?,
-                r.letter.event_id.as_ref()?
-            ))
-        })
+        .filter_map(mark_key)
+        .map(|k| k.as_str().to_string())
         .collect();
     let synced = if marks.is_empty() {
         HashSet::new()
@@ -230,10 +232,10 @@ pub async fn replay_dead_letters(
     };
     let mut already_synced = Vec::new();
     selected.retain(|r| {
-        let (Some(route), Some(id)) = (&r.letter.route, &r.letter.event_id) else {
+        let (Some(key), Some(id)) = (mark_key(r), &r.letter.event_id) else {
             return true;
         };
-        let done = synced.contains(&format!("{route}:{id}"));
+        let done = synced.contains(key.as_str());
         if done {
             already_synced.push(id.clone());
         }

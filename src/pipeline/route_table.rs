@@ -16,6 +16,7 @@
 use serde_json::Value;
 
 use super::event_view::{customer_in_conversation_object, event_body};
+use super::outcome::SkipReason;
 use crate::schema::RawEvent;
 
 /// The default table, after any `RELAY_ROUTES` entries.
@@ -52,6 +53,9 @@ pub(crate) enum Route {
 }
 
 impl Route {
+    pub(crate) const ALL: [Route; 3] =
+        [Route::GuestSync, Route::ConversationEnrich, Route::Forward];
+
     /// The `route` label and `relay-route` header value.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -185,14 +189,14 @@ impl RouteTable {
     }
 
     /// The route, or the reason there is none (a counted skip).
-    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, &'static str> {
+    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, SkipReason> {
         let body = event_body(event);
         for rule in &self.rules {
             if !rule.pattern.matches(&event.event_type) {
                 continue;
             }
             match rule.target {
-                Target::Skip => return Err("skipped_by_route"),
+                Target::Skip => return Err(SkipReason::SkippedByRoute),
                 Target::Route(route) if applies(route, event, body.as_ref()) => return Ok(route),
                 Target::Route(_) => continue,
             }
@@ -200,7 +204,7 @@ impl RouteTable {
         if self.forwarding {
             Ok(Route::Forward)
         } else {
-            Err("no_route")
+            Err(SkipReason::NoRoute)
         }
     }
 }
@@ -297,9 +301,12 @@ mod tests {
         );
         assert_eq!(
             t.route(&legacy("conversation:created", None)),
-            Err("no_route")
+            Err(SkipReason::NoRoute)
         );
-        assert_eq!(t.route(&legacy("user:presence", None)), Err("no_route"));
+        assert_eq!(
+            t.route(&legacy("user:presence", None)),
+            Err(SkipReason::NoRoute)
+        );
         let t = RouteTable::new(&[], true);
         assert_eq!(t.route(&legacy("user:presence", None)), Ok(Route::Forward));
         assert_eq!(
@@ -323,7 +330,7 @@ mod tests {
         let with = queue(json!([{"purpose": "customer", "attributes": {"cart_value": "3"}}]));
         assert_eq!(t.route(&with), Ok(Route::GuestSync));
         let without = queue(json!([{"purpose": "agent", "attributes": {"x": "1"}}]));
-        assert_eq!(t.route(&without), Err("no_route"));
+        assert_eq!(t.route(&without), Err(SkipReason::NoRoute));
     }
 
     #[test]
@@ -338,7 +345,7 @@ mod tests {
         let t = RouteTable::new(&custom, false);
         assert_eq!(
             t.route(&legacy("conversation:updated", Some("c"))),
-            Err("skipped_by_route")
+            Err(SkipReason::SkippedByRoute)
         );
         assert_eq!(
             t.route(&legacy("v2.users.{id}.presence", None)),
