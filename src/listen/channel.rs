@@ -643,7 +643,7 @@ mod tests {
 
     #[test]
     fn rotation_is_due_before_expiry() {
-        let s = crate::listen::ListenSettings::from_vars(&Default::default()).unwrap();
+        let s = crate::listen::ListenSettings::from_pairs(&[]).unwrap();
         let expires = SystemTime::now() + Duration::from_secs(24 * 3600);
         let (at, reason) = rotation_due(&s, Some(expires)).unwrap();
         assert_eq!(reason, Reason::Expiring);
