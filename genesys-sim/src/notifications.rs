@@ -13,6 +13,13 @@
 //!   client, and a 21st silently removes the channel with the oldest last use (channels
 //!   without a socket first), closing its socket;
 //! - at most 1,000 topics per channel: a larger subscription list is refused with 400;
+//! - every subscribed topic is checked and answered as a `ChannelTopic` with `state`
+//!   `Permitted` or `Rejected` (`rejectionReason`, `missingPermissions`); without
+//!   `ignoreErrors=true` one rejected topic fails the whole request (403
+//!   `notification.unauthorized.topic`, Genesys' streaming client); a topic naming an unknown
+//!   queue or a `gone-` conversation is rejected, and a placeholder (`{id}`) or a topic not
+//!   in the SDK's list is invalid (400 without `ignoreErrors`; both simulator choices);
+//! - the queue listing carries `firstUri`, `lastUri`, `selfUri`, `nextUri`, `previousUri`;
 //! - a channel lives `channel_ttl` (24 h) from creation or its latest subscription
 //!   change, then it is removed and its socket closed;
 //! - sockets get `{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}`
@@ -26,7 +33,10 @@
 //!
 //! Faults (from `POST /__sim/faults`): `ws_drop_next: N` drops the socket (no close frame)
 //! right after each of the next N notifications it delivers; `socket_closing_next: N`
-//! sends `v2.system.socket_closing` right after each of the next N deliveries.
+//! sends `v2.system.socket_closing` right after each of the next N deliveries. Own
+//! controls: `POST /__sim/notifications/silence` silences every open socket (no frame, no
+//! close, ever: only a client's idle timeout notices); `PUT /__sim/notifications/settings`
+//! `{"denied_topics": {pattern: [permission, ...]}}` withholds permissions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -379,6 +389,22 @@ impl Notifications {
         let ttl = state.ttl();
         if state.channel(id).is_none() {
             return channel_not_found(id);
+        }
+        // The per-channel limit is a property of the request: checked before any topic.
+        let requested: BTreeSet<&String> = topics.iter().collect();
+        let existing = state.channel(id).map_or(0, |c| {
+            if replace {
+                0
+            } else {
+                c.topics.iter().filter(|t| !requested.contains(t)).count()
+            }
+        });
+        if requested.len() + existing > MAX_TOPICS {
+            state.stats.subscriptions_refused += 1;
+            return Reply::bad_request(&format!(
+                "a channel can subscribe to at most {MAX_TOPICS} topics; this request would make {}",
+                requested.len() + existing
+            ));
         }
         let verdicts: Vec<(String, Option<Rejection>)> = topics
             .into_iter()
