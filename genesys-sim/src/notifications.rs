@@ -38,7 +38,7 @@
 //! close, ever: only a client's idle timeout notices); `PUT /__sim/notifications/settings`
 //! `{"denied_topics": {pattern: [permission, ...]}}` withholds permissions.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -174,6 +174,8 @@ struct State {
     /// In creation order.
     channels: Vec<Channel>,
     queues: Vec<Value>,
+    /// The ids of `queues`, for the per-topic check of a subscription.
+    queue_ids: HashSet<String>,
     settings: Settings,
     stats: Stats,
     next_conn: u64,
@@ -563,6 +565,7 @@ impl Notifications {
             ids.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
         }
         for id in &ids {
+            state.queue_ids.insert(id.clone());
             let n = state.queues.len();
             state.queues.push(json!({
                 "id": id,
@@ -722,7 +725,7 @@ impl State {
         }
         for (kind, id) in ids {
             match kind.as_str() {
-                "queues" if !self.queues.iter().any(|q| q["id"] == id.as_str()) => {
+                "queues" if !self.queue_ids.contains(&id) => {
                     return Some(Rejection::UnknownResource(format!("queue {id}")));
                 }
                 // The conversation API answers 404 for these ids (`Genesys::conversation`).
