@@ -252,6 +252,10 @@ def run(sim, f):
                     e.to_dict() if e else "absent")
         sim.control("PUT", "/__sim/notifications/settings", {"denied_topics": {}})
 
+    status, _, text = sim.request("POST", subs, body=[{"id": "v2.detail.events.conversation.c0ffee00-0000-4000-8000-000000000001.attributes"}])
+    added = model_check(f, sim, "subscriptions POST (adds)", status, text, "ChannelTopicEntityListing")
+    if added:
+        f.check("subscriptions POST (adds): keeps the known queue", good in {e.id for e in added.entities or []})
     status, _, text = sim.request("GET", subs)
     model_check(f, sim, "subscriptions GET", status, text, "ChannelTopicEntityListing")
 
@@ -315,6 +319,10 @@ def run(sim, f):
         f.check("trigger create: data_format Json",
                 trig.target is not None and trig.target.workflow_target_settings is not None
                 and trig.target.workflow_target_settings.data_format == "Json")
+        status, _, text = sim.request("GET", f"/api/v2/processautomation/triggers/{trig.id}")
+        got = model_check(f, sim, "trigger get", status, text, "Trigger")
+        if got:
+            f.check("trigger get: same trigger", got.id == trig.id and got.version == trig.version)
         update = dict(create, version=trig.version)
         status, _, text = sim.request("PUT", f"/api/v2/processautomation/triggers/{trig.id}", body=update)
         upd = model_check(f, sim, "trigger update", status, text, "Trigger")
