@@ -49,6 +49,14 @@ step "alert rules: promtool check rules, promtool test rules"
 promtool check rules "$RULES"
 (cd grafana/alerts/tests && promtool test rules ./*.yml)
 
+step "alert rules: loaded by the local stack's Prometheus (grafana/prometheus.yml)"
+grep -q -- '- ./grafana/alerts:/etc/prometheus/alerts:ro' docker-compose.yml ||
+  die "docker-compose.yml does not mount grafana/alerts into the prometheus service"
+sed "s|/etc/prometheus/alerts/|$PWD/grafana/alerts/|" grafana/prometheus.yml >"$WORK/prometheus.yml"
+promtool check config "$WORK/prometheus.yml" | tee "$WORK/config.out"
+grep -q "SUCCESS: $(grep -c '^ *- alert: ' "$RULES") rules found" "$WORK/config.out" ||
+  die "grafana/prometheus.yml's rule_files do not load $RULES"
+
 step "alert rules: metric names registered by src/metrics.rs"
 registered=$(grep -o '"relay_[a-z0-9_]*"' src/metrics.rs | tr -d '"' | sort -u)
 # Added by another change; the rule is shipped ahead of it (docs/runbook.md says so).
