@@ -25,11 +25,12 @@ RULES=grafana/alerts/genesys-relay.rules.yml
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-step() { echo "== $*"; }
+step() { echo "== [${SECONDS}s] $*"; }
 die() { echo "check-deploy: $*" >&2; exit 1; }
 
 # --- tools -------------------------------------------------------------------------------
 step "tools"
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then PATH="$PATH:/usr/local/go/bin"; fi
 command -v go >/dev/null || die "go is required (Helm and the validator are built with it)"
 HELM="$CACHE/helm-$HELM_VERSION/helm"
 if [ ! -x "$HELM" ]; then
@@ -41,7 +42,7 @@ if ! command -v promtool >/dev/null; then
 fi
 VALIDATE="$CACHE/deploy-validate/validate"
 mkdir -p "$(dirname "$VALIDATE")"
-(cd deploy/validate && go build -mod=readonly -o "$VALIDATE" .)
+(cd deploy/validate && go build -mod=readonly -buildvcs=false -o "$VALIDATE" .)
 echo "helm $HELM_VERSION, $(promtool --version 2>&1 | head -1)"
 
 # --- 1. alert rules ------------------------------------------------------------------------
@@ -150,6 +151,7 @@ reject 'not one of the relay' 's/args: \["worker"\]/args: ["work"]/'
 # --- 3. Dockerfile ---------------------------------------------------------------------------
 if [ "${CHECK_DEPLOY_SKIP_BUILD:-0}" = 1 ]; then
   step "Dockerfile: skipped (CHECK_DEPLOY_SKIP_BUILD=1)"
+  echo "check-deploy: all other checks passed in ${SECONDS} s"
   exit 0
 fi
 step "Dockerfile: the builder stage's build commands, in the dev profile"
@@ -218,4 +220,4 @@ for lib in $(ldd "$relay" | awk '/=>/ {print $3}'); do
     die "$relay links $lib from $pkg, which the Dockerfile's runtime stage does not install"
   fi
 done
-echo "check-deploy: all checks passed"
+echo "check-deploy: all checks passed in ${SECONDS} s"
