@@ -599,7 +599,9 @@ func (c *checker) checkDeployment(o object, d *appsv1.Deployment, configMaps map
 				env[e.Name] = e.Value
 			}
 		}
-		if ct.Image != "" && strings.Contains(ct.Image, "genesys-relay") {
+		// The chart's relay containers are named "relay"; an image of the relay under another
+		// container name is still the relay.
+		if ct.Name == "relay" || strings.Contains(ct.Image, "genesys-relay") {
 			c.checkRelayContainer(o, d, &ct, env)
 		}
 	}
