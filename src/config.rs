@@ -154,6 +154,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_LISTEN_MAX_CHANNELS", default: Value("20"), doc: "channels this process may hold (Genesys' limit per client); one stays free for rotation" },
     Setting { name: "RELAY_LISTEN_ROTATE_BEFORE", default: Value("5m"), doc: "replace a channel this long before its `expires`" },
     Setting { name: "RELAY_LISTEN_OVERLAP", default: Value("2s"), doc: "how long the old socket is still read after its replacement is connected" },
+    Setting { name: "RELAY_LISTEN_CHANNEL_TOKEN_BOUND", default: Value("true"), doc: "a channel lives no longer than the OAuth token that created it: rotate ahead of that token's expiry too" },
     Setting { name: "RELAY_LISTEN_IDLE_TIMEOUT", default: Value("90s"), doc: "a socket silent this long is considered dead" },
     Setting { name: "RELAY_LISTEN_RECONNECT_MAX", default: Value("30s"), doc: "cap of the reconnect backoff" },
     Setting { name: "RELAY_LOG_FORMAT", default: Value("human"), doc: "`human` (or `text`) or `json`" },

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub listen_reconnects_total: IntCounterVec,
     pub listen_disconnected_seconds_total: Counter,
     pub listen_channels: IntGauge,
+    pub listen_topics_rejected: IntGauge,
     pub listen_dropped_total: IntCounterVec,
 }
 
@@ -211,6 +212,14 @@ impl Metrics {
         registry
             .register(Box::new(listen_channels.clone()))
             .expect("unique metric");
+        let listen_topics_rejected = IntGauge::new(
+            "relay_listen_topics_rejected",
+            "Topics Genesys Cloud answered Rejected at the latest subscription (nothing arrives for them).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(listen_topics_rejected.clone()))
+            .expect("unique metric");
         let listen_dropped_total = counter_vec(
             "relay_listen_dropped_total",
             "Socket messages not written to Kafka, by reason (should stay 0).",
@@ -219,6 +228,7 @@ impl Metrics {
         for reason in [
             "socket_closing",
             "expiring",
+            "token_expiring",
             "dropped",
             "channel_gone",
             "idle",
@@ -269,6 +279,7 @@ impl Metrics {
             listen_reconnects_total,
             listen_disconnected_seconds_total,
             listen_channels,
+            listen_topics_rejected,
             listen_dropped_total,
         }
     }

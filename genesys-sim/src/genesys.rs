@@ -284,7 +284,7 @@ Err(Reply::genesys_error(
     }
 
     /// Answers an authorised `/api/v2` request within the budget.
-    fn handle_api(&self, route: Route, req: &SimRequest) -> Reply {
+    fn handle_api(&self, route: Route, req: &SimRequest, token: &str) -> Reply {
         match route {
             Route::Token => self.token(req),
             Route::Conversation(id) => self.conversation(&id),
@@ -293,7 +293,15 @@ Err(Reply::genesys_error(
             Route::CreateTrigger => lock(&self.data).triggers.create(req, random_uuid()),
             Route::GetTrigger(id) => lock(&self.data).triggers.get(&id),
             Route::UpdateTrigger(id) => lock(&self.data).triggers.update(&id, req),
-            Route::Notifications(route) => self.notifications.handle(route, req),
+            Route::Notifications(route) => {
+                // Channels belong to the token that created them (NotificationsApi docs).
+                let expires = lock(&self.data).tokens.get(token).copied();
+                let caller = crate::notifications::Caller {
+                    token: token.to_string(),
+                    expires: tokio::time::Instant::from_std(expires.unwrap_or_else(Instant::now)),
+                };
+                self.notifications.handle(route, req, &caller)
+            }
         }
     }
 
@@ -385,7 +393,7 @@ impl Backend for Genesys {
             Ok(headers) => headers,
             Err(reply) => return reply,
         };
-        let mut reply = self.handle_api(route, req);
+        let mut reply = self.handle_api(route, req, &token);
         for (name, value) in headers {
             reply = reply.with_header(name, value);
         }

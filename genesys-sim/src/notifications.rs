@@ -12,6 +12,12 @@
 //! - `POST .../channels` answers `{id, connectUri, expires}`; at most 20 channels per
 //!   client, and a 21st silently removes the channel with the oldest last use (channels
 //!   without a socket first), closing its socket;
+//! - a channel belongs to the token that created it: `GET .../channels` lists that token's
+//!   channels (`includechannels=token`, the default) or every channel of the OAuth client
+//!   (`includechannels=oauthclient`), where "Channel Ids for other access tokens will not
+//!   be shown, but will be presented to show their existence" (SDK `NotificationsApi.md`);
+//! - a channel ends when the token that created it expires (`channels_end_with_token`,
+//!   default on: not in an official source, docs/listen.md);
 //! - at most 1,000 topics per channel: a larger subscription list is refused with 400;
 //! - every subscribed topic is checked and answered as a `ChannelTopic` with `state`
 //!   `Permitted` or `Rejected` (`rejectionReason`, `missingPermissions`); without
@@ -84,6 +90,8 @@ struct Settings {
     heartbeat_interval_ms: u64,
     socket_closing_grace_ms: u64,
     channel_ttl_s: u64,
+    /// Whether a channel is removed when the token that created it expires.
+    channels_end_with_token: bool,
     /// Topic pattern -> the permissions the client lacks for it: its topics are rejected
     /// with these `missingPermissions` (an OAuth client without, e.g., `routing:queue:view`).
     denied_topics: BTreeMap<String, Vec<String>>,
@@ -95,6 +103,7 @@ impl Default for Settings {
             heartbeat_interval_ms: 30_000,
             socket_closing_grace_ms: 60_000,
             channel_ttl_s: 24 * 3600,
+            channels_end_with_token: true,
             denied_topics: BTreeMap::new(),
         }
     }
@@ -106,6 +115,7 @@ struct SettingsPatch {
     heartbeat_interval_ms: Option<u64>,
     socket_closing_grace_ms: Option<u64>,
     channel_ttl_s: Option<u64>,
+    channels_end_with_token: Option<bool>,
     denied_topics: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -115,6 +125,8 @@ struct Stats {
     /// Removed because a 21st channel was created.
     channels_replaced: u64,
     channels_expired: u64,
+    /// Removed because the token that created them expired.
+    channels_token_expired: u64,
     subscription_requests: u64,
     /// Subscription requests answered with an error (too many topics, a rejected topic
     /// without `ignoreErrors=true`).
@@ -147,8 +159,17 @@ struct Socket {
     silent: bool,
 }
 
+/// Who calls: the bearer token and when it expires.
+pub(crate) struct Caller {
+    pub(crate) token: String,
+    pub(crate) expires: Instant,
+}
+
 struct Channel {
     id: String,
+    /// The token that created it, and when that token expires.
+    token: String,
+    token_expires: Instant,
     connect_uri: String,
     topics: BTreeSet<String>,
     expires: Instant,
@@ -182,18 +203,23 @@ struct State {
 }
 
 impl State {
-    /// Removes expired channels (closing their sockets).
+    /// Removes expired channels, and those whose token expired (closing their sockets).
     fn purge(&mut self, now: Instant) {
-        let before = self.channels.len();
+        let with_token = self.settings.channels_end_with_token;
+        let (mut expired, mut token_expired) = (0u64, 0u64);
         self.channels.retain_mut(|c| {
             if c.expires <= now {
-                c.close_socket();
-                false
+                expired += 1;
+            } else if with_token && c.token_expires <= now {
+                token_expired += 1;
             } else {
-                true
+                return true;
             }
+            c.close_socket();
+            false
         });
-        self.stats.channels_expired += (before - self.channels.len()) as u64;
+        self.stats.channels_expired += expired;
+        self.stats.channels_token_expired += token_expired;
     }
 
     fn channel(&mut self, id: &str) -> Option<&mut Channel> {
@@ -291,15 +317,10 @@ impl Notifications {
         Some(routed)
     }
 
-    pub fn handle(&self, route: Route, req: &SimRequest) -> Reply {
+    pub fn handle(&self, route: Route, req: &SimRequest, caller: &Caller) -> Reply {
         match route {
-            Route::CreateChannel => self.create_channel(req),
-            Route::ListChannels => {
-                let mut state = lock(&self.hub.state);
-                state.purge(Instant::now());
-                let entities: Vec<Value> = state.channels.iter().map(Channel::to_json).collect();
-                Reply::ok(json!({ "entities": entities }))
-            }
+            Route::CreateChannel => self.create_channel(req, caller),
+            Route::ListChannels => self.list_channels(req, caller),
             Route::PutSubscriptions(id) => self.subscribe(&id, req, true),
             Route::PostSubscriptions(id) => self.subscribe(&id, req, false),
             Route::GetSubscriptions(id) => match lock(&self.hub.state).channel(&id) {
@@ -317,7 +338,36 @@ impl Notifications {
         }
     }
 
-    fn create_channel(&self, req: &SimRequest) -> Reply {
+    /// `GET .../channels?includechannels=token|oauthclient` (`ChannelEntityListing`).
+    fn list_channels(&self, req: &SimRequest, caller: &Caller) -> Reply {
+        let all = match req.query_param("includechannels").as_deref() {
+            None | Some("token") => false,
+            Some("oauthclient") => true,
+            Some(other) => {
+                return Reply::bad_request(&format!(
+                    "includechannels must be token or oauthclient, not {other:?}"
+                ))
+            }
+        };
+        let mut state = lock(&self.hub.state);
+        state.purge(Instant::now());
+        let entities: Vec<Value> = state
+            .channels
+            .iter()
+            .filter(|c| all || c.token == caller.token)
+            .map(|c| {
+                if c.token == caller.token {
+                    c.to_json()
+                } else {
+                    // Other tokens' channels: present, without their id.
+                    json!({ "expires": c.expires_iso })
+                }
+            })
+            .collect();
+        Reply::ok(json!({ "entities": entities }))
+    }
+
+    fn create_channel(&self, req: &SimRequest, caller: &Caller) -> Reply {
         let now = Instant::now();
         let mut state = lock(&self.hub.state);
         state.purge(now);
@@ -340,6 +390,8 @@ impl Notifications {
         let channel = Channel {
             connect_uri: format!("ws://{}/channels/{id}", self.socket_authority(req)),
             id,
+            token: caller.token.clone(),
+            token_expires: caller.expires,
             topics: BTreeSet::new(),
             expires: now + ttl,
             expires_iso: expires_iso(ttl),
@@ -607,6 +659,9 @@ impl Notifications {
             .socket_closing_grace_ms
             .unwrap_or(s.socket_closing_grace_ms);
         s.channel_ttl_s = patch.channel_ttl_s.unwrap_or(s.channel_ttl_s).max(1);
+        s.channels_end_with_token = patch
+            .channels_end_with_token
+            .unwrap_or(s.channels_end_with_token);
         if let Some(denied) = patch.denied_topics {
             s.denied_topics = denied;
         }
@@ -875,9 +930,15 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
     let end = loop {
         let (expires, silent) = {
             let mut state = lock(&hub.state);
+            let with_token = state.settings.channels_end_with_token;
             match state.channel(&channel_id) {
                 Some(c) if c.socket.as_ref().is_some_and(|s| s.conn == conn) => {
-                    (c.expires, c.socket.as_ref().is_some_and(|s| s.silent))
+                    let end = if with_token {
+                        c.expires.min(c.token_expires)
+                    } else {
+                        c.expires
+                    };
+                    (end, c.socket.as_ref().is_some_and(|s| s.silent))
                 }
                 _ => break End::Close,
             }
@@ -998,6 +1059,8 @@ mod tests {
         let now = Instant::now();
         state.channels.push(Channel {
             id: "a".into(),
+            token: String::new(),
+            token_expires: now + Duration::from_secs(60),
             connect_uri: String::new(),
             topics: BTreeSet::new(),
             expires: now,

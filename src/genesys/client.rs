@@ -199,6 +199,15 @@ impl GenesysClient {
         Ok(())
     }
 
+    /// See [`TokenSource::valid_for`]: the token the next calls carry stays valid at
+    /// least `min` longer; when it expires.
+    pub(crate) async fn token_valid_for(
+        &self,
+        min: std::time::Duration,
+    ) -> Result<Option<std::time::SystemTime>, HttpError> {
+        self.tokens.valid_for(min).await
+    }
+
     /// The API base URL (`https://api.<region>` or the override).
     pub(crate) fn api_base(&self) -> &str {
         &self.api_base

@@ -3,7 +3,7 @@
 //! many tasks ask at the same moment.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
@@ -128,6 +128,29 @@ impl TokenSource {
                 }
             }
         }
+    }
+
+    /// Makes the cached token one that stays valid at least `min` longer (fetching a new
+    /// one when it would not) and returns when it expires. For resources that live only
+    /// as long as the token that created them (notification channels, docs/listen.md).
+    pub async fn valid_for(&self, min: Duration) -> Result<Option<SystemTime>, HttpError> {
+        let short_lived = {
+            let state = self.lock_state();
+            state
+                .cached
+                .as_ref()
+                .filter(|c| c.expires_at.saturating_duration_since(Instant::now()) < min)
+                .map(|c| c.token.expose().to_string())
+        };
+        if let Some(token) = short_lived {
+            self.invalidate(&token);
+        }
+        self.token().await?;
+        let state = self.lock_state();
+        Ok(state
+            .cached
+            .as_ref()
+            .map(|c| SystemTime::now() + c.expires_at.saturating_duration_since(Instant::now())))
     }
 
     /// Drops the cached token, but only if it is still `token`: a task holding an old

@@ -35,6 +35,8 @@ pub(crate) struct ChannelInfo {
     pub(crate) connect_uri: String,
     /// When Genesys Cloud will expire it (`None` when the answer did not say).
     pub(crate) expires: Option<SystemTime>,
+    /// When the OAuth token that created it expires (set by the caller that knows it).
+    pub(crate) token_expires: Option<SystemTime>,
 }
 
 #[derive(Deserialize)]
@@ -63,8 +65,46 @@ struct QueueRef {
     id: String,
 }
 
+/// One `ChannelTopic` of a subscription answer (SDK `ChannelTopic`: `id`, `state`
+/// `Permitted|Rejected`, `rejectionReason`, `missingPermissions`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicAnswer {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    rejection_reason: Option<String>,
+    #[serde(default)]
+    missing_permissions: Vec<String>,
+}
+
 #[derive(Deserialize)]
 struct TopicListing {
+    #[serde(default)]
+    entities: Vec<TopicAnswer>,
+}
+
+/// A topic Genesys Cloud refused to subscribe, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejected {
+    pub(crate) reason: String,
+    pub(crate) missing_permissions: Vec<String>,
+}
+
+/// What a subscription request achieved, topic by topic.
+#[derive(Debug, Default)]
+pub(crate) struct Subscribed {
+    /// Topics answered `Permitted`: the only ones that will deliver.
+    pub(crate) permitted: Vec<String>,
+    /// Topics answered `Rejected`, or asked for and missing from the answer.
+    pub(crate) rejected: Vec<(String, Rejected)>,
+}
+
+/// `GET /api/v2/notifications/channels` (`ChannelEntityListing`): only the count is used.
+#[derive(Deserialize)]
+struct ChannelListing {
     #[serde(default)]
     entities: Vec<Value>,
 }
@@ -98,17 +138,20 @@ impl NotificationsApi {
             id: answer.id,
             connect_uri: answer.connect_uri,
             expires: answer.expires.as_deref().and_then(parse_time),
+            token_expires: None,
         })
     }
 
-    /// `PUT /api/v2/notifications/channels/{channelId}/subscriptions`: replaces the
-    /// channel's topics (and renews its lifetime). Returns how many topics it now has.
+    /// `PUT /api/v2/notifications/channels/{channelId}/subscriptions?ignoreErrors=true`:
+    /// replaces the channel's topics (and renews its lifetime). With `ignoreErrors` one
+    /// bad topic does not fail the whole request; each topic comes back with its `state`,
+    /// and only `Permitted` ones are subscribed.
     pub(crate) async fn put_subscriptions(
         &self,
         channel_id: &str,
         topics: &[String],
-    ) -> Result<usize, HttpError> {
-        let url = api_url(
+    ) -> Result<Subscribed, HttpError> {
+        let mut url = api_url(
             self.client.api_base(),
             &[
                 "api",
@@ -119,6 +162,7 @@ impl NotificationsApi {
                 "subscriptions",
             ],
         )?;
+        url.query_pairs_mut().append_pair("ignoreErrors", "true");
         let body: Vec<Value> = topics
             .iter()
             .map(|t| serde_json::json!({ "id": t }))
@@ -132,7 +176,34 @@ impl NotificationsApi {
             )
             .await?;
         let listing: TopicListing = decode(&answer, "subscriptions")?;
+        Ok(verdicts(topics, listing.entities))
+    }
+
+    /// How many channels the relay's OAuth client holds, across every token and process:
+    /// `GET /api/v2/notifications/channels?includechannels=oauthclient` (channels of other
+    /// tokens are listed without their ids, "to show their existence").
+    pub(crate) async fn client_channel_count(&self) -> Result<usize, HttpError> {
+        let mut url = api_url(
+            self.client.api_base(),
+            &["api", "v2", "notifications", "channels"],
+        )?;
+        url.query_pairs_mut()
+            .append_pair("includechannels", "oauthclient");
+        let body = self
+            .call("notifications_channels_list", Method::GET, url, None)
+            .await?;
+        let listing: ChannelListing = decode(&body, "channel listing")?;
         Ok(listing.entities.len())
+    }
+
+    /// Makes sure the next call carries a token valid at least `min` longer (fetching a
+    /// new one if the cached one is older) and says when that token expires: a channel
+    /// lives no longer than the token that created it (docs/listen.md).
+    pub(crate) async fn token_valid_for(
+        &self,
+        min: std::time::Duration,
+    ) -> Result<Option<SystemTime>, HttpError> {
+        self.client.token_valid_for(min).await
     }
 
     /// Every queue id of the org: `GET /api/v2/routing/queues` page by page until
@@ -181,6 +252,43 @@ impl NotificationsApi {
     }
 }
 
+/// Reads each asked topic's verdict from the answer: `Permitted` subscribes, anything
+/// else (`Rejected`, or a topic the answer does not mention) does not.
+fn verdicts(asked: &[String], answered: Vec<TopicAnswer>) -> Subscribed {
+    let mut by_topic: std::collections::HashMap<String, TopicAnswer> =
+        answered.into_iter().map(|t| (t.id.clone(), t)).collect();
+    let mut out = Subscribed::default();
+    for topic in asked {
+        match by_topic.remove(topic) {
+            // An answer without `state` predates the field: it lists what was subscribed.
+            Some(t)
+                if t.state
+                    .as_deref()
+                    .is_none_or(|s| s.eq_ignore_ascii_case("Permitted")) =>
+            {
+                out.permitted.push(topic.clone())
+            }
+            Some(t) => out.rejected.push((
+                topic.clone(),
+                Rejected {
+                    reason: t
+                        .rejection_reason
+                        .unwrap_or_else(|| format!("state {}", t.state.unwrap_or_default())),
+                    missing_permissions: t.missing_permissions,
+                },
+            )),
+            None => out.rejected.push((
+                topic.clone(),
+                Rejected {
+                    reason: "not in Genesys Cloud's answer".into(),
+                    missing_permissions: Vec::new(),
+                },
+            )),
+        }
+    }
+    out
+}
+
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| HttpError::Decode(format!("{what}: {e}")))
 }
@@ -193,6 +301,27 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_permitted_topics_count() {
+        let answer: TopicListing = serde_json::from_str(
+            r#"{"entities":[
+                {"id":"a","state":"Permitted"},
+                {"id":"b","state":"Rejected","rejectionReason":"no queue","missingPermissions":["routing:queue:view"]}
+            ]}"#,
+        )
+        .unwrap();
+        let asked = ["a".to_string(), "b".to_string(), "c".to_string()];
+        let s = verdicts(&asked, answer.entities);
+        assert_eq!(s.permitted, vec!["a".to_string()]);
+        assert_eq!(s.rejected.len(), 2);
+        assert_eq!(s.rejected[0].0, "b");
+        assert_eq!(
+            s.rejected[0].1.missing_permissions,
+            vec!["routing:queue:view"]
+        );
+        assert_eq!(s.rejected[1].0, "c");
+    }
 
     #[test]
     fn channel_expiry_parses() {

@@ -25,6 +25,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::api::{ChannelInfo, NotificationsApi};
 use super::settings::ListenSettings;
+use super::status::ListenStatus;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 
@@ -38,6 +39,9 @@ pub(crate) const SOCKET_CLOSING_TOPIC: &str = "v2.system.socket_closing";
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// How long a rotation waits for a free channel slot before trying again later.
 const SLOT_WAIT: Duration = Duration::from_secs(20);
+/// Channels one OAuth client may hold across all its tokens and processes; a 21st
+/// removes the one with the oldest last use (SDK `NotificationsApi.md`, docs/listen.md).
+pub(crate) const CLIENT_CHANNEL_LIMIT: usize = 20;
 
 /// A notification as read from a socket, waiting for Kafka.
 #[derive(Debug)]
@@ -51,6 +55,8 @@ pub(crate) struct Received {
 pub(crate) enum Reason {
     SocketClosing,
     Expiring,
+    /// The OAuth token that created the channel is about to expire.
+    TokenExpiring,
     Dropped,
     ChannelGone,
     Idle,
@@ -62,6 +68,7 @@ impl Reason {
         match self {
             Reason::SocketClosing => "socket_closing",
             Reason::Expiring => "expiring",
+            Reason::TokenExpiring => "token_expiring",
             Reason::Dropped => "dropped",
             Reason::ChannelGone => "channel_gone",
             Reason::Idle => "idle",
@@ -112,6 +119,41 @@ pub(crate) struct GroupCtx {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) status: Arc<ListenStatus>,
+    pub(crate) abandoned: Arc<Abandoned>,
+}
+
+/// Channels this process stopped using that may still exist at Genesys Cloud (there is no
+/// call to delete a channel): they have no connection, so Genesys removes them first when
+/// a client goes over its limit, and they do not count against the other processes'
+/// channels. Each is kept until it would have ended anyway.
+#[derive(Debug, Default)]
+pub(crate) struct Abandoned {
+    ends: std::sync::Mutex<Vec<SystemTime>>,
+}
+
+impl Abandoned {
+    fn add(&self, info: &ChannelInfo) {
+        let end = match (info.expires, info.token_expires) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a
+                .or(b)
+                .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(86_400)),
+        };
+        self.lock().push(end);
+    }
+
+    /// Abandoned channels that may still exist now.
+    fn count(&self) -> usize {
+        let now = SystemTime::now();
+        let mut ends = self.lock();
+        ends.retain(|e| *e > now);
+        ends.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SystemTime>> {
+        self.ends.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A connected, subscribed channel.
@@ -329,9 +371,11 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
             Event::TopicsChanged => {
                 let wanted = topics.borrow_and_update().clone();
                 match ctx.api.put_subscriptions(&cur.info.id, &wanted).await {
-                    Ok(n) => {
-                        tracing::info!(group = ctx.index, channel = %cur.info.id, topics = n, "subscriptions updated");
-                        cur.rotate_at = rotation_due(&ctx.settings, cur.info.expires);
+                    Ok(answer) => {
+                        ctx.status.record(ctx.index, &cur.info.id, &answer);
+                        tracing::info!(group = ctx.index, channel = %cur.info.id, topics = answer.permitted.len(), rejected = answer.rejected.len(), "subscriptions updated");
+                        // A subscription change renews the channel (`expires`), not its token.
+                        cur.rotate_at = rotation_due(&ctx.settings, &cur.info);
                     }
                     Err(error) => {
                         tracing::warn!(group = ctx.index, %error, "cannot update subscriptions; rotating the channel");
@@ -356,16 +400,27 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
     }
 }
 
-/// When a channel expiring at `expires` should be replaced.
-fn rotation_due(
-    settings: &ListenSettings,
-    expires: Option<SystemTime>,
-) -> Option<(Instant, Reason)> {
-    let left = expires?
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    let early = settings.rotate_before.min(left / 2);
-    Some((Instant::now() + (left - early), Reason::Expiring))
+/// When a channel should be replaced: ahead of its `expires`, and (when channels are
+/// tied to their token, `RELAY_LISTEN_CHANNEL_TOKEN_BOUND`) ahead of its token's expiry,
+/// whichever comes first.
+fn rotation_due(settings: &ListenSettings, info: &ChannelInfo) -> Option<(Instant, Reason)> {
+    let due = |end: Option<SystemTime>, reason| {
+        let left = end?
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let early = settings.rotate_before.min(left / 2);
+        Some((Instant::now() + (left - early), reason))
+    };
+    let channel = due(info.expires, Reason::Expiring);
+    let token = if settings.token_bound {
+        due(info.token_expires, Reason::TokenExpiring)
+    } else {
+        None
+    };
+    match (channel, token) {
+        (Some(c), Some(t)) => Some(if t.0 < c.0 { t } else { c }),
+        (c, t) => c.or(t),
+    }
 }
 
 async fn next_event(
@@ -420,6 +475,7 @@ impl GroupCtx {
                 Ok(socket) => return Ok(Some(self.live(info, socket, slot))),
                 Err(error) => {
                     tracing::info!(group = self.index, channel = %info.id, %error, "cannot reconnect to the same channel; creating a new one");
+                    self.abandoned.add(&info);
                     return self.open_new(topics, slot).await.map(Some);
                 }
             }
@@ -431,25 +487,36 @@ impl GroupCtx {
         self.open_new(topics, slot).await.map(Some)
     }
 
-    /// Creates a channel, subscribes `topics`, connects its socket.
+    /// Creates a channel (when the OAuth client has room for one more), subscribes
+    /// `topics`, connects its socket.
     async fn open_new(
         &self,
         topics: &[String],
         slot: OwnedSemaphorePermit,
     ) -> Result<Live, String> {
-        let info = self
+        // A channel ends with its token: create it with one that has life left, and know
+        // when that is.
+        let token_expires = if self.settings.token_bound {
+            self.api
+                .token_valid_for(self.settings.rotate_before.saturating_mul(2))
+                .await
+                .map_err(|e| format!("token: {e}"))?
+        } else {
+            None
+        };
+        self.check_client_room().await?;
+        let mut info = self
             .api
             .create_channel()
             .await
             .map_err(|e| format!("create channel: {e}"))?;
-        let n = self
+        info.token_expires = token_expires;
+        let answer = self
             .api
             .put_subscriptions(&info.id, topics)
             .await
             .map_err(|e| format!("subscribe {} topics: {e}", topics.len()))?;
-        if n < topics.len() {
-            tracing::warn!(group = self.index, channel = %info.id, asked = topics.len(), subscribed = n, "Genesys Cloud subscribed fewer topics than asked");
-        }
+        self.status.record(self.index, &info.id, &answer);
         let socket = self
             .connect_socket(&info)
             .await
@@ -457,10 +524,33 @@ impl GroupCtx {
         Ok(self.live(info, socket, slot))
     }
 
+    /// Fails (naming the numbers) when one more channel would take the OAuth client past
+    /// Genesys' limit: the 21st would remove another channel, possibly one another process
+    /// of the same client is listening on. This process's abandoned channels (no
+    /// connection, removed first) do not count.
+    async fn check_client_room(&self) -> Result<(), String> {
+        let listed = self
+            .api
+            .client_channel_count()
+            .await
+            .map_err(|e| format!("list the OAuth client's channels: {e}"))?;
+        let abandoned = self.abandoned.count();
+        let held = listed.saturating_sub(abandoned);
+        if held + 1 > CLIENT_CHANNEL_LIMIT {
+            return Err(format!(
+                "the OAuth client already holds {held} notification channels ({listed} listed, \
+                 {abandoned} of them abandoned by this process) and Genesys Cloud allows \
+                 {CLIENT_CHANNEL_LIMIT}: one more would remove another channel, possibly one \
+                 another process of this client listens on; give processes their own OAuth clients"
+            ));
+        }
+        Ok(())
+    }
+
     fn live(&self, info: ChannelInfo, socket: Socket, slot: OwnedSemaphorePermit) -> Live {
         self.metrics.listen_channels.inc();
         Live {
-            rotate_at: rotation_due(&self.settings, info.expires),
+            rotate_at: rotation_due(&self.settings, &info),
             info,
             socket,
             slot,
@@ -535,6 +625,7 @@ impl GroupCtx {
                 .await;
         }
         self.metrics.listen_channels.dec();
+        self.abandoned.add(&old.info);
         tracing::debug!(group = self.index, channel = %old.info.id, "closed the old channel's socket");
     }
 
@@ -596,6 +687,8 @@ impl GroupCtx {
             shutdown: self.shutdown.clone(),
             shutdown_timeout: self.shutdown_timeout,
             connect_timeout: self.connect_timeout,
+            status: Arc::clone(&self.status),
+            abandoned: Arc::clone(&self.abandoned),
         }
     }
 }
@@ -644,14 +737,32 @@ mod tests {
     #[test]
     fn rotation_is_due_before_expiry() {
         let s = crate::listen::ListenSettings::from_pairs(&[]).unwrap();
+        let info = |expires: Option<SystemTime>, token_expires: Option<SystemTime>| ChannelInfo {
+            id: "c".into(),
+            connect_uri: "ws://x".into(),
+            expires,
+            token_expires,
+        };
         let expires = SystemTime::now() + Duration::from_secs(24 * 3600);
-        let (at, reason) = rotation_due(&s, Some(expires)).unwrap();
+        let (at, reason) = rotation_due(&s, &info(Some(expires), None)).unwrap();
         assert_eq!(reason, Reason::Expiring);
         let lead = Instant::now() + Duration::from_secs(24 * 3600) - at;
         assert!(lead >= Duration::from_secs(299) && lead <= Duration::from_secs(301));
         // A short-lived channel rotates at half its life.
-        let (at, _) = rotation_due(&s, Some(SystemTime::now() + Duration::from_secs(4))).unwrap();
+        let short = Some(SystemTime::now() + Duration::from_secs(4));
+        let (at, _) = rotation_due(&s, &info(short, None)).unwrap();
         assert!(at <= Instant::now() + Duration::from_millis(2100));
-        assert!(rotation_due(&s, None).is_none());
+        assert!(rotation_due(&s, &info(None, None)).is_none());
+        // A token ending before the channel decides, unless channels are not token-bound.
+        let (at, reason) = rotation_due(&s, &info(Some(expires), short)).unwrap();
+        assert_eq!(reason, Reason::TokenExpiring);
+        assert!(at <= Instant::now() + Duration::from_millis(2100));
+        let unbound = crate::listen::ListenSettings::from_pairs(&[(
+            "RELAY_LISTEN_CHANNEL_TOKEN_BOUND",
+            "false",
+        )])
+        .unwrap();
+        let (_, reason) = rotation_due(&unbound, &info(Some(expires), short)).unwrap();
+        assert_eq!(reason, Reason::Expiring);
     }
 }

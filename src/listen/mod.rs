@@ -13,14 +13,22 @@
 //!
 //! Parts: [`settings`] (`RELAY_LISTEN_*`), [`topics`] (which topics, on which channel),
 //! [`api`] (the Platform API calls), [`channel`] (one channel group's lifecycle and its
-//! seamless replacements); this module is the supervisor and the Kafka writer.
+//! seamless replacements), [`status`] (what Genesys answered per topic); this module is
+//! the supervisor and the Kafka writer.
+//!
+//! Start-up fails when Genesys Cloud permits none of the topics (a listener that can
+//! never deliver must not look healthy), or when the OAuth client has no room for this
+//! process's channels next to the ones it already holds.
 
 mod api;
 mod channel;
 mod settings;
+mod status;
 mod topics;
 
 pub use settings::{ListenSettings, QueueSelection};
+#[allow(unused_imports)] // TopicState: for the operator view
+pub(crate) use status::{ListenStatus, TopicState};
 pub use topics::PlanError;
 pub(crate) use topics::{plan, queue_topic};
 
@@ -45,6 +53,9 @@ use channel::{GroupCtx, Received};
 /// from sockets and is not acknowledged yet.
 const IN_FLIGHT: usize = 256;
 const WRITE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long start-up waits for every channel group's first subscription answer before
+/// it goes on without the verdict (Genesys unreachable: the groups keep retrying).
+const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +68,24 @@ pub enum ListenError {
     Queues(HttpError),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(
+        "Genesys Cloud permitted none of the {topics} topics, so nothing would ever be \
+         delivered: {}", reasons.join("; ")
+    )]
+    NothingPermitted { topics: usize, reasons: Vec<String> },
+    #[error("cannot list the OAuth client's notification channels: {0}")]
+    ChannelList(HttpError),
+    #[error(
+        "the OAuth client already holds {existing} notification channels; this process needs \
+         {needed} (plus 1 kept free for rotation) and Genesys Cloud allows {limit} per OAuth \
+         client: a 21st would remove another channel, possibly one another process listens \
+         on. Give each process its own OAuth client, or listen to fewer topics"
+    )]
+    ClientChannels {
+        existing: usize,
+        needed: usize,
+        limit: usize,
+    },
 }
 
 /// Everything the Kafka writer needs.
@@ -99,6 +128,21 @@ pub(crate) async fn start(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ListenError> {
+    let status = Arc::new(ListenStatus::new(Arc::clone(&metrics)));
+    start_with_status(settings, timeouts, genesys, raw, metrics, shutdown, status).await
+}
+
+/// [`start`], recording each topic's subscription state in `status` (for an operator
+/// view that holds the other end).
+pub(crate) async fn start_with_status(
+    settings: &ListenSettings,
+    timeouts: Timeouts,
+    genesys: GenesysClient,
+    raw: RawTopic,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    status: Arc<ListenStatus>,
+) -> Result<JoinHandle<()>, ListenError> {
     let settings = settings.clone();
     let api = Arc::new(NotificationsApi::new(genesys));
     let wanted = wanted_topics(&settings, &api)
@@ -110,9 +154,21 @@ pub(crate) async fn start(
         settings.max_topics_per_channel,
         settings.max_channels,
     )?;
+    let existing = api
+        .client_channel_count()
+        .await
+        .map_err(ListenError::ChannelList)?;
+    if existing + groups.len() + 1 > channel::CLIENT_CHANNEL_LIMIT {
+        return Err(ListenError::ClientChannels {
+            existing,
+            needed: groups.len(),
+            limit: channel::CLIENT_CHANNEL_LIMIT,
+        });
+    }
     tracing::info!(
         topics = wanted.len(),
         channels = groups.len(),
+        client_channels = existing,
         "listening to Genesys Cloud notifications"
     );
     // Every subscribed topic's series exists from the start, at zero, labelled as its
@@ -139,16 +195,47 @@ pub(crate) async fn start(
         metrics: metrics.clone(),
         give_up_at: Arc::clone(&give_up_at),
     };
+    let group_count = groups.len();
     let supervisor = Supervisor {
         give_up_at,
         api,
         settings,
         metrics,
-        shutdown,
+        shutdown: shutdown.clone(),
         shutdown_timeout: timeouts.shutdown,
         connect_timeout: timeouts.connect,
+        status: Arc::clone(&status),
+        abandoned: Arc::default(),
     };
-    Ok(tokio::spawn(supervisor.run(groups, writer)))
+    let task = tokio::spawn(supervisor.run(groups, writer));
+    first_verdict(&status, group_count, wanted.len(), shutdown, task).await
+}
+
+/// Waits for every group's first subscription answer; fails start-up (stopping the
+/// listener) when no topic at all was permitted.
+async fn first_verdict(
+    status: &ListenStatus,
+    groups: usize,
+    topics: usize,
+    mut shutdown: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+) -> Result<JoinHandle<()>, ListenError> {
+    tokio::select! {
+        answered = tokio::time::timeout(FIRST_ANSWER_WAIT, status.all_answered(groups)) => {
+            if answered.is_err() {
+                tracing::warn!(wait_s = FIRST_ANSWER_WAIT.as_secs(), "no subscription answer from Genesys Cloud yet; going on, the channels keep retrying");
+                return Ok(task);
+            }
+        }
+        _ = channel::stopped(&mut shutdown) => return Ok(task),
+    }
+    let (permitted, reasons) = status.summary();
+    if permitted == 0 {
+        // Dropping the supervisor drops its groups (their sockets close).
+        task.abort();
+        return Err(ListenError::NothingPermitted { topics, reasons });
+    }
+    Ok(task)
 }
 
 /// The literal topics plus one conversation topic per selected queue.
@@ -176,6 +263,8 @@ struct Supervisor {
     shutdown: watch::Receiver<bool>,
     shutdown_timeout: Duration,
     connect_timeout: Duration,
+    status: Arc<ListenStatus>,
+    abandoned: Arc<channel::Abandoned>,
 }
 
 impl Supervisor {
@@ -227,6 +316,8 @@ impl Supervisor {
             shutdown: self.shutdown.clone(),
             shutdown_timeout: self.shutdown_timeout,
             connect_timeout: self.connect_timeout,
+            status: Arc::clone(&self.status),
+            abandoned: Arc::clone(&self.abandoned),
         };
         set.spawn(channel::run_group(ctx, topics_rx));
         topics_tx
@@ -261,6 +352,7 @@ impl Supervisor {
                 return;
             }
         };
+        self.status.retain(&wanted);
         for (index, topics) in next.iter().enumerate() {
             match senders.get(index) {
                 Some(sender) if current.get(index) != Some(topics) => {

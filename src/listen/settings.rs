@@ -48,6 +48,10 @@ pub struct ListenSettings {
     pub(crate) idle_timeout: Duration,
     /// `RELAY_LISTEN_RECONNECT_MAX`: cap of the reconnect backoff (default 30s).
     pub(crate) reconnect_max: Duration,
+    /// `RELAY_LISTEN_CHANNEL_TOKEN_BOUND`: a channel ends with the OAuth token that created
+    /// it, so it is rotated ahead of that token's expiry as well (default true; not
+    /// confirmed by an official source, docs/listen.md).
+    pub(crate) token_bound: bool,
 }
 
 impl ListenSettings {
@@ -92,6 +96,7 @@ impl ListenSettings {
             reconnect_max: v
                 .duration("RELAY_LISTEN_RECONNECT_MAX")?
                 .max(Duration::from_millis(100)),
+            token_bound: v.parse("RELAY_LISTEN_CHANNEL_TOKEN_BOUND")?,
         })
     }
 

@@ -942,3 +942,278 @@ async fn local_stack_pull_demo_reaches_the_cms() {
     assert!(entry.to_string().contains("/checkout"), "{entry}");
     relay.stop().await;
 }
+
+/// Starts a listener and hands back the start-up error as text instead of panicking.
+async fn try_start_listener(
+    broker_addr: &str,
+    sims: &Sims,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> Result<RunningRelay, String> {
+    let mut vars = relay_vars_at(broker_addr, prefix, extra);
+    vars.extend(sims.vars());
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
+    app::start(cfg, Role::Listen)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A bearer token of the simulator's OAuth client, as another process would hold.
+async fn sim_token(sims: &Sims) -> String {
+    let token: Value = sims
+        .http
+        .post(format!("{}/oauth/token", sims.genesys.base_url()))
+        .basic_auth("sim-client", Some("sim-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"].as_str().unwrap().to_string()
+}
+
+/// Genesys answers each topic with `state`; an unknown queue among known ones is
+/// `Rejected`. The listener subscribes with `ignoreErrors=true`, runs on the permitted
+/// topic, and counts the rejected one in `relay_listen_topics_rejected` (once, however
+/// often the channel is re-subscribed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_topic_is_counted_and_the_others_deliver() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    known_queue(&sims).await;
+    let prefix = unique_prefix("listen-rejected");
+    let raw = Topics::new(&prefix, 3).raw;
+    let unknown = "5a1e0000-0000-4000-8000-00000000dead";
+    let queues = format!("{QUEUE},{unknown}");
+    let relay = try_start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[("RELAY_LISTEN_QUEUES", queues.as_str())],
+    )
+    .await
+    .expect("one permitted topic is enough to start");
+    assert!(wait_sockets(&sims, 1).await, "{}", notif_stats(&sims).await);
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["subscribed_topics"], 1, "{stats}");
+    assert_eq!(stats["topics_rejected"], 1, "{stats}");
+    assert_eq!(relay.metrics.listen_topics_rejected.get(), 1);
+    for seq in 0..5 {
+        assert!(publish(&sims, seq).await);
+    }
+    assert_eq!(
+        read_records(&broker, &raw, 5, Duration::from_secs(30)).len(),
+        5
+    );
+    // A socket_closing rotation asks for both topics again: still one rejected topic.
+    sims.genesys_faults(json!({"socket_closing_next": 1})).await;
+    assert!(publish(&sims, 5).await);
+    let m = relay.metrics.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            m.listen_reconnects_total
+                .with_label_values(&["socket_closing"])
+                .get()
+                >= 1
+        })
+        .await
+    );
+    assert_eq!(notif_stats(&sims).await["topics_rejected"], 2);
+    assert_eq!(relay.metrics.listen_topics_rejected.get(), 1);
+    relay.stop().await;
+}
+
+/// When Genesys permits none of the topics (here: an unknown queue, and a queue topic
+/// the OAuth client lacks a permission for), the listener refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_fails_when_no_topic_is_permitted() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    known_queue(&sims).await;
+    sim_settings(
+        &sims,
+        json!({"denied_topics": {"v2.routing.queues.{id}.conversations": ["routing:queue:view"]}}),
+    )
+    .await;
+    let err = try_start_listener(
+        &broker.addr(),
+        &sims,
+        &unique_prefix("listen-none"),
+        &[("RELAY_LISTEN_QUEUES", QUEUE)],
+    )
+    .await
+    .err()
+    .expect("start-up must fail");
+    assert!(err.contains("permitted none"), "{err}");
+    assert!(err.contains(&queue_topic()), "{err}");
+    assert!(err.contains("routing:queue:view"), "{err}");
+
+    sim_settings(&sims, json!({"denied_topics": {}})).await;
+    let unknown = "5a1e0000-0000-4000-8000-00000000dead";
+    let err = try_start_listener(
+        &broker.addr(),
+        &sims,
+        &unique_prefix("listen-none"),
+        &[("RELAY_LISTEN_QUEUES", unknown)],
+    )
+    .await
+    .err()
+    .expect("start-up must fail");
+    assert!(err.contains(unknown) && err.contains("not found"), "{err}");
+}
+
+/// The simulator lists a token's own channels by default and every channel of the OAuth
+/// client with `includechannels=oauthclient` (other tokens' without their id); a channel
+/// ends with the token that created it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_ties_channels_to_their_token() {
+    let sims = Sims::start().await;
+    let base = sims.genesys.base_url();
+    sims.genesys_faults(json!({"token_ttl_s": 2})).await;
+    let short = sim_token(&sims).await;
+    sims.genesys_faults(json!({"token_ttl_s": 3600})).await;
+    let long = sim_token(&sims).await;
+    for token in [&short, &long] {
+        let r = sims
+            .http
+            .post(format!("{base}/api/v2/notifications/channels"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let list = |q: &'static str| {
+        let http = sims.http.clone();
+        let url = format!("{base}/api/v2/notifications/channels{q}");
+        let long = long.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(&long)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["entities"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    assert_eq!(list("").await.len(), 1);
+    let all = list("?includechannels=oauthclient").await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().filter(|c| c["id"].is_string()).count(), 1);
+    let bad = sims
+        .http
+        .get(format!(
+            "{base}/api/v2/notifications/channels?includechannels=all"
+        ))
+        .bearer_auth(&long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(list("?includechannels=oauthclient").await.len(), 1);
+    assert_eq!(notif_stats(&sims).await["channels_token_expired"], 1);
+}
+
+/// Channels end with their token: with 6-second tokens the listener rotates each channel
+/// ahead of its token's expiry, onto a channel made with a fresh token, and nothing
+/// published meanwhile is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_rotate_ahead_of_their_token() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    known_queue(&sims).await;
+    sims.genesys_faults(json!({"token_ttl_s": 6})).await;
+    let prefix = unique_prefix("listen-token");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let relay = start_listener(
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_LISTEN_ROTATE_BEFORE", "2s"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    let mut want = HashSet::new();
+    let started = Instant::now();
+    let mut seq = 0;
+    while started.elapsed() < Duration::from_secs(15) {
+        publish(&sims, seq).await;
+        want.insert(seq);
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = records_by_seq(&broker.addr(), &raw, &want);
+    let missing: Vec<_> = want.iter().filter(|s| !got.contains_key(s)).collect();
+    let stats = notif_stats(&sims).await;
+    assert!(missing.is_empty(), "lost {missing:?}: {stats}");
+    assert_eq!(stats["undelivered"], 0, "{stats}");
+    let m = &relay.metrics;
+    assert!(
+        m.listen_reconnects_total
+            .with_label_values(&["token_expiring"])
+            .get()
+            >= 2,
+        "{stats}"
+    );
+    for reason in ["channel_gone", "dropped"] {
+        assert_eq!(
+            m.listen_reconnects_total.with_label_values(&[reason]).get(),
+            0,
+            "{reason}: {stats}"
+        );
+    }
+    relay.stop().await;
+}
+
+/// The 20 channels are per OAuth client, across tokens and processes: with 19 held by
+/// another process, this one (1 channel + 1 kept free) would push one out, so start-up
+/// fails and names the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_fails_when_the_oauth_client_has_no_room() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    known_queue(&sims).await;
+    let other = sim_token(&sims).await;
+    for _ in 0..19 {
+        let r = sims
+            .http
+            .post(format!(
+                "{}/api/v2/notifications/channels",
+                sims.genesys.base_url()
+            ))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let topic = queue_topic();
+    let err = try_start_listener(
+        &broker.addr(),
+        &sims,
+        &unique_prefix("listen-full"),
+        &[("RELAY_LISTEN_TOPICS", topic.as_str())],
+    )
+    .await
+    .err()
+    .expect("start-up must fail");
+    assert!(err.contains("already holds 19"), "{err}");
+    let stats = notif_stats(&sims).await;
+    assert_eq!(stats["channels"], 19, "{stats}");
+    assert_eq!(stats["channels_replaced"], 0, "{stats}");
+}
