@@ -62,6 +62,8 @@ pub enum StartError {
     Schema(#[from] crate::schema::SchemaError),
     #[error("cannot listen: {0}")]
     Bind(#[from] warp::Error),
+    #[error("ingress: {0}")]
+    Ingress(#[from] crate::ingress::ServeError),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("listen: {0}")]

@@ -145,8 +145,10 @@ pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:9464";
 pub const DEFAULT_WEBHOOK_SECRET_HEADER: &str = "X-Relay-Secret";
 /// `RELAY_WEBHOOK_AUTH` default: a credential is required.
 pub const DEFAULT_WEBHOOK_AUTH: &str = "required";
-/// `RELAY_PRODUCE_TIMEOUT` default.
-pub const DEFAULT_PRODUCE_TIMEOUT: &str = "5s";
+/// `RELAY_PRODUCE_TIMEOUT` default: under the 5 s after which an EventBridge API destination
+/// gives up on a request (docs/connecting.md), so a slow broker is a clean 503, not a
+/// client timeout.
+pub const DEFAULT_PRODUCE_TIMEOUT: &str = "3s";
 /// Genesys Cloud region when `RELAY_GENESYS_REGION` is not set.
 pub const DEFAULT_GENESYS_REGION: &str = "mypurecloud.com";
 /// Requests per minute when `RELAY_GENESYS_RATE_LIMIT` is not set: headroom under the
@@ -204,14 +206,18 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_TLS_CERT", default: Absent("unset"), doc: "with `RELAY_TLS_KEY`: PEM files, the ingress serves HTTPS" },
     Setting { name: "RELAY_TLS_KEY", default: Absent("unset"), doc: "see `RELAY_TLS_CERT`" },
     Setting { name: "RELAY_MAX_BODY_BYTES", default: Absent("`message.max.bytes` minus 16 KiB (`983616`)"), doc: "larger bodies get 413; must fit `message.max.bytes` minus 16 KiB (checked at start-up)" },
-    Setting { name: "RELAY_PRODUCE_TIMEOUT", default: Value(DEFAULT_PRODUCE_TIMEOUT), doc: "longest wait for the broker's acknowledgement before 503" },
+    Setting { name: "RELAY_INGRESS_HEADER_TIMEOUT", default: Value("10s"), doc: "a request head (and a TLS handshake) must arrive within this of its first byte, a new connection's first one within this of connecting; else the connection is closed" },
+    Setting { name: "RELAY_INGRESS_BODY_TIMEOUT", default: Value("10s"), doc: "a request body must arrive within this; else `408` and the connection is closed" },
+    Setting { name: "RELAY_INGRESS_IDLE_TIMEOUT", default: Value("60s"), doc: "a keep-alive connection silent this long between requests is closed" },
+    Setting { name: "RELAY_INGRESS_MAX_CONNECTIONS", default: Value("1024"), doc: "open ingress connections at most; one more is closed on accept (counted); keep it under the process's file limit" },
+    Setting { name: "RELAY_PRODUCE_TIMEOUT", default: Value(DEFAULT_PRODUCE_TIMEOUT), doc: "longest wait for the broker's acknowledgement before 503; keep it under 5 s, EventBridge API destinations give up after 5 s (docs/connecting.md)" },
     Setting { name: "RELAY_GENESYS_REGION", default: Value(DEFAULT_GENESYS_REGION), doc: "Genesys Cloud region: API `https://api.<region>`, OAuth `https://login.<region>` (e.g. `mypurecloud.de`, `usw2.pure.cloud`)" },
     Setting { name: "RELAY_GENESYS_API_BASE", default: Absent("from the region"), doc: "Platform API base override (the simulator)" },
     Setting { name: "RELAY_GENESYS_LOGIN_BASE", default: Absent("from the region"), doc: "OAuth base override" },
     Setting { name: "RELAY_GENESYS_CLIENT_ID", default: Absent("required by `worker`/`serve`/`triggers`"), doc: "OAuth client-credentials id" },
     Setting { name: "RELAY_GENESYS_CLIENT_SECRET", default: Absent("required by `worker`/`serve`/`triggers`"), doc: "OAuth client secret (never logged)" },
     Setting { name: "RELAY_GENESYS_RATE_LIMIT", default: Value(DEFAULT_GENESYS_RATE_LIMIT), doc: "Genesys requests per minute this process spends (one paced budget; lowered when `inin-ratelimit-allowed` says less); at least 1" },
-    Setting { name: "RELAY_GENESYS_BUDGET_MAX_WAIT", default: Value(DEFAULT_GENESYS_BUDGET_MAX_WAIT), doc: "longest wait for a budget slot inside a worker lane; a later slot makes the event a retry record due then (no attempt counted)" },
+    Setting { name: "RELAY_GENESYS_BUDGET_MAX_WAIT", default: Value(DEFAULT_GENESYS_BUDGET_MAX_WAIT), doc: "how far ahead budget slots are handed out: a call finding them taken waits its turn in its lane (backpressure); only a Genesys pause (window spent, 429) longer than this makes the event one retry record due at a promised slot (no attempt counted); see docs/genesys-api.md#the-request-budget" },
     Setting { name: "RELAY_GENESYS_CACHE_TTL", default: Value(DEFAULT_GENESYS_CACHE_TTL), doc: "a fetched conversation is reused this long; concurrent lookups of one id share one request (`0s`: off)" },
     Setting { name: "RELAY_ROUTES", default: Absent("unset"), doc: "`pattern=route,...` tried before the default route table (`{id}` = one id, `*` = any tail; routes `guest_sync`, `conversation_enrich`, `forward`, `skip`); see [docs/contract.md](docs/contract.md#routes)" },
     Setting { name: "RELAY_CMS_ENTRY_KEY", default: Value(DEFAULT_CMS_ENTRY_KEY), doc: "CMS entry id of a guest sync: `conversation`, `participant` or `external_contact` (falls back to the conversation id)" },
@@ -409,6 +415,8 @@ pub struct Config {
     /// `RELAY_MAX_BODY_BYTES`; unset = the largest body the producer's
     /// `message.max.bytes` can carry (see `ingress::body_limit`).
     pub max_body_bytes: Option<usize>,
+    /// `RELAY_INGRESS_*`: the ingress's connection cap and deadlines.
+    pub ingress_limits: crate::ingress::ConnectionLimits,
     /// `RELAY_PRODUCE_TIMEOUT`: longest wait for the broker's acknowledgement.
     pub produce_timeout: Duration,
     /// `RELAY_GENESYS_API_BASE`, else `https://api.<RELAY_GENESYS_REGION>`.
@@ -580,6 +588,7 @@ impl Config {
             tls_cert,
             tls_key,
             max_body_bytes: v.parse_opt("RELAY_MAX_BODY_BYTES")?,
+            ingress_limits: crate::ingress::ConnectionLimits::read(v)?,
             produce_timeout: v.duration("RELAY_PRODUCE_TIMEOUT")?,
             genesys_api_base: v
                 .get("RELAY_GENESYS_API_BASE")
@@ -936,6 +945,8 @@ mod tests {
         assert_eq!(c.max_body_bytes, None);
         assert_eq!(c.producer_message_max_bytes().unwrap(), 1_000_000);
         assert_eq!(c.max_in_flight, 256);
+        // EventBridge API destinations give up after 5 s: a 503 must come before that.
+        assert!(c.produce_timeout < Duration::from_secs(5));
         assert_eq!(
             c.retry_delays,
             vec![

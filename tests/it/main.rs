@@ -21,5 +21,6 @@ mod secrets;
 mod shutdown;
 mod sim;
 mod sinks;
+mod slowloris;
 mod triggers_cli;
 mod worker;
