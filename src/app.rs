@@ -21,13 +21,13 @@ use crate::pipeline::{FailureHandOff, Processor, RetryPolicy, RouteHandlers, Rou
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
 use crate::sinks::{CmsClient, HttpForwarder};
+use crate::supervise::{Part, PartFailed, Supervisor};
 use rdkafka::ClientConfig;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Which parts a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub struct RunningRelay {
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     shutdown_tx: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    parts: Supervisor,
     producer: Arc<EventProducer>,
 }
 
@@ -86,19 +86,23 @@ impl RunningRelay {
         self.shutdown_tx.clone()
     }
 
-    /// Waits until every part has stopped (after a shutdown signal).
-    pub async fn wait(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+    /// Waits until every part has stopped: after a shutdown signal, or after a part
+    /// failed or ended on its own, which stops the others and is returned (the binary
+    /// exits non-zero with it; see `supervise`).
+    pub async fn wait(self) -> Result<(), PartFailed> {
+        let result = self.parts.wait(&self.shutdown_tx).await;
         self.producer.flush(Duration::from_secs(10)).await;
-        tracing::info!("relay stopped");
+        match &result {
+            Ok(()) => tracing::info!("relay stopped"),
+            Err(e) => tracing::error!(error = %e, "relay stopped after a failure"),
+        }
+        result
     }
 
-    /// Signals shutdown and waits for a graceful stop.
+    /// Signals shutdown and waits for a graceful stop (a failure is logged by `wait`).
     pub async fn stop(self) {
         let _ = self.shutdown_tx.send(true);
-        self.wait().await;
+        let _ = self.wait().await;
     }
 }
 
@@ -123,7 +127,7 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
         admin_addr,
         metrics: shared.metrics,
         shutdown_tx,
-        tasks: parts.tasks,
+        parts: parts.supervisor,
         producer: shared.producer,
     })
 }
@@ -172,7 +176,7 @@ impl Shared {
 /// What the started parts hand back: their tasks, and what `/readyz` and callers need.
 #[derive(Default)]
 struct Parts {
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: Supervisor,
     consumers_assigned: Vec<Arc<AtomicBool>>,
     ingress_addr: Option<SocketAddr>,
 }
@@ -219,12 +223,10 @@ fn start_ingress(
     let (addr, server) = ingress.bind(cfg.http_addr, shutdown::signalled(shutdown_rx.clone()))?;
     tracing::info!(%addr, scheme, max_body_bytes, "ingress listening");
     parts.ingress_addr = Some(addr);
-    parts.tasks.push(tokio::spawn(shutdown::drain_within(
-        server,
-        shutdown_rx.clone(),
-        cfg.shutdown_timeout,
-        "ingress",
-    )));
+    parts.supervisor.spawn(
+        Part::Ingress,
+        shutdown::drain_within(server, shutdown_rx.clone(), cfg.shutdown_timeout, "ingress"),
+    );
     Ok(())
 }
 
@@ -245,7 +247,7 @@ async fn start_listener(
         shutdown_rx.clone(),
     )
     .await?;
-    parts.tasks.push(task);
+    parts.supervisor.adopt(Part::Listener, task);
     Ok(())
 }
 
@@ -331,11 +333,16 @@ async fn start_worker(
     // Readiness follows the raw consumer only: with more workers than retry partitions a
     // worker may rightly hold no retry partition.
     parts.consumers_assigned.push(raw.assigned_flag());
-    parts.tasks.extend([
-        tokio::spawn(raw.run(processor.clone(), shutdown_rx.clone())),
-        tokio::spawn(retry.run(processor, shutdown_rx.clone())),
-        tail,
-    ]);
+    let supervisor = &mut parts.supervisor;
+    supervisor.spawn(
+        Part::RawConsumer,
+        raw.run(processor.clone(), shutdown_rx.clone()),
+    );
+    supervisor.spawn(
+        Part::RetryConsumer,
+        retry.run(processor, shutdown_rx.clone()),
+    );
+    supervisor.adopt(Part::IdempotencyTail, tail);
     Ok(())
 }
 
@@ -371,11 +378,9 @@ fn start_admin(
         shutdown::signalled(shutdown_rx.clone()),
     )?;
     tracing::info!(%addr, "admin listening");
-    parts.tasks.push(tokio::spawn(shutdown::drain_within(
-        admin,
-        shutdown_rx.clone(),
-        cfg.shutdown_timeout,
-        "admin",
-    )));
+    parts.supervisor.spawn(
+        Part::Admin,
+        shutdown::drain_within(admin, shutdown_rx.clone(), cfg.shutdown_timeout, "admin"),
+    );
     Ok(addr)
 }

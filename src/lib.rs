@@ -16,6 +16,7 @@
 //! - [`metrics`]: every Prometheus series the relay exports.
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`shutdown`]: the shutdown signal every part listens to, and bounded draining.
+//! - [`supervise`]: a part that fails or ends early stops the process (non-zero exit).
 //! - [`clock`]: wall-clock milliseconds and their ISO 8601 rendering.
 //! - [`operator`]: operator commands (`dlq list`, `dlq replay`): replay library and output.
 //!
@@ -39,3 +40,4 @@ pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
 pub mod sinks;
+pub mod supervise;

@@ -22,5 +22,6 @@ mod shutdown;
 mod sim;
 mod sinks;
 mod slowloris;
+mod supervision;
 mod triggers_cli;
 mod worker;
