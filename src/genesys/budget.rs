@@ -16,6 +16,8 @@
 //!   becomes one retry record due at a promised slot. Deferred slots are staggered one
 //!   interval apart and are not re-deferred by the queue when they come back (they queue
 //!   like any caller), so an event is deferred at most once per pause, never cycled.
+//! - A slot granted before a pause does not outrun it: the caller checks for a pause
+//!   again just before sending ([`RequestBudget::pause_before_sending`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -108,6 +110,20 @@ impl RequestBudget {
                 Decision::Defer(after) => return Slot::Defer(after),
                 Decision::Queue(after) => tokio::time::sleep(after).await,
             }
+        }
+    }
+
+    /// A granted slot comes before a pause Genesys imposed after it was granted (slots
+    /// are handed out up to `max_wait` ahead): just before sending, the caller asks
+    /// again. [`Slot::Wait`] with the pause left (zero when none), or [`Slot::Defer`] when
+    /// the pause is longer than `max_wait`.
+    pub(crate) fn pause_before_sending(&self) -> Slot {
+        let now = Instant::now();
+        let left = self.lock().paused_until.saturating_duration_since(now);
+        if left > self.max_wait {
+            Slot::Defer(left)
+        } else {
+            Slot::Wait(left)
         }
     }
 
@@ -210,6 +226,20 @@ mod tests {
             b.decide_at(back);
         }
         assert!(matches!(b.decide_at(back), Decision::Queue(_)));
+    }
+
+    #[test]
+    fn a_slot_granted_before_a_pause_waits_for_it_before_sending() {
+        let b = RequestBudget::new(60, Duration::from_secs(5));
+        let t0 = Instant::now();
+        // Granted 3 s ahead, then Genesys says the window is spent for 2 s.
+        b.decide_at(t0);
+        b.decide_at(t0);
+        assert_eq!(b.pause_before_sending(), Slot::Wait(Duration::ZERO));
+        b.pause(Duration::from_secs(2));
+        assert!(matches!(b.pause_before_sending(), Slot::Wait(d) if d > Duration::from_secs(1)));
+        b.pause(Duration::from_secs(30));
+        assert!(matches!(b.pause_before_sending(), Slot::Defer(d) if d > Duration::from_secs(29)));
     }
 
     #[tokio::test]

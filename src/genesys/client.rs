@@ -271,6 +271,20 @@ impl GenesysClient {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        // Genesys may have paused the budget (window spent, 429) while this slot waited.
+        match self.budget.pause_before_sending() {
+            Slot::Defer(retry_after) if !policy.wait_for_far_slot => {
+                return Err(HttpError::Deferred {
+                    service: SERVICE,
+                    retry_after,
+                })
+            }
+            Slot::Wait(pause) | Slot::Defer(pause) => {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
         Ok(())
     }
 
