@@ -12,15 +12,17 @@ mod auth;
 mod body_limit;
 mod envelope;
 mod server;
+mod settings;
 mod topics;
 
 pub use auth::{AuthError, BasicAuth, IngressAuth, Presented, WebhookAuth, REPLAY_WINDOW_SECS};
 pub use body_limit::{max_body_bytes, RECORD_OVERHEAD_BYTES};
 pub use envelope::{parse_event, record_key, EnvelopeError, MAX_FIELD_BYTES, MAX_FUTURE_MS};
 pub use server::{ConnectionLimits, ServeError};
+pub use settings::IngressSettings;
 
 use crate::clock::now_ms;
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::kafka::{headers, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::Codec;
@@ -54,17 +56,22 @@ pub(crate) struct Ingress {
 /// Checks the ingress settings without building anything: credentials (required unless
 /// `RELAY_WEBHOOK_AUTH=none`), the body limit against `message.max.bytes`, the TLS files.
 /// Start-up calls this before touching the broker.
-pub(crate) fn check_settings(cfg: &Config) -> Result<(), ConfigError> {
-    cfg.ingress_auth()?;
-    max_body_bytes(cfg)?;
-    read_tls(cfg)?;
+pub(crate) fn check_settings(
+    settings: &IngressSettings,
+    message_max_bytes: usize,
+) -> Result<(), ConfigError> {
+    settings.auth()?;
+    max_body_bytes(settings, message_max_bytes)?;
+    read_tls(settings)?;
     Ok(())
 }
 
 /// The TLS server configuration from the PEM files, or why they cannot serve, naming
 /// the setting.
-fn read_tls(cfg: &Config) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ConfigError> {
-    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+fn read_tls(
+    settings: &IngressSettings,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ConfigError> {
+    let Some((cert, key)) = &settings.tls else {
         return Ok(None);
     };
     let invalid = |name: &str, reason: String| ConfigError::Invalid {
@@ -108,13 +115,14 @@ fn read_tls(cfg: &Config) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfi
 
 impl Ingress {
     pub(crate) fn new(
-        cfg: &Config,
+        settings: &IngressSettings,
+        message_max_bytes: usize,
         producer: Arc<EventProducer>,
         codec: Codec,
         raw_topic: String,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
-        let auth = cfg.ingress_auth()?;
+        let auth = settings.auth()?;
         if auth.is_none() {
             tracing::warn!("RELAY_WEBHOOK_AUTH=none: the ingress accepts unauthenticated requests");
         }
@@ -123,10 +131,10 @@ impl Ingress {
             codec,
             topic: raw_topic,
             auth,
-            secret_header: cfg.webhook_secret_header.to_ascii_lowercase(),
-            max_body_bytes: max_body_bytes(cfg)?,
-            tls: read_tls(cfg)?,
-            limits: cfg.ingress_limits,
+            secret_header: settings.secret_header.to_ascii_lowercase(),
+            max_body_bytes: max_body_bytes(settings, message_max_bytes)?,
+            tls: read_tls(settings)?,
+            limits: settings.limits,
             metrics,
         })
     }

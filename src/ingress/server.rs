@@ -515,14 +515,14 @@ mod tests {
     fn zero_limits_are_refused_naming_the_setting() {
         let map: std::collections::HashMap<String, String> =
             [("RELAY_INGRESS_IDLE_TIMEOUT".to_string(), "0s".to_string())].into();
-        let err = ConnectionLimits::read(&Vars::new(&map)).unwrap_err();
+        let err = ConnectionLimits::read(&Vars::new(map)).unwrap_err();
         assert!(
             err.to_string().contains("RELAY_INGRESS_IDLE_TIMEOUT"),
             "{err}"
         );
         let map: std::collections::HashMap<String, String> =
             [("RELAY_INGRESS_MAX_CONNECTIONS".to_string(), "0".to_string())].into();
-        let err = ConnectionLimits::read(&Vars::new(&map)).unwrap_err();
+        let err = ConnectionLimits::read(&Vars::new(map)).unwrap_err();
         assert!(
             err.to_string().contains("RELAY_INGRESS_MAX_CONNECTIONS"),
             "{err}"
