@@ -19,6 +19,7 @@ mod schema_registry;
 mod secrets;
 mod shutdown;
 mod sim;
+mod sim_cms_faults;
 mod sinks;
 mod triggers_cli;
 mod worker;
