@@ -16,7 +16,8 @@
 //! - `redundant_by_key`: writes of a key that arrived after an earlier write of that key
 //!   had been answered 2xx (applied or replayed) to the client: sends the client should
 //!   not have made. A retry after a failed answer (error status, reset, no answer) is not
-//!   one, even when that write had been applied.
+//!   one, even when that write had been applied. `redundant_writes` lists them with
+//!   their arrival time (Unix ms).
 //! - `answers_by_key`: per key, in order, how each write was answered: `applied`,
 //!   `replayed`, `rejected:<status>`, `injected:<status>` (a fault before the handler),
 //!   `applied_then:<failure>` / `replayed_then:<failure>` (`apply_then_fail_rate`:
@@ -73,6 +74,14 @@ impl Entry {
             "updatedAt": self.updated_at,
         })
     }
+}
+
+/// A write of a key already answered 2xx, when it arrived: lets a test attribute it to
+/// the fault (a killed worker) that preceded it.
+#[derive(Serialize)]
+struct RedundantWrite {
+    key: String,
+    at_ms: u64,
 }
 
 /// One accepted write, in the order the server accepted them.
@@ -144,6 +153,8 @@ struct Data {
     answered_ok: HashSet<String>,
     /// Writes that arrived after a write of their key had been answered 2xx.
     redundant_by_key: HashMap<String, u64>,
+    /// The same writes in arrival order, with their time (bounded like `writes`).
+    redundant_writes: Vec<RedundantWrite>,
     answers_by_key: HashMap<String, Vec<Answer>>,
     apply_then_fail_by_key: HashMap<String, Vec<AnswerFailure>>,
     events_received: u64,
@@ -436,7 +447,11 @@ impl Backend for Cms {
         let mut data = lock(&self.data);
         *data.writes_by_key.entry(key.clone()).or_default() += 1;
         if !key.is_empty() && data.answered_ok.contains(&key) {
-            *data.redundant_by_key.entry(key).or_default() += 1;
+            *data.redundant_by_key.entry(key.clone()).or_default() += 1;
+            if data.redundant_writes.len() < MAX_WRITES_LOGGED {
+                let at_ms = now_unix_ms();
+                data.redundant_writes.push(RedundantWrite { key, at_ms });
+            }
         }
     }
 
@@ -478,6 +493,7 @@ impl Backend for Cms {
             "redundant_by_key".into(),
             json!(counts(&data.redundant_by_key)),
         );
+        stats.insert("redundant_writes".into(), json!(data.redundant_writes));
         let answers: BTreeMap<&String, &Vec<Answer>> = data.answers_by_key.iter().collect();
         stats.insert("answers_by_key".into(), json!(answers));
         let failed: BTreeMap<&String, &Vec<AnswerFailure>> =
