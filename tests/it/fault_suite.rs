@@ -70,6 +70,13 @@ const MAX_IN_FLIGHT: u64 = 32;
 /// `RELAY_HTTP_TIMEOUT` of the suite's workers; the slow-CMS window and `no_answer`
 /// failures stay longer than this.
 const HTTP_TIMEOUT_MS: u64 = 3_000;
+/// A chaos step waits at least this long after the previous one finished: a worker
+/// restarted just before the broker goes down cannot start (it reads topic metadata and
+/// the idempotency topic first) and exits, which a supervisor would restart but this
+/// suite counts as a crash. Broker restarts take 5-25 s here, so the plan's times slip.
+const MIN_STEP_GAP: Duration = Duration::from_secs(8);
+/// How long the CMS answers later than the relay's timeout.
+const SLOW_CMS_WINDOW: Duration = Duration::from_secs(3);
 /// How far before an ownership loss the idempotency-tail lag is looked at.
 const LAG_LOOKBACK_MS: i64 = 10_000;
 /// Group session timeout of the run without kills: longer than the broker outages
@@ -225,11 +232,14 @@ fn session_losses(dir: &std::path::Path) -> Vec<(i64, String)> {
 /// token another task fetched just before, so 0.3 s of scheduling delay on this busy
 /// machine gets a second 401 with valid credentials.
 fn injected_faults_can_cause(letter: &DeadLetter) -> bool {
-    letter.class == "exhausted"
-        || (letter.class == "permanent"
-            && letter
-                .error
-                .starts_with("genesys answered HTTP 401: {\"code\":\"authentication.required\""))
+    letter.class == "exhausted" || second_genesys_401(letter)
+}
+
+fn second_genesys_401(letter: &DeadLetter) -> bool {
+    letter.class == "permanent"
+        && letter
+            .error
+            .starts_with("genesys answered HTTP 401: {\"code\":\"authentication.required\"")
 }
 
 /// Whether a CMS answer (`answers_by_key`) left the relay without a 2xx.
@@ -549,6 +559,10 @@ async fn run(kills: bool) {
         .build()
         .unwrap();
     let pace = Duration::from_secs(40) / n as u32;
+    // A broker that never comes back must fail the run in minutes, not after every
+    // event's own deadline (seen once: after a SIGKILL restart nothing reached the broker
+    // for 8 minutes although it listened).
+    let load_deadline = Instant::now() + Duration::from_secs(40 + 300);
     let answered_503 = Arc::new(AtomicU64::new(0));
     let send_errors = Arc::new(AtomicU64::new(0));
     let load = {
@@ -565,7 +579,7 @@ async fn run(kills: bool) {
                 tasks.push(tokio::spawn(async move {
                     let _permit = permit;
                     let body = event(i);
-                    let deadline = Instant::now() + Duration::from_secs(120);
+                    let deadline = (Instant::now() + Duration::from_secs(120)).min(load_deadline);
                     while Instant::now() < deadline {
                         match http.post(&target).json(&body).send().await {
                             Ok(r) if r.status() == 202 => return Ok(i),
@@ -621,6 +635,7 @@ async fn run(kills: bool) {
             let plan = schedule(kills);
             let mut next = 0;
             let mut last_burst = 0;
+            let mut last_step_done: Option<Instant> = None;
             while !(next == plan.len() && load_done.load(Ordering::Relaxed)) {
                 let now = t0.elapsed().as_secs();
                 if now >= last_burst + 4 {
@@ -632,7 +647,14 @@ async fn run(kills: bool) {
                         .await;
                     note("genesys: next 3 requests answer 429 Retry-After: 1".into());
                 }
-                if next < plan.len() && now >= plan[next].0 {
+                // The slow-CMS window lasts its own length; every other step waits the gap.
+                let gap = match plan.get(next) {
+                    Some((_, Chaos::CmsFast)) => SLOW_CMS_WINDOW,
+                    _ => MIN_STEP_GAP,
+                };
+                let gap_over = last_step_done.is_none_or(|done| done.elapsed() >= gap);
+                let due = next < plan.len() && now >= plan[next].0 && gap_over;
+                if due {
                     let step = plan[next].1;
                     next += 1;
                     let broker_op = |op: fn(&mut Broker)| {
@@ -673,6 +695,7 @@ async fn run(kills: bool) {
                             note("cms: no added latency".into());
                         }
                     }
+                    last_step_done = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -819,11 +842,15 @@ async fn run(kills: bool) {
             (true, true) => {
                 synced += 1;
                 // Allowed only when the relay never got a 2xx after the write was stored:
-                // every later write of the key got an injected failure.
+                // every later write of the key got an injected failure. Or when the dead
+                // letter is a second Genesys 401 (see `injected_faults_can_cause`): that
+                // attempt never reached the CMS, and another record of the event (the
+                // ingress's 503 redelivery can write two) synced it.
                 let answers = answers_of(&key);
                 let first_applied = answers.iter().position(|a| applied(a));
                 let explained = first_applied
-                    .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)));
+                    .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)))
+                    || dlq.get(&id).is_some_and(second_genesys_401);
                 if !explained {
                     synced_and_dead_unexplained.push(format!("{key}: {answers:?}"));
                 }

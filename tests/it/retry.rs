@@ -127,6 +127,8 @@ async fn two_503s_then_success_syncs_once_after_tiered_delays() {
         ),
         2.0
     );
+    // Seconds later still nothing sent after the 2xx.
+    assert_nothing_sent_twice(&sims.cms_stats().await);
     relay.stop().await;
 }
 
