@@ -441,7 +441,7 @@ struct DeadLetter {
     error: String,
 }
 
-fn dead_letters(cfg: &genesys_relay::config::Config, topic: &str) -> HashMap<String, DeadLetter> {
+fn dead_letters(cfg: &genesys_relay::app::Config, topic: &str) -> HashMap<String, DeadLetter> {
     let mut out = HashMap::new();
     let _ = read_topic_to_end(cfg, topic, |m| {
         let header = |name: &str| {
