@@ -1093,7 +1093,7 @@ async fn simulator_ties_channels_to_their_token() {
     }
     let list = |q: &'static str| {
         let http = sims.http.clone();
-        let url = format!("{base}/api/v2/notifications/channels{q}");
+        let url = format!("{base}/api/v2/notifications/channels") + q;
         let long = long.clone();
         async move {
             http.get(url)
