@@ -16,6 +16,7 @@
 use crate::clock::now_ms;
 use crate::kafka::{
     assign_from_beginning, client_config, headers, EventProducer, KafkaSettings, ProduceError,
+    RelayClientContext,
 };
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
@@ -205,7 +206,7 @@ impl IdempotencyStore {
         shutdown: watch::Receiver<bool>,
         catch_up_limit: Duration,
     ) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
-        let consumer: StreamConsumer = client_config(
+        let consumer: StreamConsumer<RelayClientContext> = client_config(
             kafka,
             &[
                 (
@@ -216,7 +217,7 @@ impl IdempotencyStore {
                 ("enable.partition.eof", "false"),
             ],
         )
-        .create()?;
+        .create_with_context(RelayClientContext::new("idempotency tail"))?;
         let topic = self.topic.clone();
         let (consumer, ends) =
             tokio::task::spawn_blocking(move || -> Result<_, rdkafka::error::KafkaError> {
@@ -269,7 +270,7 @@ impl IdempotencyStore {
 
     async fn tail(
         self: Arc<Self>,
-        consumer: StreamConsumer,
+        consumer: StreamConsumer<RelayClientContext>,
         mut pending: HashMap<i32, i64>,
         caught_up: oneshot::Sender<()>,
         behind: Arc<AtomicUsize>,

@@ -61,6 +61,10 @@ pub(crate) enum SkipReason {
     NoCustomer,
     /// A `forward` route without `RELAY_FORWARD_URL`.
     NoForwardUrl,
+    /// `RELAY_GUEST_SYNC_SCOPE`: the customer is not on Web Messaging (voice, email, SMS, ...).
+    NotWebMessaging,
+    /// `RELAY_GUEST_SYNC_SCOPE`: the participant is not the customer (an agent, IVR, ...).
+    NotCustomer,
 }
 
 impl SkipReason {
@@ -72,17 +76,21 @@ impl SkipReason {
             SkipReason::ConversationNotFound => "conversation_not_found",
             SkipReason::NoCustomer => "no_customer",
             SkipReason::NoForwardUrl => "no_forward_url",
+            SkipReason::NotWebMessaging => "not_web_messaging",
+            SkipReason::NotCustomer => "not_customer",
         }
     }
 
     /// Every `(route, reason)` pair the pipeline produces; `None` is the table itself
     /// (label [`NO_ROUTE`]).
-    pub(crate) const PRODUCED: [(Option<Route>, SkipReason); 7] = [
+    pub(crate) const PRODUCED: [(Option<Route>, SkipReason); 9] = [
         (None, SkipReason::NoRoute),
         (None, SkipReason::SkippedByRoute),
         (Some(Route::GuestSync), SkipReason::Stale),
         (Some(Route::GuestSync), SkipReason::ConversationNotFound),
         (Some(Route::GuestSync), SkipReason::NoCustomer),
+        (Some(Route::GuestSync), SkipReason::NotWebMessaging),
+        (Some(Route::GuestSync), SkipReason::NotCustomer),
         (
             Some(Route::ConversationEnrich),
             SkipReason::ConversationNotFound,
