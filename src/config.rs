@@ -80,7 +80,7 @@ impl LogFormat {
 
 /// One `RELAY_*` setting: its name, its default and what it means. [`SETTINGS`] is the one
 /// source of the README's settings table (a unit test renders the table from it and
-/// compares) and of every default [`Config::from_vars`] applies.
+/// compares) and of every default a settings reader applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
     pub name: &'static str,
@@ -236,6 +236,16 @@ impl Vars {
             map,
             read: Default::default(),
         }
+    }
+
+    /// Variables from `(name, value)` pairs (tests and tools).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Vars::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     /// The process environment's `RELAY_*` variables, over the TOML file when one is given.
@@ -436,13 +446,6 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     const TABLE_BEGIN: &str = "<!-- settings table: generated from src/config.rs SETTINGS -->\n";
     const TABLE_END: &str = "<!-- end of settings table -->";
@@ -533,13 +536,13 @@ mod tests {
 
     #[test]
     fn helpers_name_the_setting() {
-        let v = Vars::new(vars(&[
+        let v = Vars::from_pairs(&[
             ("RELAY_RETRY_DELAYS", "5s,soon"),
             ("RELAY_CMS_URL", "cms/v1"),
             ("RELAY_FORWARD_URL", "ftp://host/x"),
             ("RELAY_TLS_CERT", "c.pem"),
             ("RELAY_LOG_FORMAT", "xml"),
-        ]));
+        ]);
         let err = v.durations("RELAY_RETRY_DELAYS").unwrap_err().to_string();
         assert!(
             err.contains("RELAY_RETRY_DELAYS") && err.contains("soon"),

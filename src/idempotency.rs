@@ -6,7 +6,7 @@
 //! A mark is written only after the sync succeeded. A crash between the two leads to one
 //! more sync attempt with the same `X-Idempotency-Key`, which the sink deduplicates.
 //!
-//! Invariants (issue 12): a full cache evicts the least recently used mark, never a mark
+//! Invariants: a full cache evicts the least recently used mark, never a mark
 //! just written (moka's default TinyLFU admission would refuse most new marks, since each
 //! is written once); a mark lives `RELAY_IDEMPOTENCY_TTL` from when it was *handled*, also
 //! when it is loaded at start-up (older marks are not loaded); and the consumers start
@@ -383,7 +383,7 @@ mod tests {
         }
     }
 
-    /// Issue 12, finding 2: at capacity, the newest marks are the ones kept.
+    /// At capacity, the newest marks are the ones kept.
     #[tokio::test]
     async fn a_full_cache_keeps_the_newest_marks() {
         let n = 200u64;
@@ -409,7 +409,7 @@ mod tests {
         assert!(s.handled.entry_count() <= n + n / 10, "capacity is kept");
     }
 
-    /// Issue 12, finding 2: a mark older than the TTL is not loaded; a younger one lives
+    /// A mark older than the TTL is not loaded; a younger one lives
     /// only what is left of its TTL.
     #[tokio::test]
     async fn loaded_marks_keep_their_age() {
@@ -432,7 +432,7 @@ mod tests {
         );
     }
 
-    /// Issue 12, finding 9: a mark whose write failed is still remembered here.
+    /// A mark whose write failed is still remembered here.
     #[tokio::test]
     async fn a_mark_that_failed_to_write_is_still_applied() {
         let s = store(100, "1h");

@@ -179,12 +179,7 @@ mod tests {
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> Result<GenesysSettings, ConfigError> {
-        GenesysSettings::read(&Vars::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
+        GenesysSettings::read(&Vars::from_pairs(pairs))
     }
 
     #[test]

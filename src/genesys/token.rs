@@ -263,7 +263,7 @@ fn unexpired(state: &State) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Issue 12, finding 9: `expires_in` of 0 or absurd values neither panic nor make
+    /// `expires_in` of 0 or absurd values neither panic nor make
     /// every call fetch a token.
     #[test]
     fn hostile_expires_in_is_bounded() {

@@ -117,12 +117,7 @@ impl KafkaSettings {
     /// Reads the settings from a variable map (tests).
     #[cfg(test)]
     pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
-        Self::read(&Vars::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
+        Self::read(&Vars::from_pairs(pairs))
     }
 }
 

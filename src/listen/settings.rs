@@ -123,12 +123,10 @@ impl ListenSettings {
         })
     }
 
-    /// Reads the settings from a variable map (tests).
+    /// Reads the settings from `(name, value)` pairs (tests).
     #[cfg(test)]
-    pub(crate) fn from_vars(
-        vars: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, ConfigError> {
-        Self::read(&Vars::new(vars.clone()))
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        Self::read(&Vars::from_pairs(pairs))
     }
 
     /// Whether any topic source is configured (what makes `serve` also listen).
@@ -159,28 +157,20 @@ fn placeholder_in(topic: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn defaults_and_queue_selection() {
-        let s = ListenSettings::from_vars(&HashMap::new()).unwrap();
+        let s = ListenSettings::from_pairs(&[]).unwrap();
         assert!(!s.enabled());
         assert_eq!(s.max_topics_per_channel, 1000);
         assert_eq!(s.max_channels, 20);
-        let s = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_QUEUES", "ALL")])).unwrap();
+        let s = ListenSettings::from_pairs(&[("RELAY_LISTEN_QUEUES", "ALL")]).unwrap();
         assert_eq!(s.queues, QueueSelection::All);
         assert!(s.enabled());
-        let s = ListenSettings::from_vars(&vars(&[
+        let s = ListenSettings::from_pairs(&[
             ("RELAY_LISTEN_QUEUES", "a, b,,"),
             ("RELAY_LISTEN_TOPICS", "v2.users.u1.conversations"),
-        ]))
+        ])
         .unwrap();
         assert_eq!(s.queues, QueueSelection::Ids(vec!["a".into(), "b".into()]));
         assert_eq!(s.topics, vec!["v2.users.u1.conversations".to_string()]);
@@ -194,12 +184,10 @@ mod tests {
             ("v2.users.<user>.conversations", "<user>"),
             ("v2.routing.queues.*.conversations", "*"),
         ] {
-            let err = ListenSettings::from_vars(&vars(&[(
-                "RELAY_LISTEN_TOPICS",
-                &format!("v2.users.u1.conversations,{topic}"),
-            )]))
-            .unwrap_err()
-            .to_string();
+            let topics = format!("v2.users.u1.conversations,{topic}");
+            let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_TOPICS", &topics)])
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("RELAY_LISTEN_TOPICS")
                     && err.contains(topic)
@@ -207,7 +195,7 @@ mod tests {
                 "{err}"
             );
         }
-        let err = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_QUEUES", "q1,{id}")]))
+        let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_QUEUES", "q1,{id}")])
             .unwrap_err()
             .to_string();
         assert!(
@@ -215,20 +203,20 @@ mod tests {
             "{err}"
         );
         // A concrete topic is accepted.
-        ListenSettings::from_vars(&vars(&[(
+        ListenSettings::from_pairs(&[(
             "RELAY_LISTEN_TOPICS",
             "v2.detail.events.conversation.1f0e7a1c-8e0a-4c1e-9f59-0b3c1d7f1a2b.attributes",
-        )]))
+        )])
         .unwrap();
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_MAX_CHANNELS", "1")]))
+        let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_MAX_CHANNELS", "1")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("RELAY_LISTEN_MAX_CHANNELS"), "{err}");
-        let err = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_OVERLAP", "soon")]))
+        let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_OVERLAP", "soon")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("RELAY_LISTEN_OVERLAP"), "{err}");

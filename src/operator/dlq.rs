@@ -8,7 +8,7 @@
 //!
 //! A dead letter whose event was synced after all (its idempotency mark `<route>:<event
 //! id>` is on the idempotency topic, e.g. another attempt of the event succeeded) is not
-//! replayed: it is reported under `already_synced` (issue 12).
+//! replayed: it is reported under `already_synced`, so replay never sends an event twice.
 
 use super::OperatorError;
 use crate::app::Config;

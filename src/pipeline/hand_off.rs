@@ -15,9 +15,10 @@
 use super::failure::{ErrorClass, Failure};
 use super::retry_policy::{decide, Decision, Jitter, RetryPolicy};
 use crate::clock::{now_ms, DoublingBackoff};
-use crate::kafka::headers::{self, header_i64, header_str, truncate_utf8};
+use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{EventProducer, ProduceError, Topics};
 use crate::metrics::Metrics;
+use crate::text::truncate_utf8;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaErrorCode;

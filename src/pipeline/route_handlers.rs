@@ -227,7 +227,7 @@ fn convert(m: &AttributeMapping, raw: &Value) -> Result<Value, Failure> {
         Failure::permanent(format!(
             "attribute {}: {} is not {what} (RELAY_ATTRIBUTE_MAP declares {}:{})",
             m.name,
-            crate::outbound::truncate(&raw.to_string(), 100),
+            crate::text::truncate_utf8(&raw.to_string(), 100),
             m.name,
             match m.kind {
                 AttributeType::String => "string",
