@@ -17,8 +17,8 @@ pub async fn ensure_topics(
     let cfg = cfg.as_ref();
     let admin: AdminClient<RelayClientContext> =
         client_config(cfg, &[]).create_with_context(RelayClientContext::new("admin"))?;
-    // Declared after the admin client, so it is dropped (joined) first.
-    let _log = MainQueueServer::start(admin.inner(), "admin");
+    // Declared after the admin client, so an early return drops (joins) it first.
+    let log = MainQueueServer::start(admin.inner(), "admin");
     let replication = || TopicReplication::Fixed(cfg.topic_replication);
     let min_isr = cfg.topic_min_insync_replicas.map(|n| n.to_string());
     let new_topic = |name| {
@@ -58,9 +58,15 @@ pub async fn ensure_topics(
         }
     }
     let names: Vec<String> = new_topics.iter().map(|t| t.name.to_string()).collect();
-    tokio::task::spawn_blocking(move || wait_for_leaders(&admin, &names, LEADER_WAIT))
-        .await
-        .expect("metadata wait does not panic")
+    tokio::task::spawn_blocking(move || {
+        let waited = wait_for_leaders(&admin, &names, LEADER_WAIT);
+        // The log thread holds the client's main queue: it goes before the client.
+        drop(log);
+        drop(admin);
+        waited
+    })
+    .await
+    .expect("metadata wait does not panic")
 }
 
 /// How long a start-up waits for new topics' partitions to get leaders.

@@ -160,8 +160,9 @@ pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) -> Op
 }
 
 /// Serves a client's main queue (log lines and errors) on a thread of its own, for clients
-/// whose owner does not poll it (the admin client). Stops and joins when dropped; it must
-/// be dropped before the client (declare it before the client in a struct).
+/// whose owner does not poll it (the admin client). Stops and joins when dropped; it holds
+/// the client's main queue, so it must be dropped before the client (a local declared
+/// after the client, or dropped explicitly).
 pub(crate) struct MainQueueServer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -368,6 +369,39 @@ mod tests {
             BrokerTrouble::NameResolution
         );
         assert_eq!(c(None, "something else"), BrokerTrouble::Other);
+    }
+
+    /// The admin client's errors reach its context only through [`MainQueueServer`]:
+    /// rust-rdkafka's admin client polls its result queue alone, so without the server the
+    /// refused connection is never reported (what the relay did before).
+    #[test]
+    fn admin_errors_are_reported_only_with_the_main_queue_served() {
+        use rdkafka::admin::AdminClient;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let cfg = KafkaSettings::from_pairs(&[("RELAY_KAFKA_BROKERS", &addr.to_string())]).unwrap();
+        let admin = |name| -> AdminClient<RelayClientContext> {
+            client_config(&cfg, &[])
+                .create_with_context(RelayClientContext::new(name))
+                .unwrap()
+        };
+        let served = admin("admin");
+        let log = MainQueueServer::start(served.inner(), "admin");
+        let unserved = admin("admin unserved");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while served.inner().context().last_error().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(log);
+        let error = served
+            .inner()
+            .context()
+            .last_error()
+            .expect("an error reported");
+        assert_eq!(error.trouble, BrokerTrouble::ConnectionRefused, "{error}");
+        assert!(error.detail.contains(&addr.to_string()), "{error}");
+        assert_eq!(unserved.inner().context().last_error(), None);
     }
 
     #[test]
