@@ -3,7 +3,9 @@
 //!
 //! Genesys calls per event: `guest_sync` makes none when the event carries the
 //! attributes (attributes detail events, queue/user conversation objects), else one
-//! conversation GET; `conversation_enrich` one conversation GET; `forward` none. Both GETs
+//! conversation GET (and one when `RELAY_GUEST_SYNC_SCOPE=web_messaging_checked` must
+//! look up what the event does not say); `conversation_enrich` one conversation GET;
+//! `forward` none. The guest scope itself costs no call by default. Both GETs
 //! go through the conversation cache, so events of one conversation within its TTL share
 //! one request.
 
