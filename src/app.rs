@@ -115,7 +115,8 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
     if role.runs_worker() {
         start_worker(&cfg, &shared, &shutdown_rx, &mut parts).await?;
     }
-    let admin_addr = start_admin(&cfg, &shared, &shutdown_rx, &mut parts)?;
+    let console = console_for(&cfg, &shared, role);
+    let admin_addr = start_admin(&cfg, &shared, console, &shutdown_rx, &mut parts)?;
     Ok(RunningRelay {
         ingress_addr: parts.ingress_addr,
         admin_addr,
@@ -355,6 +356,7 @@ fn consumer_config(cfg: &Config, group: &str) -> ClientConfig {
 fn start_admin(
     cfg: &Config,
     shared: &Shared,
+    console: crate::console::Console,
     shutdown_rx: &watch::Receiver<bool>,
     parts: &mut Parts,
 ) -> Result<SocketAddr, StartError> {
@@ -366,6 +368,7 @@ fn start_admin(
         cfg.admin_addr,
         shared.metrics.clone(),
         readiness,
+        Arc::new(console),
         shutdown::signalled(shutdown_rx.clone()),
     )?;
     tracing::info!(%addr, "admin listening");
@@ -376,4 +379,40 @@ fn start_admin(
         "admin",
     )));
     Ok(addr)
+}
+
+/// The operator console of this process (off without `RELAY_ADMIN_TOKEN`).
+fn console_for(cfg: &Config, shared: &Shared, role: Role) -> crate::console::Console {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let role_name = format!("{role:?}").to_lowercase();
+    let mut listen_configured = cfg.listen.topics.clone();
+    match &cfg.listen.queues {
+        crate::listen::QueueSelection::Off => {}
+        crate::listen::QueueSelection::All => listen_configured.push("queues: all".into()),
+        crate::listen::QueueSelection::Ids(ids) => {
+            listen_configured.push(format!("queues: {}", ids.join(", ")))
+        }
+    }
+    crate::console::Console::new(crate::console::ConsoleContext {
+        settings: cfg.console.clone(),
+        config: cfg.clone(),
+        topics: shared.topics.clone(),
+        consumer_group: cfg.consumer_group.clone(),
+        producer: shared.producer.clone(),
+        metrics: shared.metrics.clone(),
+        codec: shared.codec.clone(),
+        process: format!("{role_name} on {host} (pid {})", std::process::id()),
+        genesys_budget_per_minute: if role.runs_worker() {
+            cfg.genesys().ok().map(|g| g.rate_limit_per_minute)
+        } else {
+            None
+        },
+        listen_configured,
+        listen_status: None,
+    })
 }

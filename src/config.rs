@@ -196,6 +196,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_TOPIC_MIN_INSYNC_REPLICAS", default: Absent("unset (broker default)"), doc: "`min.insync.replicas` of topics the relay creates (e.g. 2 with replication 3); must not exceed the replication factor" },
     Setting { name: "RELAY_HTTP_ADDR", default: Value(DEFAULT_HTTP_ADDR), doc: "ingress listener" },
     Setting { name: "RELAY_ADMIN_ADDR", default: Value(DEFAULT_ADMIN_ADDR), doc: "`/healthz`, `/readyz`, `/metrics`" },
+    Setting { name: "RELAY_ADMIN_TOKEN", default: Absent("unset: the console is off"), doc: "turns on the operator console at `/console` on the admin listener (at least 16 characters; bearer token or sign-in form); see [docs/console.md](docs/console.md)" },
     Setting { name: "RELAY_WEBHOOK_SECRET", default: Absent("unset"), doc: "accepts the secret header or a valid `X-Relay-Signature`" },
     Setting { name: "RELAY_WEBHOOK_SECRET_HEADER", default: Value(DEFAULT_WEBHOOK_SECRET_HEADER), doc: "name of the static secret header" },
     Setting { name: "RELAY_WEBHOOK_BASIC_USER", default: Absent("unset"), doc: "with `RELAY_WEBHOOK_BASIC_PASSWORD`: accepts HTTP Basic with these (one without the other stops start-up)" },
@@ -458,6 +459,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `RELAY_LISTEN_*`: the Notifications API source.
     pub listen: crate::listen::ListenSettings,
+    /// `RELAY_ADMIN_TOKEN`: the operator console.
+    pub console: crate::console::ConsoleSettings,
 }
 
 /// Settings that are `RELAY_KAFKA_*` but are not rdkafka passthrough.
@@ -611,6 +614,7 @@ impl Config {
             shutdown_timeout: v.duration("RELAY_SHUTDOWN_TIMEOUT")?,
             log_format,
             listen: crate::listen::ListenSettings::read(v)?,
+            console: crate::console::ConsoleSettings::read(v)?,
         };
         // A topic whose min.insync.replicas exceeds its replication factor rejects every
         // acks=all write; say so at start-up instead.
