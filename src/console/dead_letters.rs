@@ -138,7 +138,7 @@ pub(super) fn parse_utc(s: &str) -> Option<i64> {
 
 fn cell(v: &Option<String>) -> String {
     v.as_deref()
-        .map_or("<span class=\"muted\">–</span>".into(), |s| esc(s))
+        .map_or("<span class=\"muted\">–</span>".into(), esc)
 }
 
 fn short(e: &str) -> String {
@@ -245,7 +245,9 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
                 cell(&d.route),
                 cell(&d.class),
                 d.attempts.map_or("–".into(), |a| a.to_string()),
-                d.first_failure_at_ms.map_or("–".into(), format_time_ms),
+                d.first_failure_at_ms.map_or("–".into(), |t| {
+                    format!("<span class=\"time\">{}</span>", format_time_ms(t))
+                }),
                 d.error.as_deref().map_or("–".into(), |e| format!("<span class=\"err\">{}</span>", esc(&short(e)))),
                 format!("{}/{}", d.topic_partition, d.offset),
             ]

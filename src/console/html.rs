@@ -216,6 +216,7 @@ table{border-collapse:collapse;background:var(--card);border:1px solid var(--lin
 th,td{padding:6px 9px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 th{background:#eef1f6;font-size:12px;color:#4a5368;font-weight:600}
 td.num,th.num{text-align:right}
+.time{white-space:nowrap}
 td .err{color:var(--bad)}
 .muted{color:var(--muted)}
 form.filters{display:flex;gap:10px;flex-wrap:wrap;align-items:flex-end;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px;margin-bottom:12px}

@@ -123,13 +123,18 @@ impl Console {
     /// Every `/console` route, for the admin listener.
     pub fn routes(self: Arc<Self>) -> BoxedFilter<(Response<Body>,)> {
         let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+        // A GET has no Content-Length; a body over the limit (or without a length) is
+        // read as empty, which a POST then fails on (no CSRF token, no form fields).
+        let body = warp::body::content_length_limit(MAX_FORM_BYTES)
+            .and(warp::body::bytes())
+            .or(warp::any().map(Bytes::new))
+            .unify();
         warp::path("console")
             .and(warp::path::tail())
             .and(warp::method())
             .and(query)
             .and(warp::header::headers_cloned())
-            .and(warp::body::content_length_limit(MAX_FORM_BYTES))
-            .and(warp::body::bytes())
+            .and(body)
             .then(
                 move |tail: warp::path::Tail, method, query, headers, body| {
                     let console = self.clone();

@@ -2,7 +2,9 @@
 //! Each module is an area; `common` holds the shared fixtures (broker, relay settings,
 //! Kafka read-back, simulators).
 
+mod browser;
 mod common;
+mod console;
 mod correctness;
 mod deploy_files;
 mod dlq;
