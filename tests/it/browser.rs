@@ -115,17 +115,69 @@ impl Browser {
         }
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let v: Value = req.send().await.unwrap().json().await.unwrap();
-        if let Some(err) = v["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {err}: {}", v["value"]["message"]);
+        match v["value"]["error"].as_str() {
+            Some(err) => Err(format!(
+                "WebDriver {path}: {err}: {}",
+                v["value"]["message"]
+            )),
+            None => Ok(v["value"].clone()),
         }
-        v["value"].clone()
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The text of the first element matching `css` once `ok` accepts it, waiting up to
+    /// 10 s (a click that submits a form returns before the next page is there: an
+    /// element of the old page may answer first, or go stale while read).
+    pub async fn text_when(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = String::new();
+        loop {
+            let found = self
+                .try_cmd(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            if let Ok(v) = found {
+                if let Some(id) = v[ELEMENT_KEY].as_str() {
+                    if let Ok(t) = self
+                        .try_cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                        .await
+                    {
+                        last = t.as_str().unwrap_or_default().to_string();
+                        if ok(&last) {
+                            return last;
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{css:?} never matched; last text {last:?} on {}:\n{}",
+                    self.url().await,
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn goto(&self, url: &str) {

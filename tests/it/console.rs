@@ -106,33 +106,24 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
         .type_text("not-the-token-but-long-enough")
         .await;
     b.find("#sign-in").await.click().await;
-    assert!(b
-        .find("#login-error")
-        .await
-        .text()
-        .await
-        .contains("Wrong token"));
+    b.text_when("#login-error", |t| t.contains("Wrong token"))
+        .await;
     assert_eq!(b.cookie("relay_console_session").await, None);
     b.screenshot("login-refused").await;
 
     // The right token signs in and lands on the overview.
     b.find("#token").await.type_text(TOKEN).await;
     b.find("#sign-in").await.click().await;
-    let summary = b.find("#summary").await.text().await;
-    assert!(summary.contains("Dead letters retained\n4"), "{summary}");
-    let routes = b.find("#routes").await.text().await;
-    assert!(routes.contains("guest_sync"), "{routes}");
+    b.text_when("#summary", |t| t.contains("Dead letters retained\n4"))
+        .await;
+    b.text_when("#routes", |t| t.contains("guest_sync")).await;
     assert!(b.source().await.contains("process-local"));
     b.screenshot("overview").await;
 
     // The dead letters: all four seeded ones.
     b.goto(&format!("{admin}/console/dead-letters")).await;
-    assert!(b
-        .find("#match-count")
-        .await
-        .text()
-        .await
-        .starts_with("4 of 4"));
+    b.text_when("#match-count", |t| t.starts_with("4 of 4"))
+        .await;
     for i in 1..=3 {
         assert!(b.source().await.contains(&format!("evt-{i}")));
     }
@@ -144,38 +135,27 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
         .click()
         .await;
     b.find("#apply-filter").await.click().await;
-    assert!(b
-        .find("#match-count")
-        .await
-        .text()
-        .await
-        .starts_with("3 of 4"));
+    b.text_when("#match-count", |t| t.starts_with("3 of 4"))
+        .await;
     b.find("#filter-q").await.type_text("evt-2").await;
     b.find("#apply-filter").await.click().await;
-    assert!(b
-        .find("#match-count")
-        .await
-        .text()
-        .await
-        .starts_with("1 of 4"));
+    b.text_when("#match-count", |t| t.starts_with("1 of 4"))
+        .await;
     assert_eq!(b.count("#dead-letters a.open").await, 1);
     b.screenshot("dead-letters-filtered").await;
 
     // Open it: the record decoded, its error, its schema version.
     b.find("#dead-letters a.open").await.click().await;
-    let detail = b.find("#summary").await.text().await;
-    assert!(
-        detail.contains("evt-2") && detail.contains("permanent"),
-        "{detail}"
-    );
-    assert!(b.find("#last-error").await.text().await.contains("400"));
-    assert!(b
-        .find("#schema-version")
-        .await
-        .text()
-        .await
-        .starts_with("RawEvent v2 (current)"));
-    assert!(b.find("#payload").await.text().await.contains("g-2"));
+    b.text_when("#summary", |t| {
+        t.contains("evt-2") && t.contains("permanent")
+    })
+    .await;
+    b.text_when("#last-error", |t| t.contains("400")).await;
+    b.text_when("#schema-version", |t| {
+        t.starts_with("RawEvent v2 (current)")
+    })
+    .await;
+    b.text_when("#payload", |t| t.contains("g-2")).await;
     let detail_url = b.url().await;
     b.screenshot("dead-letter-detail").await;
 
@@ -184,7 +164,7 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
     b.script("document.querySelector('#replay-one input[name=csrf]').remove(); return 1")
         .await;
     b.find("#replay-this").await.click().await;
-    assert!(b.find("#refusal").await.text().await.contains("CSRF"));
+    b.text_when("#refusal", |t| t.contains("CSRF")).await;
     b.screenshot("replay-refused-without-csrf").await;
     let cookie = b
         .cookie("relay_console_session")
@@ -224,7 +204,7 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
     // Replay exactly this one: dry run first (writes nothing), then confirm.
     b.goto(&detail_url).await;
     b.find("#replay-this").await.click().await;
-    assert_eq!(b.find("#dry-run-count").await.text().await, "1");
+    b.text_when("#dry-run-count", |t| t == "1").await;
     b.screenshot("replay-dry-run").await;
     assert_eq!(
         topic_size(&broker, &raw),
@@ -232,7 +212,7 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
         "a dry run writes nothing"
     );
     b.find("#confirm-replay").await.click().await;
-    assert_eq!(b.find("#replayed-count").await.text().await, "1");
+    b.text_when("#replayed-count", |t| t == "1").await;
     b.screenshot("replay-done").await;
 
     // Synced at the CMS: exactly that event, and nothing else.
@@ -255,7 +235,7 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
 
     // The overview after the replay; the listen page.
     b.goto(&format!("{admin}/console")).await;
-    assert!(b.find("#routes").await.text().await.contains("guest_sync"));
+    b.text_when("#routes", |t| t.contains("guest_sync")).await;
     b.screenshot("overview-after-replay").await;
     b.goto(&format!("{admin}/console/listen")).await;
     b.find("#listen-hook").await;
