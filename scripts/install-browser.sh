@@ -10,7 +10,7 @@ if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&
 fi
 echo "installing Debian packages: chromium chromium-driver fonts-dejavu-core"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -o=Dpkg::Use-Pty=0 \
   chromium chromium-driver fonts-dejavu-core
 chromium --version
 chromedriver --version

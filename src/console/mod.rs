@@ -42,6 +42,8 @@ use warp::Filter;
 
 /// Largest form body accepted (a selection of a few thousand event ids).
 const MAX_FORM_BYTES: u64 = 1024 * 1024;
+/// Pause before answering a sign-in with a wrong token.
+const WRONG_TOKEN_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the console needs from the composition root.
 pub struct ConsoleContext {
@@ -174,7 +176,7 @@ impl Console {
                 .unwrap_or_default();
         }
         if path == "login" {
-            return self.login(keys, &req);
+            return self.login(keys, &req).await;
         }
         let access = match keys.check(&req.headers, now_ms()) {
             Ok(a) => a,
@@ -241,7 +243,7 @@ impl Console {
     }
 
     /// `GET` shows the form; `POST` checks the token and sets the session cookie.
-    fn login(&self, keys: &Keys, req: &Request) -> Response<Body> {
+    async fn login(&self, keys: &Keys, req: &Request) -> Response<Body> {
         let form_page = |status, message: &str| {
             html_response(
                 status,
@@ -266,6 +268,8 @@ impl Console {
             .unwrap_or_default();
         if !keys.token_matches(token.trim()) {
             tracing::warn!("console sign-in refused: wrong token");
+            // Slows guessing down; the token's length already makes guessing hopeless.
+            tokio::time::sleep(WRONG_TOKEN_DELAY).await;
             return form_page(
                 StatusCode::UNAUTHORIZED,
                 "<p class=\"notice bad\" id=\"login-error\">Wrong token: not signed in.</p>",
