@@ -8,8 +8,9 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs; [`triggers`] and [`budget`] are parts of Genesys, [`notifications`] its
-//! notification channels, their WebSockets and the paged queue listing), [`registry`] (a
+//! two APIs; [`triggers`], [`workflows`] and [`budget`] are parts of Genesys, [`notifications`] its
+//! notification channels, their WebSockets and the paged queue listing; [`topics`] the SDK's
+//! topic list), [`registry`] (a
 //! Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
@@ -24,7 +25,9 @@ mod notifications;
 mod registry;
 mod server;
 mod synth;
+mod topics;
 mod triggers;
+mod workflows;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
