@@ -268,6 +268,21 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
     for path in ["/metrics", "/healthz", "/readyz"] {
         assert_eq!(get(None, path).await.unwrap().status(), 200, "{path}");
     }
+    // The session cookie is `Secure` when a TLS-terminating proxy says the browser used HTTPS.
+    for (proto, secure) in [(None, false), (Some("https"), true)] {
+        let mut r = http
+            .post(format!("{admin}/console/login"))
+            .form(&[("token", TOKEN)]);
+        if let Some(p) = proto {
+            r = r.header("x-forwarded-proto", p);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+        assert!(!cookie.contains(TOKEN));
+    }
     // No page carries the token.
     assert!(!b.source().await.contains(TOKEN));
     drop(b);
