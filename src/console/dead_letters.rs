@@ -352,7 +352,7 @@ pub(super) async fn detail(s: &Session<'_>, partition: i32, offset: i64) -> Resp
     let csrf = s.csrf();
     let title = format!("Dead letter {partition}/{offset}");
     let frame = s.frame(&title, Tab::DeadLetters, csrf.as_deref());
-    let (cfg, topic) = (ctx.config.clone(), ctx.topics.dlq.clone());
+    let (cfg, topic) = (ctx.config.kafka.clone(), ctx.topics.dlq.clone());
     let msg = match blocking(move || kafka_view::read_one(&cfg, &topic, partition, offset)).await {
         Ok(Some(m)) => m,
         Ok(None) => {

@@ -5,8 +5,8 @@
 //! numbers; nothing here joins a consumer group or commits (offsets are only fetched).
 //! All functions block: callers run them on a blocking thread.
 
-use crate::config::Config;
 use crate::kafka::client_config;
+use crate::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
@@ -48,7 +48,7 @@ pub(crate) struct KafkaSnapshot {
     pub(crate) took: Duration,
 }
 
-fn reader(cfg: &Config, group: &str) -> Result<BaseConsumer, KafkaError> {
+fn reader(cfg: &KafkaSettings, group: &str) -> Result<BaseConsumer, KafkaError> {
     client_config(
         cfg,
         &[
@@ -71,7 +71,11 @@ fn partitions(c: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaError> {
 }
 
 /// Lag per partition of `topic` for `group` (offsets fetched, never committed).
-fn group_lags(cfg: &Config, group: &str, topic: &str) -> Result<Vec<PartitionLag>, KafkaError> {
+fn group_lags(
+    cfg: &KafkaSettings,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<PartitionLag>, KafkaError> {
     let c = reader(cfg, group)?;
     let mut tpl = TopicPartitionList::new();
     for p in partitions(&c, topic)? {
@@ -97,7 +101,7 @@ fn group_lags(cfg: &Config, group: &str, topic: &str) -> Result<Vec<PartitionLag
 }
 
 /// Records retained in `topic` (sum of high minus low watermarks).
-fn retained(cfg: &Config, topic: &str) -> Result<i64, KafkaError> {
+fn retained(cfg: &KafkaSettings, topic: &str) -> Result<i64, KafkaError> {
     let c = reader(cfg, "genesys-relay-console")?;
     let mut n = 0;
     for p in partitions(&c, topic)? {
@@ -109,7 +113,7 @@ fn retained(cfg: &Config, topic: &str) -> Result<i64, KafkaError> {
 
 /// Reads the overview's Kafka views.
 pub(crate) fn snapshot(
-    cfg: &Config,
+    cfg: &KafkaSettings,
     group: &str,
     raw_topic: &str,
     retry_topics: &[String],
@@ -130,7 +134,7 @@ pub(crate) fn snapshot(
 
 /// The record at `partition`/`offset` of `topic`, if it is still retained.
 pub(crate) fn read_one(
-    cfg: &Config,
+    cfg: &KafkaSettings,
     topic: &str,
     partition: i32,
     offset: i64,

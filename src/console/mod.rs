@@ -26,8 +26,8 @@ mod settings;
 pub use listen::{ListenStatus, RejectedTopic};
 pub use settings::{ConsoleSettings, MIN_TOKEN_CHARS};
 
+use crate::app::Config;
 use crate::clock::now_ms;
-use crate::config::Config;
 use crate::kafka::{EventProducer, Topics};
 use crate::metrics::Metrics;
 use crate::schema::Codec;

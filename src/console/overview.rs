@@ -31,7 +31,7 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
     let rates = s.console.rates.observe(&samples);
     let kafka = {
         let (cfg, group, t) = (
-            ctx.config.clone(),
+            ctx.config.kafka.clone(),
             ctx.consumer_group.clone(),
             ctx.topics.clone(),
         );

@@ -321,7 +321,7 @@ async fn without_a_token_the_console_is_off_and_says_so() {
     relay.stop().await;
 
     // A token too short to resist guessing stops start-up, naming the setting.
-    let err = genesys_relay::config::Config::from_vars(&relay_vars(
+    let err = genesys_relay::app::Config::from_vars(&relay_vars(
         &broker,
         &prefix,
         &[("RELAY_ADMIN_TOKEN", "short")],
