@@ -9,21 +9,13 @@ use super::html::{self, card, esc, num, section, table, Source, Tab, Tone};
 use super::kafka_view::{self, KafkaSnapshot, PartitionLag};
 use super::metrics_view::Samples;
 use super::{blocking, html_response, Session};
+use crate::pipeline::{EventOutcome, Route};
 use std::fmt::Write;
 use warp::http::{Response, StatusCode};
 use warp::hyper::Body;
 
 /// Seconds between reloads of the overview.
 const REFRESH_SECS: u32 = 5;
-const ROUTES: [&str; 3] = ["guest_sync", "conversation_enrich", "forward"];
-const OUTCOMES: [&str; 6] = [
-    "synced",
-    "skipped",
-    "duplicate",
-    "retried",
-    "deferred",
-    "dead_lettered",
-];
 
 pub(super) async fn page_html(s: &Session<'_>) -> String {
     let ctx = &s.console.ctx;
@@ -107,10 +99,10 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
         Source::Process(process),
     ));
     let mut rows = Vec::new();
-    for route in ROUTES {
-        let of = |o: &str| {
+    for route in Route::ALL.map(Route::as_str) {
+        let of = |o: EventOutcome| {
             samples.sum("relay_events_processed_total", |x| {
-                x.label("route") == route && x.label("outcome") == o
+                x.label("route") == route && x.label("outcome") == o.as_str()
             })
         };
         let rate = rates.per_second(&samples, "relay_events_processed_total", |x| {
@@ -120,9 +112,9 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
             format!("<code>{route}</code>"),
             rate.map_or("…".into(), |r| format!("{r:.2}")),
         ];
-        for o in OUTCOMES {
+        for o in EventOutcome::ALL {
             let v = of(o);
-            row.push(if o == "dead_lettered" && v > 0.0 {
+            row.push(if o == EventOutcome::DeadLettered && v > 0.0 {
                 format!("<span class=\"err\">{}</span>", num(v))
             } else {
                 num(v)
@@ -131,7 +123,7 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
         rows.push(row);
     }
     let mut head = vec!["route", "events/s"];
-    head.extend(OUTCOMES);
+    head.extend(EventOutcome::ALL.map(EventOutcome::as_str));
     out.push_str(&table("routes", &head, &rows));
     let _ = write!(
         out,
@@ -177,7 +169,7 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
     let waits = samples.sum("relay_genesys_budget_wait_seconds_count", |_| true);
     let waited = samples.sum("relay_genesys_budget_wait_seconds_sum", |_| true);
     let deferred = samples.sum("relay_events_processed_total", |x| {
-        x.label("outcome") == "deferred"
+        x.label("outcome") == EventOutcome::Deferred.as_str()
     });
     let rows = vec![
         vec![
