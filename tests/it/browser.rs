@@ -264,7 +264,9 @@ impl Browser {
             .and_then(|c| c["value"].as_str().map(str::to_string))
     }
 
-    /// Writes a PNG of the whole page to `docs/screenshots/<name>.png`.
+    /// Writes a PNG of the whole page to `target/screenshots/<name>.png`, and with
+    /// `UPDATE_SCREENSHOTS=1` to `docs/screenshots/<name>.png` (the committed copies README
+    /// shows), so an ordinary test run leaves the work tree clean.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let height = self
             .script("return Math.ceil(document.documentElement.scrollHeight)")
@@ -282,7 +284,12 @@ impl Browser {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap())
             .unwrap();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+            root.join("docs/screenshots")
+        } else {
+            root.join("target/screenshots")
+        };
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, bytes).unwrap();

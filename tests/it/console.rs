@@ -1,7 +1,7 @@
 //! The operator console in a real browser (headless Chromium over WebDriver): sign in,
 //! see seeded dead letters, filter, open one, replay exactly that one and see the CMS
 //! sync it; a wrong token and a replay without the CSRF token are refused. Each page is
-//! saved to docs/screenshots/.
+//! saved to target/screenshots/ (and to docs/screenshots/ with `UPDATE_SCREENSHOTS=1`).
 //!
 //! The dead letters are made by the relay itself (the CMS simulator answers 400, a
 //! permanent failure), and success is counted at the CMS simulator and on the raw topic.
