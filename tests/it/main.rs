@@ -2,6 +2,7 @@
 //! Each module is an area; `common` holds the shared fixtures (broker, relay settings,
 //! Kafka read-back, simulators).
 
+mod cms_adapters;
 mod common;
 mod correctness;
 mod deploy_files;
