@@ -4,8 +4,11 @@
 # simulators and `genesys-relay serve` until Ctrl-C. The relay also listens on Genesys
 # notification channels (pull mode, `RELAY_LISTEN_QUEUES=all` over the simulator's queues).
 #
-#   scripts/local-stack.sh            # human-readable logs
+#   scripts/local-stack.sh                     # human-readable logs
 #   RELAY_LOG_FORMAT=json scripts/local-stack.sh
+#   LOCAL_STACK_SMOKE=1 scripts/local-stack.sh # unattended (CI): start everything, run the
+#                                              # printed demo commands, check both CMS entries,
+#                                              # stop with SIGTERM, exit 0 when all of it held
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -16,8 +19,10 @@ secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
 
 scripts/install-deps.sh
 if [ "${RELAY_DEV_BROKER:-kafka}" = tansu ]; then scripts/install-tansu.sh; else scripts/install-kafka.sh >/dev/null; fi
-echo "== building genesys-relay (first build: about 4 minutes on 2 cores)"
-cargo build --locked --bin genesys-relay --bin genesys-sim
+echo "== building genesys-relay and its simulators (first build: a few minutes on 2 cores)"
+# The simulators are another workspace member: name both packages, or cargo looks for
+# `genesys-sim` in the root package only and stops.
+cargo build --locked -p genesys-relay --bin genesys-relay -p genesys-sim --bin genesys-sim
 relay="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-relay"
 sim="${CARGO_TARGET_DIR:-$root/target}/debug/genesys-sim"
 
@@ -32,6 +37,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+if [ "${LOCAL_STACK_SMOKE:-0}" = 1 ]; then
+  # The demo's event ids are fixed, and a kept broker remembers them as synced (that is the
+  # idempotency promise): an unattended run starts from an empty broker of its own.
+  export RELAY_BROKER_DATA="$run/smoke-kafka"
+  rm -rf "$RELAY_BROKER_DATA"
+fi
 echo "== dev broker on 127.0.0.1:$broker_port (log: .run/broker.log, .run/kafka/logs/server.log)"
 PORT="$broker_port" scripts/dev-broker.sh > "$run/broker.log" 2>&1 &
 pids+=($!)
@@ -65,6 +76,16 @@ export RELAY_FORWARD_URL="http://127.0.0.1:8282/v1/events"
 export RELAY_RETRY_DELAYS="${RELAY_RETRY_DELAYS:-5s,60s,600s}"
 export RELAY_LISTEN_QUEUES="${RELAY_LISTEN_QUEUES:-all}"
 
+# The demo commands, printed for a person and run as printed by LOCAL_STACK_SMOKE=1.
+pull_demo="curl -s -X POST http://127.0.0.1:8181/__sim/notify -H 'Content-Type: application/json' \\
+    -d '{\"topicName\":\"v2.routing.queues.5a1e0000-0000-4000-8000-000000000000.conversations\",\"version\":\"2\",\"eventBody\":{\"id\":\"conv-2\",\"participants\":[{\"id\":\"p-2\",\"purpose\":\"customer\",\"attributes\":{\"cart_value\":\"42.50\",\"last_page\":\"/checkout\"}}]},\"metadata\":{\"CorrelationId\":\"demo-2\"}}'; echo"
+pull_check="curl -s http://127.0.0.1:8282/v1/entries/conv-2; echo"
+push_demo="curl -i -X POST http://$RELAY_HTTP_ADDR/webhooks/genesys \\
+    -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\
+    -d '{\"eventType\":\"conversation:updated\",\"eventId\":\"demo-1\",\"timestamp\":\"2026-11-24T08:00:00Z\",\"data\":{\"conversationId\":\"conv-1\",\"guestId\":\"guest-1\"}}'"
+push_check="curl -s http://127.0.0.1:8282/v1/entries/conv-1; echo
+  curl -s http://127.0.0.1:8282/__sim/stats; echo"
+
 cat <<MSG
 
 == genesys-relay is starting.
@@ -72,27 +93,73 @@ cat <<MSG
 == Pull mode (no public endpoint needed): the relay listens on Genesys notification
    channels for every queue. Publish a queue conversation notification as Genesys would:
 
-  curl -s -X POST http://127.0.0.1:8181/__sim/notify -H 'Content-Type: application/json' \
-    -d '{"topicName":"v2.routing.queues.5a1e0000-0000-4000-8000-000000000000.conversations","version":"2","eventBody":{"id":"conv-2","participants":[{"id":"p-2","purpose":"customer","attributes":{"cart_value":"42.50","last_page":"/checkout"}}]},"metadata":{"CorrelationId":"demo-2"}}'; echo
+  $pull_demo
 
 == and see its customer attributes arrive in the CMS simulator:
 
-  curl -s http://127.0.0.1:8282/v1/entries/conv-2; echo
+  $pull_check
 
 == Push mode: send a guest event to the ingress:
 
-  curl -i -X POST http://$RELAY_HTTP_ADDR/webhooks/genesys \\
-    -H 'Content-Type: application/json' -H 'X-Relay-Secret: $secret' \\
-    -d '{"eventType":"conversation:updated","eventId":"demo-1","timestamp":"2026-11-24T08:00:00Z","data":{"conversationId":"conv-1","guestId":"guest-1"}}'
+  $push_demo
 
 == and see conv-1's customer attributes arrive in the CMS simulator:
 
-  curl -s http://127.0.0.1:8282/v1/entries/conv-1; echo
-  curl -s http://127.0.0.1:8282/__sim/stats; echo
+  $push_check
 
 == metrics: curl -s http://$RELAY_ADMIN_ADDR/metrics   (Ctrl-C stops everything)
 
 MSG
 "$relay" serve &
 pids+=($!)
-wait "${pids[-1]}"
+relay_pid="${pids[-1]}"
+
+if [ "${LOCAL_STACK_SMOKE:-0}" != 1 ]; then
+  wait "$relay_pid"
+  exit $?
+fi
+
+# Unattended run: the demo as a person would do it, then a graceful stop. Every step is
+# bounded, so a broken stack fails here instead of hanging CI.
+smoke_fail() { echo "== LOCAL_STACK_SMOKE: FAILED: $*" >&2; tail -n 40 "$run/sim.log" >&2 || true; exit 1; }
+started=$(date +%s)
+ready=""
+for _ in $(seq 1 600); do
+  kill -0 "$relay_pid" 2>/dev/null || smoke_fail "genesys-relay serve exited during start-up"
+  if curl -fs "http://$RELAY_ADMIN_ADDR/readyz" > /dev/null 2>&1; then ready=1; break; fi
+  sleep 0.2
+done
+[ -n "$ready" ] || smoke_fail "genesys-relay not ready after 120 s"
+echo "== LOCAL_STACK_SMOKE: relay ready after $(( $(date +%s) - started )) s"
+
+# Pull mode: the listener subscribes asynchronously; publish until the simulator has a
+# subscriber for the queue topic (it answers how many sockets it queued the notification on).
+for _ in $(seq 1 150); do
+  delivered=$(bash -c "$pull_demo" 2>/dev/null || true)
+  echo "$delivered" | grep -q '"queued":[1-9]' && break
+  sleep 0.2
+done
+echo "   pull demo: $delivered"
+push_answer=$(bash -c "$push_demo" 2>&1 || true)
+echo "$push_answer" | grep -q '202 Accepted' || smoke_fail "push demo not accepted: $push_answer"
+echo "   push demo: 202 Accepted"
+
+check_entry() {
+  local conv="$1" expect="$2" body=""
+  for _ in $(seq 1 300); do
+    body=$(curl -fs "http://127.0.0.1:8282/v1/entries/$conv" 2>/dev/null || true)
+    if echo "$body" | grep -q "$expect"; then echo "   CMS entry $conv: $body"; return 0; fi
+    sleep 0.2
+  done
+  smoke_fail "CMS entry $conv never showed $expect (last answer: ${body:-none})"
+}
+check_entry conv-2 '"cart_value"'
+check_entry conv-1 '"conv-1"'
+echo "== LOCAL_STACK_SMOKE: both CMS entries present $(( $(date +%s) - started )) s after start"
+
+kill -TERM "$relay_pid"
+status=0
+wait "$relay_pid" || status=$?
+pids=("${pids[@]:0:${#pids[@]}-1}")
+[ "$status" = 0 ] || smoke_fail "genesys-relay serve exited $status on SIGTERM"
+echo "== LOCAL_STACK_SMOKE: passed (relay exited 0 on SIGTERM)"
