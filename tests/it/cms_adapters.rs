@@ -773,3 +773,351 @@ async fn strapi_bad_token_is_permanent() {
     assert!(err.to_string().contains("UnauthorizedError"), "{err}");
     assert!(!err.to_string().contains("wrong-secret-token"));
 }
+
+// ---------------------------------------------------------------- through the worker
+
+use super::common::{envelope, metric_value, post_event, stack_config, wait_until, Broker, Sims};
+use genesys_relay::app::{self, Role};
+
+/// A CMS under test, seen from outside the relay: its settings, its request counts, what it
+/// stores, and a way to write as another writer would.
+enum Target {
+    Contentful(genesys_sim::SimServer),
+    Sanity(genesys_sim::SimServer),
+    Strapi(CountingProxy),
+}
+
+impl Target {
+    async fn start(kind: &str) -> Target {
+        match kind {
+            "contentful" => Target::Contentful(contentful_sim(None).await),
+            "sanity" => Target::Sanity(sanity_sim().await),
+            _ => Target::Strapi(CountingProxy::start(&strapi().url).await),
+        }
+    }
+
+    fn good_token(&self) -> String {
+        match self {
+            Target::Contentful(_) => "sim-cma-token".into(),
+            Target::Sanity(_) => "sim-sanity-token".into(),
+            Target::Strapi(_) => strapi().token.clone(),
+        }
+    }
+
+    /// The relay settings that point guest_sync at this CMS with `token`.
+    fn vars(&self, token: &str) -> Vec<(&'static str, String)> {
+        let mut vars = vec![("RELAY_CMS_API_KEY", token.to_string())];
+        match self {
+            Target::Contentful(sim) => vars.extend([
+                ("RELAY_CMS_KIND", "contentful".to_string()),
+                ("RELAY_CMS_URL", sim.base_url()),
+                ("RELAY_CONTENTFUL_SPACE", "sim-space".into()),
+            ]),
+            Target::Sanity(sim) => vars.extend([
+                ("RELAY_CMS_KIND", "sanity".to_string()),
+                ("RELAY_CMS_URL", sim.base_url()),
+                ("RELAY_SANITY_DATASET", "production".into()),
+            ]),
+            Target::Strapi(proxy) => vars.extend([
+                ("RELAY_CMS_KIND", "strapi".to_string()),
+                ("RELAY_CMS_URL", proxy.url.clone()),
+            ]),
+        }
+        vars
+    }
+
+    /// `(reads, writes)` the CMS received so far (entry routes only).
+    async fn calls(&self) -> (u64, u64) {
+        match self {
+            Target::Contentful(sim) => {
+                let s = stats(&sim.base_url()).await;
+                let get = route_count(&s, "GET /spaces/");
+                (get, route_count(&s, "PUT /spaces/"))
+            }
+            Target::Sanity(sim) => {
+                let s = stats(&sim.base_url()).await;
+                (
+                    route_count(&s, "GET /v{version}/data/doc"),
+                    route_count(&s, "POST /v{version}/data/mutate"),
+                )
+            }
+            Target::Strapi(proxy) => {
+                let (r, w) = proxy.counts();
+                (r as u64, w as u64)
+            }
+        }
+    }
+
+    /// The stored `(eventId, loyalty_tier)` of conversation `conv`'s entry.
+    async fn stored(&self, conv: &str) -> Option<(String, String)> {
+        let pick = |e: &Value, locale: Option<&str>| {
+            let get = |name: &str| {
+                let v = &e[name];
+                let v = locale.map_or(v, |l| &v[l]);
+                v.as_str().map(str::to_string)
+            };
+            Some((get("eventId")?, get("loyalty_tier").unwrap_or_default()))
+        };
+        match self {
+            Target::Contentful(sim) => {
+                let s = stats(&sim.base_url()).await;
+                pick(&s["entries"][conv]["fields"], Some("en-US"))
+            }
+            Target::Sanity(sim) => {
+                let s = stats(&sim.base_url()).await;
+                pick(&s["documents"][format!("guestSession-{conv}")], None)
+            }
+            Target::Strapi(_) => pick(&strapi_entry(conv).await?, None),
+        }
+    }
+
+    /// Another writer (an editor, another deployment) stores event `event_id` at `t` in the
+    /// entry, bypassing this relay.
+    async fn write_as_other(&self, conv: &str, event_id: &str, t: i64) {
+        let http = reqwest::Client::new();
+        match self {
+            Target::Contentful(sim) => {
+                let url = format!(
+                    "{}/spaces/sim-space/environments/master/entries/{conv}",
+                    sim.base_url()
+                );
+                let entry: Value = http
+                    .get(&url)
+                    .bearer_auth("sim-cma-token")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let mut fields = entry["fields"].clone();
+                fields["eventId"] = json!({"en-US": event_id});
+                fields["eventTimeMs"] = json!({"en-US": t});
+                let r = http
+                    .put(&url)
+                    .bearer_auth("sim-cma-token")
+                    .header("X-Contentful-Version", entry["sys"]["version"].to_string())
+                    .json(&json!({"fields": fields}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+            Target::Sanity(sim) => {
+                let r = http
+                    .post(format!("{}/v2025-02-19/data/mutate/production", sim.base_url()))
+                    .bearer_auth("sim-sanity-token")
+                    .json(&json!({"mutations": [{"patch": {"id": format!("guestSession-{conv}"), "set": {"eventId": event_id, "eventTimeMs": t}}}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+            Target::Strapi(_) => {
+                let s = strapi();
+                let entry = strapi_entry(conv).await.unwrap();
+                let r = http
+                    .put(format!(
+                        "{}/api/guest-sessions/{}",
+                        s.url,
+                        entry["documentId"].as_str().unwrap()
+                    ))
+                    .bearer_auth(&s.token)
+                    .json(&json!({"data": {"eventId": event_id, "eventTimeMs": t}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+    }
+}
+
+/// `conversation:updated` for `conv` at `2026-11-24T10:MM:SS`, `second` seconds in.
+fn conversation_event(id: &str, conv: &str, second: u32) -> Value {
+    envelope(
+        "conversation:updated",
+        id,
+        &format!("2026-11-24T10:{:02}:{:02}.000Z", second / 60, second % 60),
+        json!({"conversationId": conv, "guestId": conv}),
+    )
+}
+
+/// Unix ms of [`conversation_event`]'s time.
+fn event_ms(second: u32) -> i64 {
+    // 2026-11-24T10:00:00Z
+    1_795_514_400_000 + i64::from(second) * 1000
+}
+
+/// guest_sync end to end through a real broker and the worker: create, update, a
+/// redelivery (caught by the relay's idempotency marks: no CMS call), a stale event (caught
+/// by the CMS's stored event time after another writer moved the entry on), and the CMS
+/// calls per update event.
+async fn guest_sync_through_the_worker(kind: &str) {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let target = Target::start(kind).await;
+    let prefix = unique_prefix(kind);
+    let conv = format!("{}-g", unique_prefix("c")).replace('-', "x");
+    let vars = target.vars(&target.good_token());
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &extra), Role::Serve)
+        .await
+        .unwrap();
+    let ingress = relay.ingress_addr.unwrap();
+    let landed = |event: &'static str| {
+        let (target, conv) = (&target, conv.clone());
+        async move {
+            wait_until(Duration::from_secs(60), || async {
+                target.stored(&conv).await.is_some_and(|(e, _)| e == event)
+            })
+            .await
+        }
+    };
+
+    // Create.
+    sims.set_attributes(&conv, json!({"loyalty_tier": "silver", "cart_value": "10"}))
+        .await;
+    post_event(&sims.http, ingress, &conversation_event("e1", &conv, 1)).await;
+    assert!(
+        landed("e1").await,
+        "created: {:?}",
+        target.stored(&conv).await
+    );
+    assert_eq!(target.calls().await, (1, 1), "create: one read, one write");
+
+    // Updates: ten events of the conversation, each a new state.
+    let before = target.calls().await;
+    for i in 0..10u32 {
+        post_event(
+            &sims.http,
+            ingress,
+            &conversation_event(&format!("u{i}"), &conv, 10 + i),
+        )
+        .await;
+    }
+    assert!(
+        landed("u9").await,
+        "updated: {:?}",
+        target.stored(&conv).await
+    );
+    let after = target.calls().await;
+    let calls = (after.0 - before.0) + (after.1 - before.1);
+    eprintln!(
+        "{kind}: {calls} CMS calls for 10 update events ({} reads, {} writes)",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    assert!(
+        calls <= 20,
+        "{kind}: at most 2 CMS calls per update, got {calls} for 10"
+    );
+
+    // A redelivery: the relay's mark stops it before the CMS.
+    post_event(&sims.http, ingress, &conversation_event("u9", &conv, 19)).await;
+    let duplicate = "relay_events_processed_total{outcome=\"duplicate\",route=\"guest_sync\"}";
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            metric_value(&relay.metrics.render(), duplicate) >= 1.0
+        })
+        .await,
+        "redelivery recognised"
+    );
+    assert_eq!(
+        target.calls().await,
+        after,
+        "a redelivery makes no CMS call"
+    );
+
+    // Another writer stores a newer event; an event older than it (but newer than anything
+    // this relay saw) is skipped by the CMS-side stale guard.
+    target.write_as_other(&conv, "other", event_ms(100)).await;
+    let mid = target.calls().await;
+    post_event(&sims.http, ingress, &conversation_event("e-old", &conv, 50)).await;
+    let stale = "relay_skipped_total{reason=\"stale\",route=\"guest_sync\"}";
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            metric_value(&relay.metrics.render(), stale) >= 1.0
+        })
+        .await,
+        "stale event skipped: {}",
+        relay.metrics.render()
+    );
+    assert_eq!(
+        target.stored(&conv).await.unwrap().0,
+        "other",
+        "the newer state stays"
+    );
+    let end = target.calls().await;
+    assert_eq!(end.1, mid.1, "the stale event wrote nothing");
+    relay.stop().await;
+}
+
+/// A CMS that refuses the token (401): the event is dead-lettered as permanent at once.
+async fn bad_token_is_dead_lettered(kind: &str) {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let target = Target::start(kind).await;
+    let prefix = unique_prefix(kind);
+    let conv = format!("{}-b", unique_prefix("c")).replace('-', "x");
+    let vars = target.vars("not-the-token");
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let relay = app::start(stack_config(&broker, &sims, &prefix, &extra), Role::Serve)
+        .await
+        .unwrap();
+    sims.set_attributes(&conv, json!({"loyalty_tier": "silver"}))
+        .await;
+    post_event(
+        &sims.http,
+        relay.ingress_addr.unwrap(),
+        &conversation_event("e1", &conv, 1),
+    )
+    .await;
+    let topic = format!("{prefix}.events.dlq");
+    let addr = broker.addr();
+    let dlq = tokio::task::spawn_blocking(move || {
+        super::common::read_records_at(&addr, &topic, 1, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(dlq.len(), 1, "dead-lettered");
+    let m = relay.metrics.render();
+    assert_eq!(
+        metric_value(&m, "relay_dlq_total{class=\"permanent\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(target.calls().await.1, 0, "nothing written");
+    assert!(target.stored(&conv).await.is_none());
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contentful_guest_sync_through_the_worker() {
+    guest_sync_through_the_worker("contentful").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sanity_guest_sync_through_the_worker() {
+    guest_sync_through_the_worker("sanity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strapi_guest_sync_through_the_worker() {
+    guest_sync_through_the_worker("strapi").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contentful_bad_token_is_dead_lettered() {
+    bad_token_is_dead_lettered("contentful").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sanity_bad_token_is_dead_lettered() {
+    bad_token_is_dead_lettered("sanity").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strapi_bad_token_is_dead_lettered() {
+    bad_token_is_dead_lettered("strapi").await;
+}
