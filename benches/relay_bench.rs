@@ -24,9 +24,9 @@
 mod common;
 use common::{free_port, unique_prefix, Broker};
 
+use genesys_relay::app::Config;
 use genesys_relay::app::{self, Role};
 use genesys_relay::clock::now_ms;
-use genesys_relay::config::Config;
 use genesys_relay::ingress::{parse_event, record_key};
 use genesys_relay::kafka::{ensure_topics, headers, EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
@@ -677,8 +677,8 @@ async fn ingress(o: &Opts) {
     let peer = match std::env::var("BENCH_PEER_BIN") {
         Ok(_) => {
             let mut peer_cfg = cfg.clone();
-            peer_cfg.topic_prefix = format!("{prefix}.peer");
-            let peer_topics = Topics::new(&peer_cfg.topic_prefix, 0);
+            peer_cfg.kafka.topic_prefix = format!("{prefix}.peer");
+            let peer_topics = Topics::new(&peer_cfg.kafka.topic_prefix, 0);
             ensure_topics(&peer_cfg, &peer_topics)
                 .await
                 .expect("peer topic");

@@ -5,29 +5,99 @@
 //! stop in order: ingress stops accepting and finishes its requests, workers drain and
 //! commit, the producer flushes.
 //!
+//! [`Config`] is the whole configuration: one typed slice per part, each read and checked
+//! by the part that owns it; every `start_*` hands its part only its slice.
+//!
 //! Adding a role: a variant of [`Role`], its settings check in `check_settings`, and one
 //! `start_*` function called from [`start`].
 
 use crate::admin_server::{self, Readiness};
-use crate::config::Config;
-use crate::genesys::GenesysClient;
+use crate::config::{ConfigError, LogFormat, Url, Vars};
+use crate::genesys::{GenesysClient, GenesysSettings};
 use crate::idempotency::IdempotencyStore;
-use crate::ingress::Ingress;
+use crate::ingress::{Ingress, IngressSettings};
 use crate::kafka::{
-    client_config, ensure_topics, ConsumerLoop, ConsumerOptions, EventProducer, Topics,
+    client_config, ensure_topics, ConsumerLoop, ConsumerOptions, EventProducer, KafkaSettings,
+    Topics,
 };
+use crate::listen::ListenSettings;
 use crate::metrics::Metrics;
-use crate::pipeline::{FailureHandOff, Processor, RetryPolicy, RouteHandlers, RouteTable};
+use crate::pipeline::{
+    FailureHandOff, Processor, RetryPolicy, RouteHandlers, RouteTable, WorkerSettings,
+};
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
 use crate::sinks::{CmsClient, HttpForwarder};
 use rdkafka::ClientConfig;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// The whole configuration of one relay process: each part's settings, read and checked
+/// by that part, plus the few settings every part shares.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaSettings,
+    pub ingress: IngressSettings,
+    pub genesys: GenesysSettings,
+    pub worker: WorkerSettings,
+    pub listen: ListenSettings,
+    /// `RELAY_ADMIN_ADDR`: where `/healthz`, `/readyz` and `/metrics` listen.
+    pub admin_addr: SocketAddr,
+    /// `RELAY_SCHEMA_REGISTRY_URL`: Confluent wire format and registered schemas when set.
+    pub schema_registry_url: Option<Url>,
+    /// `RELAY_HTTP_TIMEOUT`: timeout of each outbound request.
+    pub http_timeout: Duration,
+    /// `RELAY_SHUTDOWN_TIMEOUT`: longest drain of in-flight events on SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// `RELAY_LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment, over the TOML file when one is given.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::read(&Vars::load(file)?)
+    }
+
+    /// Builds the configuration from `RELAY_*` variables; unset ones take the defaults of
+    /// the settings table.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::read(&Vars::new(vars.clone()))
+    }
+
+    /// Every part reads its own slice.
+    pub fn read(v: &Vars) -> Result<Self, ConfigError> {
+        Ok(Config {
+            kafka: KafkaSettings::read(v)?,
+            ingress: IngressSettings::read(v)?,
+            genesys: GenesysSettings::read(v)?,
+            worker: WorkerSettings::read(v)?,
+            listen: ListenSettings::read(v)?,
+            admin_addr: v.parse("RELAY_ADMIN_ADDR")?,
+            schema_registry_url: v.url_opt("RELAY_SCHEMA_REGISTRY_URL")?,
+            http_timeout: v.duration("RELAY_HTTP_TIMEOUT")?,
+            shutdown_timeout: v.duration("RELAY_SHUTDOWN_TIMEOUT")?,
+            log_format: LogFormat::read(v)?,
+        })
+    }
+
+    /// The topic names derived from the prefix and the number of retry tiers.
+    pub fn topics(&self) -> Topics {
+        Topics::new(&self.kafka.topic_prefix, self.worker.retry_delays.len())
+    }
+}
+
+impl AsRef<KafkaSettings> for Config {
+    fn as_ref(&self) -> &KafkaSettings {
+        &self.kafka
+    }
+}
 
 /// Which parts a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +199,11 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
 /// Fails fast on missing or unsafe settings, before touching the broker.
 fn check_settings(cfg: &Config, role: Role) -> Result<(), StartError> {
     if role.runs_ingress() {
-        crate::ingress::check_settings(cfg)?;
+        crate::ingress::check_settings(&cfg.ingress, cfg.kafka.message_max_bytes)?;
     }
     if role.runs_worker() {
-        cfg.genesys()?;
-        cfg.cms_url()?;
+        cfg.genesys.config()?;
+        cfg.worker.cms_url()?;
     }
     Ok(())
 }
@@ -149,14 +219,14 @@ struct Shared {
 
 impl Shared {
     async fn build(cfg: &Config) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(start_up_metrics());
         let topics = cfg.topics();
-        if cfg.create_topics {
-            ensure_topics(cfg, &topics).await?;
+        if cfg.kafka.create_topics {
+            ensure_topics(&cfg.kafka, &topics).await?;
         }
         let http = http_client(cfg)?;
-        let codec = codec_for(cfg, &topics, &http).await?;
-        let producer = Arc::new(EventProducer::new(cfg, metrics.clone())?);
+        let codec = codec_for(cfg.schema_registry_url.as_ref(), &topics, &http).await?;
+        let producer = Arc::new(EventProducer::new(&cfg.kafka, metrics.clone())?);
         Ok(Shared {
             metrics,
             topics,
@@ -165,6 +235,13 @@ impl Shared {
             producer,
         })
     }
+}
+
+/// Every series, with the worker's route, outcome and skip series declared at zero.
+fn start_up_metrics() -> Metrics {
+    let metrics = Metrics::new();
+    crate::pipeline::declare_series(&metrics);
+    metrics
 }
 
 /// What the started parts hand back: their tasks, and what `/readyz` and callers need.
@@ -180,21 +257,23 @@ struct Parts {
 pub fn http_client(cfg: &Config) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .timeout(cfg.http_timeout)
-        .pool_max_idle_per_host(cfg.max_in_flight)
+        .pool_max_idle_per_host(cfg.worker.max_in_flight)
         .build()
 }
 
 /// The codec for the configured wire format, registering schemas when a registry is set.
 async fn codec_for(
-    cfg: &Config,
+    registry: Option<&Url>,
     topics: &Topics,
     http: &reqwest::Client,
 ) -> Result<Codec, StartError> {
-    match &cfg.schema_registry_url {
+    match registry {
         None => Ok(Codec::single_object()),
-        Some(url) => Ok(SchemaRegistry::new(url, http.clone())
-            .codec(&topics.raw, &topics.enriched, &topics.idempotency)
-            .await?),
+        Some(url) => Ok(
+            SchemaRegistry::new(url.as_str().trim_end_matches('/'), http.clone())
+                .codec(&topics.raw, &topics.enriched, &topics.idempotency)
+                .await?,
+        ),
     }
 }
 
@@ -206,7 +285,8 @@ fn start_ingress(
     parts: &mut Parts,
 ) -> Result<(), StartError> {
     let ingress = Arc::new(Ingress::new(
-        cfg,
+        &cfg.ingress,
+        cfg.kafka.message_max_bytes,
         shared.producer.clone(),
         shared.codec.clone(),
         shared.topics.raw.clone(),
@@ -214,7 +294,10 @@ fn start_ingress(
     )?);
     let scheme = if ingress.is_tls() { "https" } else { "http" };
     let max_body_bytes = ingress.max_body_bytes();
-    let (addr, server) = ingress.bind(cfg.http_addr, shutdown::signalled(shutdown_rx.clone()))?;
+    let (addr, server) = ingress.bind(
+        cfg.ingress.http_addr,
+        shutdown::signalled(shutdown_rx.clone()),
+    )?;
     tracing::info!(%addr, scheme, max_body_bytes, "ingress listening");
     parts.ingress_addr = Some(addr);
     parts.tasks.push(tokio::spawn(shutdown::drain_within(
@@ -233,13 +316,26 @@ async fn start_listener(
     shutdown_rx: &watch::Receiver<bool>,
     parts: &mut Parts,
 ) -> Result<(), StartError> {
-    let task = crate::listen::start(
-        cfg,
-        shared.producer.clone(),
-        shared.codec.clone(),
-        shared.topics.raw.clone(),
-        shared.metrics.clone(),
+    let timeouts = crate::listen::Timeouts {
+        shutdown: cfg.shutdown_timeout,
+        connect: cfg.http_timeout,
+    };
+    let genesys = GenesysClient::new(
+        cfg.genesys.config()?,
         shared.http.clone(),
+        shared.metrics.clone(),
+    );
+    let raw = crate::listen::RawTopic {
+        producer: shared.producer.clone(),
+        codec: shared.codec.clone(),
+        topic: shared.topics.raw.clone(),
+    };
+    let task = crate::listen::start(
+        &cfg.listen,
+        timeouts,
+        genesys,
+        raw,
+        shared.metrics.clone(),
         shutdown_rx.clone(),
     )
     .await?;
@@ -262,58 +358,60 @@ async fn start_worker(
         codec,
         producer,
     } = shared;
-    metrics.init_retry_tiers(cfg.retry_delays.len());
+    let worker = &cfg.worker;
+    metrics.init_retry_tiers(worker.retry_delays.len());
     let idempotency = IdempotencyStore::new(
-        cfg,
+        worker.idempotency_capacity,
+        worker.idempotency_ttl,
         &topics.idempotency,
         codec.clone(),
         producer.clone(),
         metrics.clone(),
     );
     let tail = idempotency
-        .start_tail(cfg, shutdown_rx.clone(), Duration::from_secs(60))
+        .start_tail(&cfg.kafka, shutdown_rx.clone(), Duration::from_secs(60))
         .await?;
     let handlers = RouteHandlers {
-        genesys: GenesysClient::new(cfg.genesys()?, http.clone(), metrics.clone()),
+        genesys: GenesysClient::new(cfg.genesys.config()?, http.clone(), metrics.clone()),
         cms: CmsClient::new(
-            cfg.cms_url()?,
-            cfg.cms_api_key.clone(),
+            worker.cms_url()?,
+            worker.cms_api_key.clone(),
             http.clone(),
             metrics.clone(),
         ),
-        forwarder: cfg
+        forwarder: worker
             .forward_url
-            .clone()
-            .map(|u| HttpForwarder::new(u, http.clone(), metrics.clone())),
+            .as_ref()
+            .map(|u| HttpForwarder::new(u.as_str().into(), http.clone(), metrics.clone())),
         producer: producer.clone(),
         codec: codec.clone(),
         enriched_topic: topics.enriched.clone(),
-        attribute_map: cfg.attribute_map.clone(),
-        entry_key: cfg.cms_entry_key,
+        attribute_map: worker.attribute_map.clone(),
+        entry_key: worker.cms_entry_key,
         idempotency: idempotency.clone(),
     };
     let processor = Arc::new(Processor {
         codec: codec.clone(),
-        router: RouteTable::new(&cfg.routes, cfg.forward_url.is_some()),
+        router: RouteTable::new(&worker.routes, worker.forward_url.is_some()),
         handlers,
         idempotency,
         hand_off: FailureHandOff {
             producer: producer.clone(),
             topics: topics.clone(),
-            policy: RetryPolicy::new(cfg.retry_delays.clone()),
+            policy: RetryPolicy::new(worker.retry_delays.clone()),
             metrics: metrics.clone(),
             shutdown: shutdown_rx.clone(),
         },
         metrics: metrics.clone(),
     });
     let opts = |honour_not_before| ConsumerOptions {
-        max_in_flight: cfg.max_in_flight,
+        max_in_flight: worker.max_in_flight,
         commit_interval: Duration::from_millis(500),
         honour_not_before,
         drain_timeout: cfg.shutdown_timeout,
     };
     let raw = ConsumerLoop::new(
-        consumer_config(cfg, &cfg.consumer_group),
+        consumer_config(&cfg.kafka, &cfg.kafka.consumer_group),
         &[&topics.raw],
         opts(false),
         metrics.clone(),
@@ -321,7 +419,7 @@ async fn start_worker(
     // Retries run in their own group so a rebalance of one never stalls the other.
     let retry_topics: Vec<&str> = topics.retry.iter().map(String::as_str).collect();
     let retry = ConsumerLoop::new(
-        consumer_config(cfg, &format!("{}-retry", cfg.consumer_group)),
+        consumer_config(&cfg.kafka, &format!("{}-retry", cfg.kafka.consumer_group)),
         &retry_topics,
         opts(true),
         metrics.clone(),
@@ -338,9 +436,9 @@ async fn start_worker(
 }
 
 /// Settings of a worker's consumer group.
-fn consumer_config(cfg: &Config, group: &str) -> ClientConfig {
+fn consumer_config(kafka: &KafkaSettings, group: &str) -> ClientConfig {
     client_config(
-        cfg,
+        kafka,
         &[
             ("group.id", group),
             ("auto.offset.reset", "earliest"),
@@ -376,4 +474,89 @@ fn start_admin(
         "admin",
     )));
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KAFKA_PASSTHROUGH, SETTINGS};
+    use std::collections::BTreeSet;
+
+    /// `from_vars` reads exactly the listed settings (besides `RELAY_KAFKA_*` passthrough,
+    /// and `RELAY_LOG`, which the binary's logging reads).
+    #[test]
+    fn from_vars_reads_exactly_the_listed_settings() {
+        let vars = Vars::new(HashMap::new());
+        Config::read(&vars).unwrap();
+        let read: BTreeSet<String> = vars
+            .names_read()
+            .into_iter()
+            .filter(|n| !n.starts_with("RELAY_KAFKA_") || n == "RELAY_KAFKA_BROKERS")
+            .collect();
+        let listed: BTreeSet<String> = SETTINGS
+            .iter()
+            .map(|s| s.name.to_string())
+            .filter(|n| n != KAFKA_PASSTHROUGH && n != "RELAY_LOG")
+            .collect();
+        assert_eq!(read, listed, "read by from_vars vs listed in SETTINGS");
+    }
+
+    /// Every family the dashboard queries is exported from start-up, so a panel shows zero
+    /// instead of "no data" (`relay_consumer_lag` only once partitions are assigned).
+    #[test]
+    fn every_dashboard_family_exists_at_start_up() {
+        let dashboard = include_str!("../grafana/dashboards/genesys-relay.json");
+        let metrics = start_up_metrics();
+        // The worker declares its retry tiers as it starts.
+        metrics.init_retry_tiers(3);
+        let text = metrics.render();
+        let mut missing = Vec::new();
+        for (i, _) in dashboard.match_indices("relay_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = name.trim_end_matches("_bucket").to_string();
+            if family == "relay_consumer_lag" || missing.contains(&family) {
+                continue;
+            }
+            if !text.lines().any(|l| {
+                l.starts_with(&format!("{family}{{"))
+                    || l.starts_with(&format!("{family} "))
+                    || l.starts_with(&format!("{family}_bucket{{"))
+            }) {
+                missing.push(family);
+            }
+        }
+        assert!(missing.is_empty(), "no series at start-up: {missing:?}");
+    }
+
+    /// Each part gets its slice: a value set for one part shows up in that part's settings.
+    #[test]
+    fn each_part_reads_its_slice() {
+        let vars: HashMap<String, String> = [
+            ("RELAY_TOPIC_PREFIX", "acme"),
+            ("RELAY_RETRY_DELAYS", "1s,2s"),
+            ("RELAY_HTTP_ADDR", "127.0.0.1:1"),
+            ("RELAY_LISTEN_TOPICS", "v2.users.u.presence"),
+            ("RELAY_SCHEMA_REGISTRY_URL", "http://registry:8081"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = Config::from_vars(&vars).unwrap();
+        assert_eq!(c.topics(), Topics::new("acme", 2));
+        assert_eq!(c.ingress.http_addr.port(), 1);
+        assert!(Role::Serve.runs_listener(&c));
+        assert_eq!(c.schema_registry_url.unwrap().host_str(), Some("registry"));
+        let bad = [(
+            "RELAY_SCHEMA_REGISTRY_URL".to_string(),
+            "registry".to_string(),
+        )];
+        let err = Config::from_vars(&bad.into_iter().collect()).unwrap_err();
+        assert!(
+            err.to_string().contains("RELAY_SCHEMA_REGISTRY_URL"),
+            "{err}"
+        );
+    }
 }

@@ -1,8 +1,9 @@
 //! Wall-clock time: the current Unix milliseconds every record and header carries, and
 //! their rendering as ISO 8601 UTC for operators. The calendar arithmetic is the `time`
-//! crate's.
+//! crate's. Also the one doubling backoff the relay waits with between attempts to write
+//! a record it must not lose.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
@@ -31,6 +32,40 @@ pub(crate) fn format_time_ms(ms: i64) -> String {
             t.millisecond()
         ),
         None => format!("{ms}ms"),
+    }
+}
+
+/// Waits that start at 100 ms and double up to a cap: the pause between attempts to
+/// write something that must eventually be written (a hand-off, an idempotency mark, a
+/// notification), short enough to recover fast from a blip, capped so a long outage is
+/// polled, not hammered.
+#[derive(Debug, Clone)]
+pub(crate) struct DoublingBackoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl DoublingBackoff {
+    /// The first wait.
+    const FIRST: Duration = Duration::from_millis(100);
+
+    pub(crate) fn new(max: Duration) -> Self {
+        DoublingBackoff {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+
+    /// The wait to use now; the next one is twice as long (capped).
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    /// Sleeps for [`Self::next_wait`].
+    pub(crate) async fn sleep(&mut self) {
+        tokio::time::sleep(self.next_wait()).await;
     }
 }
 
@@ -69,5 +104,12 @@ mod tests {
         assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_time_ms(i64::MAX), format!("{}ms", i64::MAX));
+    }
+
+    #[test]
+    fn doubling_backoff_doubles_up_to_its_cap() {
+        let mut b = DoublingBackoff::new(Duration::from_millis(500));
+        let waits: Vec<u128> = (0..5).map(|_| b.next_wait().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
     }
 }

@@ -6,7 +6,7 @@
 //! A mark is written only after the sync succeeded. A crash between the two leads to one
 //! more sync attempt with the same `X-Idempotency-Key`, which the sink deduplicates.
 //!
-//! Invariants (issue 12): a full cache evicts the least recently used mark, never a mark
+//! Invariants: a full cache evicts the least recently used mark, never a mark
 //! just written (moka's default TinyLFU admission would refuse most new marks, since each
 //! is written once); a mark lives `RELAY_IDEMPOTENCY_TTL` from when it was *handled*, also
 //! when it is loaded at start-up (older marks are not loaded); and the consumers start
@@ -14,8 +14,9 @@
 //! as an error and waited for, never silently partial.
 
 use crate::clock::now_ms;
-use crate::config::Config;
-use crate::kafka::{assign_from_beginning, client_config, headers, EventProducer, ProduceError};
+use crate::kafka::{
+    assign_from_beginning, client_config, headers, EventProducer, KafkaSettings, ProduceError,
+};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
 use moka::future::Cache;
@@ -66,10 +67,27 @@ impl Drop for KeyClaim {
     }
 }
 
+/// The idempotency key of one event on one route, `<route>:<event id>`: the key of its
+/// mark on the idempotency topic and the `X-Idempotency-Key` of its downstream writes.
+/// Built only here, so the worker and `dlq replay` cannot disagree on its form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub(crate) fn new(route: &str, event_id: &str) -> Self {
+        IdempotencyKey(format!("{route}:{event_id}"))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl IdempotencyStore {
     /// An empty store writing to `topic`.
     pub(crate) fn new(
-        cfg: &Config,
+        capacity: u64,
+        ttl: Duration,
         topic: &str,
         codec: Codec,
         producer: Arc<EventProducer>,
@@ -77,17 +95,15 @@ impl IdempotencyStore {
     ) -> Arc<Self> {
         Arc::new(IdempotencyStore {
             handled: Cache::builder()
-                .max_capacity(cfg.idempotency_capacity)
+                .max_capacity(capacity)
                 .eviction_policy(EvictionPolicy::lru())
-                .expire_after(SinceHandled {
-                    ttl: cfg.idempotency_ttl,
-                })
+                .expire_after(SinceHandled { ttl })
                 .build(),
-            ttl: cfg.idempotency_ttl,
+            ttl,
             guest_times: Cache::builder()
-                .max_capacity(cfg.idempotency_capacity)
+                .max_capacity(capacity)
                 .eviction_policy(EvictionPolicy::lru())
-                .time_to_live(cfg.idempotency_ttl)
+                .time_to_live(ttl)
                 .build(),
             producer,
             codec,
@@ -185,16 +201,16 @@ impl IdempotencyStore {
     /// the topic held at the start has been applied (or after `catch_up_limit`).
     pub(crate) async fn start_tail(
         self: &Arc<Self>,
-        cfg: &Config,
+        kafka: &KafkaSettings,
         shutdown: watch::Receiver<bool>,
         catch_up_limit: Duration,
     ) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer = client_config(
-            cfg,
+            kafka,
             &[
                 (
                     "group.id",
-                    &format!("{}-idempotency-tail", cfg.consumer_group),
+                    &format!("{}-idempotency-tail", kafka.consumer_group),
                 ),
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "false"),
@@ -341,20 +357,16 @@ mod tests {
     use super::*;
 
     fn store(capacity: u64, ttl: &str) -> Arc<IdempotencyStore> {
-        let vars: HashMap<String, String> = [
+        let kafka = KafkaSettings::from_pairs(&[
             ("RELAY_KAFKA_BROKERS", "127.0.0.1:1"),
-            ("RELAY_IDEMPOTENCY_CAPACITY", &capacity.to_string()),
-            ("RELAY_IDEMPOTENCY_TTL", ttl),
             ("RELAY_PRODUCE_TIMEOUT", "200ms"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let cfg = Config::from_vars(&vars).unwrap();
+        ])
+        .unwrap();
         let metrics = Arc::new(Metrics::new());
-        let producer = Arc::new(EventProducer::new(&cfg, metrics.clone()).unwrap());
+        let producer = Arc::new(EventProducer::new(&kafka, metrics.clone()).unwrap());
         IdempotencyStore::new(
-            &cfg,
+            capacity,
+            humantime::parse_duration(ttl).unwrap(),
             "t.relay.idempotency",
             Codec::single_object(),
             producer,
@@ -370,7 +382,7 @@ mod tests {
         }
     }
 
-    /// Issue 12, finding 2: at capacity, the newest marks are the ones kept.
+    /// At capacity, the newest marks are the ones kept.
     #[tokio::test]
     async fn a_full_cache_keeps_the_newest_marks() {
         let n = 200u64;
@@ -396,7 +408,7 @@ mod tests {
         assert!(s.handled.entry_count() <= n + n / 10, "capacity is kept");
     }
 
-    /// Issue 12, finding 2: a mark older than the TTL is not loaded; a younger one lives
+    /// A mark older than the TTL is not loaded; a younger one lives
     /// only what is left of its TTL.
     #[tokio::test]
     async fn loaded_marks_keep_their_age() {
@@ -419,7 +431,7 @@ mod tests {
         );
     }
 
-    /// Issue 12, finding 9: a mark whose write failed is still remembered here.
+    /// A mark whose write failed is still remembered here.
     #[tokio::test]
     async fn a_mark_that_failed_to_write_is_still_applied() {
         let s = store(100, "1h");

@@ -2,13 +2,16 @@
 //!
 //! Map of the crate, in the order a reader follows the data (one line per module; the
 //! declarations below are in rustfmt's alphabetical order):
-//! - [`app`]: the composition root: wires every role (`serve`, `ingress`, `listen`, `worker`) in one place.
-//! - [`config`]: `RELAY_*` settings and the TOML file, checked before anything starts.
+//! - [`app`]: the composition root: the whole [`app::Config`] (each part's settings slice) and the
+//!   wiring of every role (`serve`, `ingress`, `listen`, `worker`) in one place.
+//! - [`config`]: the one `RELAY_*` settings table, the reader and validation helpers every part
+//!   reads its own typed settings with (the floor: imports nothing from the crate).
 //! - [`ingress`]: the webhook endpoint: authenticates, parses the envelope, writes the raw topic.
 //! - [`listen`]: the Notifications API source (`listen`): channels, WebSockets, raw topic.
 //! - [`schema`]: Avro records and their wire formats (single-object or schema registry).
 //! - [`kafka`]: topics, the acknowledged producer, relay headers, the at-least-once consumer loop.
-//! - [`pipeline`]: the worker's processor: route table, route handlers, retries, dead letters.
+//! - [`pipeline`]: the worker's settings and processor: route table, route handlers, the pure
+//!   retry decision, retries, dead letters, outcome and skip-reason names.
 //! - [`genesys`]: Genesys Cloud API client (OAuth token, request budget, conversation cache, triggers).
 //! - [`sinks`]: downstream HTTP sinks (CMS guest-session upserts, backend forward).
 //! - [`outbound`]: the one outbound-HTTP failure type ([`outbound::HttpError`]) and answer.
@@ -16,7 +19,8 @@
 //! - [`metrics`]: every Prometheus series the relay exports.
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`shutdown`]: the shutdown signal every part listens to, and bounded draining.
-//! - [`clock`]: wall-clock milliseconds and their ISO 8601 rendering.
+//! - `text`: the one UTF-8-safe truncation.
+//! - [`clock`]: wall-clock milliseconds, their ISO 8601 rendering, the doubling write backoff.
 //! - [`operator`]: operator commands (`dlq list`, `dlq replay`): replay library and output.
 //!
 //! The simulators the tests and the local stack run against are a separate workspace member,
@@ -39,3 +43,4 @@ pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
 pub mod sinks;
+mod text;

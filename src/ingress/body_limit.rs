@@ -18,7 +18,8 @@
 //! That is under 13 KiB; [`RECORD_OVERHEAD_BYTES`] reserves 16 KiB.
 
 use super::envelope::MAX_FIELD_BYTES;
-use crate::config::{Config, ConfigError};
+use super::IngressSettings;
+use crate::config::ConfigError;
 
 /// Bytes a record may need beyond its body (see the module comment for the sum).
 pub const RECORD_OVERHEAD_BYTES: usize = 16 * 1024;
@@ -28,8 +29,10 @@ const _: () = assert!(MAX_FIELD_BYTES <= 1024);
 
 /// The body limit the ingress enforces: `RELAY_MAX_BODY_BYTES`, checked against the
 /// producer's `message.max.bytes`, or, unset, the largest body that always fits.
-pub fn max_body_bytes(cfg: &Config) -> Result<usize, ConfigError> {
-    let message_max = cfg.producer_message_max_bytes()?;
+pub fn max_body_bytes(
+    settings: &IngressSettings,
+    message_max: usize,
+) -> Result<usize, ConfigError> {
     let fits = message_max.checked_sub(RECORD_OVERHEAD_BYTES).ok_or_else(|| {
         ConfigError::Invalid {
             name: "RELAY_KAFKA_MESSAGE_MAX_BYTES".into(),
@@ -38,7 +41,7 @@ pub fn max_body_bytes(cfg: &Config) -> Result<usize, ConfigError> {
             ),
         }
     })?;
-    match cfg.max_body_bytes {
+    match settings.max_body_bytes {
         None => Ok(fits),
         Some(0) => Err(ConfigError::Invalid {
             name: "RELAY_MAX_BODY_BYTES".into(),
@@ -59,25 +62,23 @@ pub fn max_body_bytes(cfg: &Config) -> Result<usize, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::KafkaSettings;
     use crate::schema::{Codec, RawEvent};
-    use std::collections::HashMap;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Config {
-        let vars: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_vars(&vars).unwrap()
+    /// The limit for these settings, with `message.max.bytes` read as the producer reads it.
+    fn limit(pairs: &[(&str, &str)]) -> Result<usize, ConfigError> {
+        let kafka = KafkaSettings::from_pairs(pairs)?;
+        max_body_bytes(
+            &IngressSettings::from_pairs(pairs)?,
+            kafka.message_max_bytes,
+        )
     }
 
     #[test]
     fn default_and_explicit_limits() {
-        assert_eq!(max_body_bytes(&cfg(&[])).unwrap(), 1_000_000 - 16_384);
-        assert_eq!(
-            max_body_bytes(&cfg(&[("RELAY_MAX_BODY_BYTES", "2048")])).unwrap(),
-            2048
-        );
-        let err = max_body_bytes(&cfg(&[("RELAY_MAX_BODY_BYTES", "1048576")]))
+        assert_eq!(limit(&[]).unwrap(), 1_000_000 - 16_384);
+        assert_eq!(limit(&[("RELAY_MAX_BODY_BYTES", "2048")]).unwrap(), 2048);
+        let err = limit(&[("RELAY_MAX_BODY_BYTES", "1048576")])
             .unwrap_err()
             .to_string();
         assert!(
@@ -85,14 +86,14 @@ mod tests {
             "{err}"
         );
         assert_eq!(
-            max_body_bytes(&cfg(&[
+            limit(&[
                 ("RELAY_MAX_BODY_BYTES", "1048576"),
                 ("RELAY_KAFKA_MESSAGE_MAX_BYTES", "2000000"),
-            ]))
+            ])
             .unwrap(),
             1_048_576
         );
-        assert!(max_body_bytes(&cfg(&[("RELAY_KAFKA_MESSAGE_MAX_BYTES", "1000")])).is_err());
+        assert!(limit(&[("RELAY_KAFKA_MESSAGE_MAX_BYTES", "1000")]).is_err());
     }
 
     /// The worst record a body of the limit can make stays under the budget: every bounded

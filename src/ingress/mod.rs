@@ -11,14 +11,16 @@
 mod auth;
 mod body_limit;
 mod envelope;
+mod settings;
 mod topics;
 
 pub use auth::{AuthError, BasicAuth, IngressAuth, Presented, WebhookAuth, REPLAY_WINDOW_SECS};
 pub use body_limit::{max_body_bytes, RECORD_OVERHEAD_BYTES};
 pub use envelope::{parse_event, record_key, EnvelopeError, MAX_FIELD_BYTES, MAX_FUTURE_MS};
+pub use settings::IngressSettings;
 
 use crate::clock::now_ms;
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::kafka::{headers, EventProducer, ProduceError};
 use crate::metrics::Metrics;
 use crate::schema::Codec;
@@ -57,15 +59,18 @@ struct TlsFiles {
 /// Checks the ingress settings without building anything: credentials (required unless
 /// `RELAY_WEBHOOK_AUTH=none`), the body limit against `message.max.bytes`, the TLS files.
 /// Start-up calls this before touching the broker.
-pub(crate) fn check_settings(cfg: &Config) -> Result<(), ConfigError> {
-    cfg.ingress_auth()?;
-    max_body_bytes(cfg)?;
-    read_tls(cfg)?;
+pub(crate) fn check_settings(
+    settings: &IngressSettings,
+    message_max_bytes: usize,
+) -> Result<(), ConfigError> {
+    settings.auth()?;
+    max_body_bytes(settings, message_max_bytes)?;
+    read_tls(settings)?;
     Ok(())
 }
 
-fn read_tls(cfg: &Config) -> Result<Option<TlsFiles>, ConfigError> {
-    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+fn read_tls(settings: &IngressSettings) -> Result<Option<TlsFiles>, ConfigError> {
+    let Some((cert, key)) = &settings.tls else {
         return Ok(None);
     };
     let read = |name: &str, path: &std::path::Path| {
@@ -89,13 +94,14 @@ fn read_tls(cfg: &Config) -> Result<Option<TlsFiles>, ConfigError> {
 
 impl Ingress {
     pub(crate) fn new(
-        cfg: &Config,
+        settings: &IngressSettings,
+        message_max_bytes: usize,
         producer: Arc<EventProducer>,
         codec: Codec,
         raw_topic: String,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
-        let auth = cfg.ingress_auth()?;
+        let auth = settings.auth()?;
         if auth.is_none() {
             tracing::warn!("RELAY_WEBHOOK_AUTH=none: the ingress accepts unauthenticated requests");
         }
@@ -104,9 +110,9 @@ impl Ingress {
             codec,
             topic: raw_topic,
             auth,
-            secret_header: cfg.webhook_secret_header.to_ascii_lowercase(),
-            max_body_bytes: max_body_bytes(cfg)?,
-            tls: read_tls(cfg)?,
+            secret_header: settings.secret_header.to_ascii_lowercase(),
+            max_body_bytes: max_body_bytes(settings, message_max_bytes)?,
+            tls: read_tls(settings)?,
             metrics,
         })
     }

@@ -1,8 +1,8 @@
 //! Creates the relay's topics at start-up when they are missing, with the configured
 //! partitions, replication factor and (when set) `min.insync.replicas`.
 
+use super::KafkaSettings;
 use super::{client_config, Topics};
-use crate::config::Config;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -10,7 +10,11 @@ use std::time::Duration;
 
 /// Creates every topic of `topics` that does not exist yet; the idempotency topic is compacted.
 /// Existing topics are left as they are (their partition counts are the operator's).
-pub async fn ensure_topics(cfg: &Config, topics: &Topics) -> Result<(), KafkaError> {
+pub async fn ensure_topics(
+    cfg: &impl AsRef<KafkaSettings>,
+    topics: &Topics,
+) -> Result<(), KafkaError> {
+    let cfg = cfg.as_ref();
     let admin: AdminClient<DefaultClientContext> = client_config(cfg, &[]).create()?;
     let replication = || TopicReplication::Fixed(cfg.topic_replication);
     let min_isr = cfg.topic_min_insync_replicas.map(|n| n.to_string());

@@ -12,7 +12,7 @@
 //! that is not due pauses its partition and is handed over when due; the partition is
 //! resumed then. Nothing sleeps in the receive loop, so other partitions keep flowing.
 //!
-//! Rebalances (issue 12): a revoke first stops every record of the revoked partitions
+//! Rebalances: a revoke first stops every record of the revoked partitions
 //! from starting (records queued in key lanes are dropped, not handled), waits (bounded
 //! by the drain timeout) for the handlers already running, and commits what is done;
 //! only then does the group hand the partitions to another member, so one record is not

@@ -37,22 +37,3 @@ pub fn header_str<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 pub(crate) fn header_i64(msg: &OwnedMessage, name: &str) -> Option<i64> {
     header_str(msg, name)?.trim().parse().ok()
 }
-
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
-    &s[..s.floor_char_boundary(max)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_keeps_utf8_valid() {
-        let s = "é".repeat(600);
-        let t = truncate_utf8(&s, MAX_ERROR_BYTES);
-        assert!(t.len() <= MAX_ERROR_BYTES);
-        assert_eq!(t.len() % 2, 0);
-        assert_eq!(truncate_utf8("short", 10), "short");
-    }
-}

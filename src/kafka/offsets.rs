@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(t.committable(None), vec![("raw".into(), 1, 6)]);
     }
 
-    /// Issue 12, finding 1: records queued before a revoke never start afterwards, and
+    /// Records queued before a revoke never start afterwards, and
     /// the revoke can wait for exactly the handlers that did start.
     #[test]
     fn nothing_starts_once_a_revoke_began() {
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(t.committable(Some(&revoked)), vec![("raw".into(), 0, 2)]);
     }
 
-    /// Issue 12, finding 5: an offset offered for commit stays offered until the broker
+    /// An offset offered for commit stays offered until the broker
     /// confirmed it (a failed commit is tried again, also on a quiet partition).
     #[test]
     fn an_unconfirmed_commit_is_offered_again() {

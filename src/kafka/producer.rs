@@ -5,7 +5,7 @@
 //! ingress can answer 503 quickly and never accepts what was not written.
 
 use super::client_config;
-use crate::config::Config;
+use super::KafkaSettings;
 use crate::metrics::Metrics;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -33,13 +33,14 @@ pub struct EventProducer {
     /// (a broker restarted without it answers every batch with an error).
     inner: RwLock<Arc<FutureProducer>>,
     last_replaced: std::sync::Mutex<Instant>,
-    cfg: Config,
+    cfg: KafkaSettings,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl EventProducer {
-    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+    pub fn new(cfg: &impl AsRef<KafkaSettings>, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+        let cfg = cfg.as_ref();
         Ok(EventProducer {
             inner: RwLock::new(Arc::new(Self::create(cfg)?)),
             last_replaced: std::sync::Mutex::new(Instant::now()),
@@ -49,7 +50,7 @@ impl EventProducer {
         })
     }
 
-    fn create(cfg: &Config) -> Result<FutureProducer, KafkaError> {
+    fn create(cfg: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
         let timeout_ms = cfg.produce_timeout.as_millis().max(1).to_string();
         client_config(
             cfg,

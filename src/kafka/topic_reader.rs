@@ -2,7 +2,7 @@
 //! used to list dead letters and to warm the idempotency cache.
 
 use super::client_config;
-use crate::config::Config;
+use super::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Blocking: run it on a blocking thread. Not reaching the end within the time limit is
 /// an error (`OperationTimedOut`), never a silently partial read.
 pub fn read_topic_to_end(
-    cfg: &Config,
+    cfg: &impl AsRef<KafkaSettings>,
     topic: &str,
     visit: impl FnMut(OwnedMessage),
 ) -> Result<u64, KafkaError> {
@@ -23,7 +23,7 @@ pub fn read_topic_to_end(
 
 /// [`read_topic_to_end`] with its time limit.
 pub fn read_topic_to_end_within(
-    cfg: &Config,
+    cfg: &impl AsRef<KafkaSettings>,
     topic: &str,
     limit: Duration,
     mut visit: impl FnMut(OwnedMessage),

@@ -166,33 +166,99 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
+/// Since when, and why, a group has had no socket.
+struct Down {
+    since: Instant,
+    reason: Reason,
+    /// The group's first connect: not a reconnect, not counted as one.
+    first: bool,
+}
+
+/// What one group keeps between events.
+struct GroupState {
+    /// The connected channel, if any.
+    live: Option<Live>,
+    /// A dropped socket's channel and its slot, tried again before a new one is created.
+    reuse: Option<(ChannelInfo, OwnedSemaphorePermit)>,
+    /// Set while there is no socket; taken when one is connected.
+    down: Option<Down>,
+    /// Disconnected time is counted up to this instant.
+    accounted: Instant,
+    backoff: Backoff,
+}
+
+impl GroupState {
+    fn new(reconnect_max: Duration) -> Self {
+        GroupState {
+            live: None,
+            reuse: None,
+            down: Some(Down {
+                since: Instant::now(),
+                reason: Reason::Dropped,
+                first: true,
+            }),
+            accounted: Instant::now(),
+            backoff: Backoff::new(reconnect_max),
+        }
+    }
+
+    /// Counts the disconnected time since the last count.
+    fn account(&mut self, metrics: &Metrics) {
+        let now = Instant::now();
+        metrics
+            .listen_disconnected_seconds_total
+            .inc_by(now.duration_since(self.accounted).as_secs_f64());
+        self.accounted = now;
+    }
+
+    /// The socket is gone: remember its channel for a reconnect, start the clock.
+    fn lost(&mut self, metrics: &Metrics, reason: Reason) {
+        if let Some(old) = self.live.take() {
+            metrics.listen_channels.dec();
+            self.reuse = Some((old.info, old.slot));
+        }
+        self.went_down(reason);
+    }
+
+    /// The channel itself is gone: nothing to reconnect to.
+    fn channel_gone(&mut self, metrics: &Metrics) {
+        if self.live.take().is_some() {
+            metrics.listen_channels.dec();
+        }
+        self.went_down(Reason::ChannelGone);
+    }
+
+    fn went_down(&mut self, reason: Reason) {
+        self.down = Some(Down {
+            since: Instant::now(),
+            reason,
+            first: false,
+        });
+        self.accounted = Instant::now();
+    }
+}
+
 /// Runs one group until shutdown.
 pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<String>>) {
     let mut shutdown = ctx.shutdown.clone();
-    let mut live: Option<Live> = None;
-    // A dropped socket's channel, tried again before a new one is created.
-    let mut reuse: Option<(ChannelInfo, OwnedSemaphorePermit)> = None;
-    let mut down = Some((Instant::now(), Reason::Dropped, true));
-    let mut accounted = Instant::now();
-    let mut backoff = Backoff::new(ctx.settings.reconnect_max);
+    let mut st = GroupState::new(ctx.settings.reconnect_max);
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let Some(cur) = live.as_mut() else {
-            let now = Instant::now();
-            ctx.metrics
-                .listen_disconnected_seconds_total
-                .inc_by(now.duration_since(accounted).as_secs_f64());
-            accounted = now;
+        let Some(cur) = st.live.as_mut() else {
+            st.account(&ctx.metrics);
             let wanted = topics.borrow_and_update().clone();
-            match ctx.connect(&wanted, reuse.take(), &mut shutdown).await {
+            match ctx.connect(&wanted, st.reuse.take(), &mut shutdown).await {
                 Ok(Some(new)) => {
+                    st.account(&ctx.metrics);
                     let now = Instant::now();
-                    ctx.metrics
-                        .listen_disconnected_seconds_total
-                        .inc_by(now.duration_since(accounted).as_secs_f64());
-                    if let Some((since, reason, first)) = down.take() {
+                    if let Some(Down {
+                        since,
+                        reason,
+                        first,
+                    }) = st.down.take()
+                    {
                         if !first {
                             ctx.metrics
                                 .listen_reconnects_total
@@ -208,12 +274,12 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
                             "listening"
                         );
                     }
-                    live = Some(new);
-                    backoff.reset();
+                    st.live = Some(new);
+                    st.backoff.reset();
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    let wait = backoff.next_wait();
+                    let wait = st.backoff.next_wait();
                     tracing::warn!(group = ctx.index, %error, wait_ms = wait.as_millis() as u64, "cannot open a notification channel; retrying");
                     tokio::select! {
                         _ = sleep(wait) => {}
@@ -229,23 +295,23 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
                 Kind::Notification => {
                     ctx.forward(text).await;
                     // Time spent waiting for buffer room is not silence on the socket.
-                    if let Some(cur) = live.as_mut() {
+                    if let Some(cur) = st.live.as_mut() {
                         cur.last_seen = Instant::now();
                     }
                 }
                 Kind::SocketClosing => {
                     tracing::info!(group = ctx.index, channel = %cur.info.id, "socket_closing received; rotating the channel");
-                    ctx.rotate(&mut live, &topics, Reason::SocketClosing, &mut backoff)
-                        .await;
+                    ctx.rotate(
+                        &mut st.live,
+                        &topics,
+                        Reason::SocketClosing,
+                        &mut st.backoff,
+                    )
+                    .await;
                 }
                 Kind::ChannelGone => {
                     tracing::warn!(group = ctx.index, channel = %cur.info.id, "the channel no longer exists; opening a new one");
-                    if let Some(old) = live.take() {
-                        ctx.metrics.listen_channels.dec();
-                        drop(old);
-                    }
-                    down = Some((Instant::now(), Reason::ChannelGone, false));
-                    accounted = Instant::now();
+                    st.channel_gone(&ctx.metrics);
                 }
             },
             Event::Alive => {}
@@ -253,17 +319,12 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
                 cur.pinged = true;
                 let ping = Message::Text(r#"{"message":"ping"}"#.into());
                 if cur.socket.send(ping).await.is_err() {
-                    ctx.lost(
-                        &mut live,
-                        &mut reuse,
-                        &mut down,
-                        &mut accounted,
-                        Reason::Dropped,
-                    );
+                    st.lost(&ctx.metrics, Reason::Dropped);
                 }
             }
             Event::Rotate(reason) => {
-                ctx.rotate(&mut live, &topics, reason, &mut backoff).await;
+                ctx.rotate(&mut st.live, &topics, reason, &mut st.backoff)
+                    .await;
             }
             Event::TopicsChanged => {
                 let wanted = topics.borrow_and_update().clone();
@@ -274,35 +335,23 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
                     }
                     Err(error) => {
                         tracing::warn!(group = ctx.index, %error, "cannot update subscriptions; rotating the channel");
-                        ctx.rotate(&mut live, &topics, Reason::Resubscribe, &mut backoff)
+                        ctx.rotate(&mut st.live, &topics, Reason::Resubscribe, &mut st.backoff)
                             .await;
                     }
                 }
             }
             Event::Closed => {
                 tracing::warn!(group = ctx.index, channel = %cur.info.id, "notification socket dropped; reconnecting");
-                ctx.lost(
-                    &mut live,
-                    &mut reuse,
-                    &mut down,
-                    &mut accounted,
-                    Reason::Dropped,
-                );
+                st.lost(&ctx.metrics, Reason::Dropped);
             }
             Event::Idle => {
                 tracing::warn!(group = ctx.index, channel = %cur.info.id, "notification socket silent too long; reconnecting");
-                ctx.lost(
-                    &mut live,
-                    &mut reuse,
-                    &mut down,
-                    &mut accounted,
-                    Reason::Idle,
-                );
+                st.lost(&ctx.metrics, Reason::Idle);
             }
             Event::Shutdown => break,
         }
     }
-    if let Some(old) = live.take() {
+    if let Some(old) = st.live.take() {
         ctx.close(old, Duration::ZERO).await;
     }
 }
@@ -477,23 +526,6 @@ impl GroupCtx {
         }
     }
 
-    /// The socket is gone: remember its channel for a reconnect, start the clock.
-    fn lost(
-        &self,
-        live: &mut Option<Live>,
-        reuse: &mut Option<(ChannelInfo, OwnedSemaphorePermit)>,
-        down: &mut Option<(Instant, Reason, bool)>,
-        accounted: &mut Instant,
-        reason: Reason,
-    ) {
-        if let Some(old) = live.take() {
-            self.metrics.listen_channels.dec();
-            *reuse = Some((old.info, old.slot));
-        }
-        *down = Some((Instant::now(), reason, false));
-        *accounted = Instant::now();
-    }
-
     /// Reads `old` for `overlap` more, then closes it and forwards what it still
     /// delivers until the server's close frame (bounded).
     async fn close(&self, mut old: Live, overlap: Duration) {
@@ -611,7 +643,7 @@ mod tests {
 
     #[test]
     fn rotation_is_due_before_expiry() {
-        let s = crate::listen::ListenSettings::from_vars(&Default::default()).unwrap();
+        let s = crate::listen::ListenSettings::from_pairs(&[]).unwrap();
         let expires = SystemTime::now() + Duration::from_secs(24 * 3600);
         let (at, reason) = rotation_due(&s, Some(expires)).unwrap();
         assert_eq!(reason, Reason::Expiring);

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, Instant};
 
-use crate::config::Config;
+use crate::clock::DoublingBackoff;
 use crate::genesys::{GenesysClient, HttpError};
 use crate::ingress::{parse_event, record_key};
 use crate::kafka::{headers, EventProducer};
@@ -70,26 +70,37 @@ struct Writer {
     give_up_at: Arc<OnceLock<Instant>>,
 }
 
+/// The process-wide limits the listener follows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// `RELAY_SHUTDOWN_TIMEOUT`: how long unacknowledged notifications are retried after
+    /// shutdown starts.
+    pub(crate) shutdown: Duration,
+    /// `RELAY_HTTP_TIMEOUT`: the WebSocket connect timeout.
+    pub(crate) connect: Duration,
+}
+
+/// Where notifications are written: the raw topic, through the shared producer and codec.
+pub(crate) struct RawTopic {
+    pub(crate) producer: Arc<EventProducer>,
+    pub(crate) codec: Codec,
+    pub(crate) topic: String,
+}
+
 /// Starts listening: resolves and plans the topics (a start-up error names what is
 /// wrong), then runs until `shutdown`; the returned task ends once every socket is closed
-/// and every notification read is acknowledged (or counted dropped).
+/// and every notification read is acknowledged (or counted dropped). `genesys` is the
+/// listener's own client, so its own request budget (not shared with a worker in `serve`).
 pub(crate) async fn start(
-    cfg: &Config,
-    producer: Arc<EventProducer>,
-    codec: Codec,
-    raw_topic: String,
+    settings: &ListenSettings,
+    timeouts: Timeouts,
+    genesys: GenesysClient,
+    raw: RawTopic,
     metrics: Arc<Metrics>,
-    http: reqwest::Client,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ListenError> {
-    let settings = cfg.listen.clone();
-    let genesys = cfg.genesys()?;
-    // Its own client, so its own request budget (not shared with a worker in `serve`).
-    let api = Arc::new(NotificationsApi::new(GenesysClient::new(
-        genesys,
-        http,
-        metrics.clone(),
-    )));
+    let settings = settings.clone();
+    let api = Arc::new(NotificationsApi::new(genesys));
     let wanted = wanted_topics(&settings, &api)
         .await
         .map_err(ListenError::Queues)?;
@@ -122,9 +133,9 @@ pub(crate) async fn start(
     }
     let give_up_at = Arc::new(OnceLock::new());
     let writer = Writer {
-        producer,
-        codec,
-        topic: raw_topic,
+        producer: raw.producer,
+        codec: raw.codec,
+        topic: raw.topic,
         metrics: metrics.clone(),
         give_up_at: Arc::clone(&give_up_at),
     };
@@ -134,8 +145,8 @@ pub(crate) async fn start(
         settings,
         metrics,
         shutdown,
-        shutdown_timeout: cfg.shutdown_timeout,
-        connect_timeout: cfg.http_timeout,
+        shutdown_timeout: timeouts.shutdown,
+        connect_timeout: timeouts.connect,
     };
     Ok(tokio::spawn(supervisor.run(groups, writer)))
 }
@@ -333,7 +344,7 @@ impl Writer {
             }
         };
         let record_headers = [(headers::EVENT_ID, event.event_id.as_str())];
-        let mut wait = Duration::from_millis(100);
+        let mut backoff = DoublingBackoff::new(WRITE_BACKOFF_MAX);
         loop {
             match self
                 .producer
@@ -356,9 +367,9 @@ impl Writer {
                             .inc();
                         return;
                     }
+                    let wait = backoff.next_wait();
                     tracing::warn!(%error, event_id = %event.event_id, wait_ms = wait.as_millis() as u64, "cannot write a notification yet; retrying");
                     sleep(wait).await;
-                    wait = (wait * 2).min(WRITE_BACKOFF_MAX);
                 }
             }
         }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Vars};
+use crate::config::{split_list, ConfigError, Vars};
 
 /// Which queues `RELAY_LISTEN_QUEUES` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub struct ListenSettings {
 impl ListenSettings {
     /// Reads the `RELAY_LISTEN_*` settings; defaults come from the settings table in
     /// `config.rs`.
-    pub(crate) fn read(v: &Vars<'_>) -> Result<Self, ConfigError> {
+    pub fn read(v: &Vars) -> Result<Self, ConfigError> {
         let topics = v
             .get("RELAY_LISTEN_TOPICS")
             .map(|v| split_list(&v))
@@ -95,12 +95,10 @@ impl ListenSettings {
         })
     }
 
-    /// Reads the settings from a variable map (tests).
+    /// Reads the settings from `(name, value)` pairs (tests).
     #[cfg(test)]
-    pub(crate) fn from_vars(
-        vars: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, ConfigError> {
-        Self::read(&Vars::new(vars))
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        Self::read(&Vars::from_pairs(pairs))
     }
 
     /// Whether any topic source is configured (what makes `serve` also listen).
@@ -109,39 +107,23 @@ impl ListenSettings {
     }
 }
 
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn defaults_and_queue_selection() {
-        let s = ListenSettings::from_vars(&HashMap::new()).unwrap();
+        let s = ListenSettings::from_pairs(&[]).unwrap();
         assert!(!s.enabled());
         assert_eq!(s.max_topics_per_channel, 1000);
         assert_eq!(s.max_channels, 20);
-        let s = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_QUEUES", "ALL")])).unwrap();
+        let s = ListenSettings::from_pairs(&[("RELAY_LISTEN_QUEUES", "ALL")]).unwrap();
         assert_eq!(s.queues, QueueSelection::All);
         assert!(s.enabled());
-        let s = ListenSettings::from_vars(&vars(&[
+        let s = ListenSettings::from_pairs(&[
             ("RELAY_LISTEN_QUEUES", "a, b,,"),
             ("RELAY_LISTEN_TOPICS", "v2.users.u1.conversations"),
-        ]))
+        ])
         .unwrap();
         assert_eq!(s.queues, QueueSelection::Ids(vec!["a".into(), "b".into()]));
         assert_eq!(s.topics, vec!["v2.users.u1.conversations".to_string()]);
@@ -149,11 +131,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_MAX_CHANNELS", "1")]))
+        let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_MAX_CHANNELS", "1")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("RELAY_LISTEN_MAX_CHANNELS"), "{err}");
-        let err = ListenSettings::from_vars(&vars(&[("RELAY_LISTEN_OVERLAP", "soon")]))
+        let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_OVERLAP", "soon")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("RELAY_LISTEN_OVERLAP"), "{err}");

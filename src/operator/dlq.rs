@@ -8,10 +8,11 @@
 //!
 //! A dead letter whose event was synced after all (its idempotency mark `<route>:<event
 //! id>` is on the idempotency topic, e.g. another attempt of the event succeeded) is not
-//! replayed: it is reported under `already_synced` (issue 12).
+//! replayed: it is reported under `already_synced`, so replay never sends an event twice.
 
 use super::OperatorError;
-use crate::config::Config;
+use crate::app::Config;
+use crate::idempotency::IdempotencyKey;
 use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{read_topic_to_end, EventProducer};
 use rdkafka::message::OwnedMessage;
@@ -113,7 +114,7 @@ async fn read_all<T: Send + 'static>(
     let (cfg, topic) = (cfg.clone(), topic.to_string());
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        read_topic_to_end(&cfg, &topic, |m| {
+        read_topic_to_end(&cfg.kafka, &topic, |m| {
             out.push((m.partition(), m.offset(), keep(&m)))
         })
         .map(|_| out)
@@ -205,15 +206,16 @@ pub async fn replay_dead_letters(
     });
 
     // Dead letters of events that were synced after all are not replayed.
+    let mark_key = |r: &Replayable| {
+        Some(IdempotencyKey::new(
+            r.letter.route.as_ref()?,
+            r.letter.event_id.as_ref()?,
+        ))
+    };
     let marks: HashSet<String> = selected
         .iter()
-        .filter_map(|r| {
-            Some(format!(
-                "{}:{}",
-                r.letter.route.as_ref()?,
-                r.letter.event_id.as_ref()?
-            ))
-        })
+        .filter_map(mark_key)
+        .map(|k| k.as_str().to_string())
         .collect();
     let synced = if marks.is_empty() {
         HashSet::new()
@@ -230,10 +232,10 @@ pub async fn replay_dead_letters(
     };
     let mut already_synced = Vec::new();
     selected.retain(|r| {
-        let (Some(route), Some(id)) = (&r.letter.route, &r.letter.event_id) else {
+        let (Some(key), Some(id)) = (mark_key(r), &r.letter.event_id) else {
             return true;
         };
-        let done = synced.contains(&format!("{route}:{id}"));
+        let done = synced.contains(key.as_str());
         if done {
             already_synced.push(id.clone());
         }

@@ -8,13 +8,17 @@
 //! relay headers are added (a raw record near `message.max.bytes`) is not retried: it is
 //! dead-lettered without its value, class `permanent`, and a `relay-error` that says so
 //! and where the value still is (`relay-original-topic|partition|offset`).
+//!
+//! The decision is [`decide`]'s; the record it becomes is a [`Letter`] (pure, tested
+//! here); this module's I/O is the write loop around them.
 
 use super::failure::{ErrorClass, Failure};
-use super::retry_policy::{NextStep, RetryPolicy};
-use crate::clock::now_ms;
-use crate::kafka::headers::{self, header_i64, header_str, truncate_utf8};
+use super::retry_policy::{decide, Decision, Jitter, RetryPolicy};
+use crate::clock::{now_ms, DoublingBackoff};
+use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{EventProducer, ProduceError, Topics};
 use crate::metrics::Metrics;
+use crate::text::truncate_utf8;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaErrorCode;
@@ -72,6 +76,123 @@ pub(crate) enum HandOff {
     Abandoned,
 }
 
+/// The retry or dead-letter record a decision becomes: its topic and what its `relay-*`
+/// headers say. Built without I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Letter {
+    topic: String,
+    class: ErrorClass,
+    /// `relay-attempt`.
+    attempt: usize,
+    /// `relay-not-before` (Unix ms), on retry records only.
+    not_before_ms: Option<i64>,
+    deferral: bool,
+    /// `relay-error` before truncation.
+    error: String,
+}
+
+impl Letter {
+    fn new(decision: Decision, failure: &Failure, topics: &Topics, now_ms: i64) -> Self {
+        match decision {
+            Decision::Retry {
+                tier,
+                attempt,
+                delay,
+                deferral,
+            } => Letter {
+                topic: topics.retry[tier - 1].clone(),
+                class: ErrorClass::Retryable,
+                attempt,
+                not_before_ms: Some(
+                    now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+                ),
+                deferral,
+                error: failure.message.clone(),
+            },
+            Decision::DeadLetter { class, attempt } => Letter {
+                topic: topics.dlq.clone(),
+                class,
+                attempt,
+                not_before_ms: None,
+                deferral: false,
+                error: failure.message.clone(),
+            },
+        }
+    }
+
+    /// The dead letter a record too large to write becomes: permanent, written without its
+    /// value, its error naming where the value still is.
+    fn without_value(
+        self,
+        topics: &Topics,
+        prov: &Provenance,
+        bytes: usize,
+        cause: &str,
+        failure: &Failure,
+    ) -> Self {
+        Letter {
+            topic: topics.dlq.clone(),
+            class: ErrorClass::Permanent,
+            not_before_ms: None,
+            deferral: false,
+            error: format!(
+                "record of {bytes} bytes is too large to write with relay headers ({cause}); value left out, it is at {}/{}/{}; failure was: {}",
+                prov.original_topic, prov.original_partition, prov.original_offset, failure.message
+            ),
+            ..self
+        }
+    }
+
+    /// The `relay-*` headers (and the trace context) of the record.
+    fn headers(
+        &self,
+        prov: &Provenance,
+        route: &str,
+        event_id: Option<&str>,
+        traceparent: Option<&str>,
+        now_ms: i64,
+    ) -> Vec<(&'static str, String)> {
+        let mut hdrs = vec![
+            (headers::ATTEMPT, self.attempt.to_string()),
+            (headers::ORIGINAL_TOPIC, prov.original_topic.clone()),
+            (
+                headers::ORIGINAL_PARTITION,
+                prov.original_partition.to_string(),
+            ),
+            (headers::ORIGINAL_OFFSET, prov.original_offset.to_string()),
+            (
+                headers::FIRST_FAILURE_AT,
+                prov.first_failure_at_ms.unwrap_or(now_ms).to_string(),
+            ),
+            (headers::ROUTE, route.to_string()),
+            (headers::ERROR_CLASS, self.class.as_str().to_string()),
+            (
+                headers::ERROR,
+                truncate_utf8(&self.error, headers::MAX_ERROR_BYTES).to_string(),
+            ),
+        ];
+        if let Some(id) = event_id {
+            hdrs.push((headers::EVENT_ID, id.to_string()));
+        }
+        if let Some(nb) = self.not_before_ms {
+            hdrs.push((headers::NOT_BEFORE, nb.to_string()));
+        }
+        if let Some(tp) = traceparent {
+            hdrs.push((headers::TRACEPARENT, tp.to_string()));
+        }
+        hdrs
+    }
+
+    /// Where the hand-off went, once written.
+    fn outcome(&self) -> HandOff {
+        match self.class {
+            ErrorClass::Retryable if self.deferral => HandOff::Deferred,
+            ErrorClass::Retryable => HandOff::Retried { tier: self.attempt },
+            class => HandOff::DeadLettered(class),
+        }
+    }
+}
+
 /// Writes retry and dead-letter records.
 pub(crate) struct FailureHandOff {
     pub(crate) producer: Arc<EventProducer>,
@@ -91,113 +212,50 @@ impl FailureHandOff {
     ) -> HandOff {
         let prov = Provenance::of(msg, &self.topics);
         let now = now_ms();
-        let delay_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let (mut topic, mut class, attempt, not_before) = match failure.class {
-            // Waiting for the Genesys budget spends no tier: same attempt count, due at the
-            // promised slot (capped), on the tier the event is on (tier 1 from raw).
-            ErrorClass::Retryable if failure.deferral => {
-                let wait = self.policy.cap(failure.retry_after.unwrap_or_default());
-                let tier = prov.retries_done.clamp(1, self.topics.retry.len());
-                (
-                    self.topics.retry[tier - 1].clone(),
-                    ErrorClass::Retryable,
-                    prov.retries_done,
-                    Some(now.saturating_add(delay_ms(wait))),
-                )
-            }
-            ErrorClass::Retryable => match self.policy.next(prov.retries_done, failure.retry_after)
-            {
-                NextStep::Retry { tier, delay } => (
-                    self.topics.retry[tier - 1].clone(),
-                    ErrorClass::Retryable,
-                    tier,
-                    Some(now.saturating_add(delay_ms(delay))),
-                ),
-                NextStep::Exhausted => (
-                    self.topics.dlq.clone(),
-                    ErrorClass::Exhausted,
-                    prov.retries_done,
-                    None,
-                ),
-            },
-            class => (self.topics.dlq.clone(), class, prov.retries_done, None),
-        };
-        let attempt_s = attempt.to_string();
-        let partition_s = prov.original_partition.to_string();
-        let offset_s = prov.original_offset.to_string();
-        let first_failure_s = prov.first_failure_at_ms.unwrap_or(now).to_string();
-        let mut not_before_s = not_before.map(|t| t.to_string());
-        let mut error = failure.message.clone();
+        let decision = decide(failure, prov.retries_done, &self.policy, Jitter::random());
+        let mut letter = Letter::new(decision, failure, &self.topics, now);
         let event_id = event_id.or_else(|| header_str(msg, headers::EVENT_ID));
+        let traceparent = header_str(msg, headers::TRACEPARENT);
         let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
         let mut value = msg.payload().unwrap_or_default();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = DoublingBackoff::new(Duration::from_secs(5));
         loop {
-            let mut hdrs: Vec<(&str, &str)> = vec![
-                (headers::ATTEMPT, &attempt_s),
-                (headers::ORIGINAL_TOPIC, &prov.original_topic),
-                (headers::ORIGINAL_PARTITION, &partition_s),
-                (headers::ORIGINAL_OFFSET, &offset_s),
-                (headers::FIRST_FAILURE_AT, &first_failure_s),
-                (headers::ROUTE, route),
-                (headers::ERROR_CLASS, class.as_str()),
-                (
-                    headers::ERROR,
-                    truncate_utf8(&error, headers::MAX_ERROR_BYTES),
-                ),
-            ];
-            if let Some(id) = event_id {
-                hdrs.push((headers::EVENT_ID, id));
-            }
-            if let Some(nb) = &not_before_s {
-                hdrs.push((headers::NOT_BEFORE, nb));
-            }
-            if let Some(tp) = header_str(msg, headers::TRACEPARENT) {
-                hdrs.push((headers::TRACEPARENT, tp));
-            }
-            match self.producer.send(&topic, &key, value, &hdrs).await {
+            let owned = letter.headers(&prov, route, event_id, traceparent, now);
+            let hdrs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match self.producer.send(&letter.topic, &key, value, &hdrs).await {
                 Ok(_) => break,
                 Err(e) if too_large(&e) && !value.is_empty() => {
                     // Trying again cannot help: dead-letter it without the value.
-                    tracing::error!(%topic, bytes = value.len(), "hand-off record too large for the broker; dead-lettering it without its value");
-                    error = format!(
-                        "record of {} bytes is too large to write with relay headers ({e}); value left out, it is at {}/{}/{}; failure was: {}",
-                        value.len(),
-                        prov.original_topic,
-                        prov.original_partition,
-                        prov.original_offset,
-                        failure.message
-                    );
-                    topic = self.topics.dlq.clone();
-                    class = ErrorClass::Permanent;
-                    not_before_s = None;
+                    tracing::error!(topic = %letter.topic, bytes = value.len(), "hand-off record too large for the broker; dead-lettering it without its value");
+                    let cause = e.to_string();
+                    letter =
+                        letter.without_value(&self.topics, &prov, value.len(), &cause, failure);
                     value = &[];
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, %topic, "cannot write hand-off record; trying again");
+                    tracing::warn!(error = %e, topic = %letter.topic, "cannot write hand-off record; trying again");
                     if *self.shutdown.borrow() {
                         return HandOff::Abandoned;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.sleep().await;
                 }
             }
         }
-        if class == ErrorClass::Retryable && failure.deferral {
-            HandOff::Deferred
-        } else if class == ErrorClass::Retryable {
-            self.metrics
+        let outcome = letter.outcome();
+        match outcome {
+            HandOff::Retried { tier } => self
+                .metrics
                 .retry_scheduled_total
-                .with_label_values(&[&attempt_s])
-                .inc();
-            HandOff::Retried { tier: attempt }
-        } else {
-            self.metrics
+                .with_label_values(&[&tier.to_string()])
+                .inc(),
+            HandOff::DeadLettered(class) => self
+                .metrics
                 .dlq_total
                 .with_label_values(&[class.as_str()])
-                .inc();
-            HandOff::DeadLettered(class)
+                .inc(),
+            HandOff::Deferred | HandOff::Abandoned => {}
         }
+        outcome
     }
 }
 
@@ -209,4 +267,130 @@ fn too_large(e: &ProduceError) -> bool {
             RDKafkaErrorCode::MessageSizeTooLarge
         ))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn topics() -> Topics {
+        Topics::new("t", 3)
+    }
+
+    fn raw_provenance() -> Provenance {
+        Provenance {
+            retries_done: 0,
+            original_topic: "t.events.raw".into(),
+            original_partition: 2,
+            original_offset: 41,
+            first_failure_at_ms: None,
+        }
+    }
+
+    fn headers_of(letter: &Letter, prov: &Provenance) -> HashMap<&'static str, String> {
+        letter
+            .headers(prov, "guest_sync", Some("evt-1"), Some("00-tp"), 1_000)
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_letter_goes_to_its_tier_with_its_due_time() {
+        let failure = Failure::retryable("cms answered HTTP 503");
+        let decision = Decision::Retry {
+            tier: 2,
+            attempt: 2,
+            delay: Duration::from_secs(60),
+            deferral: false,
+        };
+        let letter = Letter::new(decision, &failure, &topics(), 1_000);
+        assert_eq!(letter.topic, "t.events.retry.2");
+        assert_eq!(letter.outcome(), HandOff::Retried { tier: 2 });
+        let h = headers_of(&letter, &raw_provenance());
+        assert_eq!(h[headers::ATTEMPT], "2");
+        assert_eq!(h[headers::NOT_BEFORE], "61000");
+        assert_eq!(h[headers::ERROR_CLASS], "retryable");
+        assert_eq!(h[headers::FIRST_FAILURE_AT], "1000");
+        assert_eq!(h[headers::ORIGINAL_TOPIC], "t.events.raw");
+        assert_eq!(h[headers::ORIGINAL_PARTITION], "2");
+        assert_eq!(h[headers::ORIGINAL_OFFSET], "41");
+        assert_eq!(h[headers::ROUTE], "guest_sync");
+        assert_eq!(h[headers::EVENT_ID], "evt-1");
+        assert_eq!(h[headers::TRACEPARENT], "00-tp");
+    }
+
+    #[test]
+    fn a_deferral_and_a_dead_letter_report_their_outcome() {
+        let failure = Failure::retryable("budget");
+        let deferred = Decision::Retry {
+            tier: 1,
+            attempt: 0,
+            delay: Duration::from_secs(9),
+            deferral: true,
+        };
+        let letter = Letter::new(deferred, &failure, &topics(), 0);
+        assert_eq!(
+            (letter.topic.as_str(), letter.outcome()),
+            ("t.events.retry.1", HandOff::Deferred)
+        );
+        let dead = Decision::DeadLetter {
+            class: ErrorClass::Poison,
+            attempt: 0,
+        };
+        let letter = Letter::new(dead, &Failure::poison("not avro"), &topics(), 0);
+        assert_eq!(letter.topic, "t.events.dlq");
+        assert_eq!(letter.outcome(), HandOff::DeadLettered(ErrorClass::Poison));
+        let h = headers_of(&letter, &raw_provenance());
+        assert!(!h.contains_key(headers::NOT_BEFORE));
+        assert_eq!(h[headers::ERROR_CLASS], "poison");
+    }
+
+    #[test]
+    fn a_too_large_record_becomes_a_permanent_dead_letter_naming_where_the_value_is() {
+        let failure = Failure::retryable("cms answered HTTP 503");
+        let decision = Decision::Retry {
+            tier: 1,
+            attempt: 1,
+            delay: Duration::from_secs(5),
+            deferral: false,
+        };
+        let prov = raw_provenance();
+        let letter = Letter::new(decision, &failure, &topics(), 0).without_value(
+            &topics(),
+            &prov,
+            999_000,
+            "too large",
+            &failure,
+        );
+        assert_eq!(letter.topic, "t.events.dlq");
+        assert_eq!(
+            letter.outcome(),
+            HandOff::DeadLettered(ErrorClass::Permanent)
+        );
+        let h = headers_of(&letter, &prov);
+        assert!(!h.contains_key(headers::NOT_BEFORE));
+        assert_eq!(h[headers::ATTEMPT], "1");
+        let error = &h[headers::ERROR];
+        assert!(
+            error.contains("999000 bytes") && error.contains("t.events.raw/2/41"),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("failure was: cms answered HTTP 503"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_error_header_is_truncated() {
+        let failure = Failure::permanent("é".repeat(2000));
+        let dead = Decision::DeadLetter {
+            class: ErrorClass::Permanent,
+            attempt: 0,
+        };
+        let letter = Letter::new(dead, &failure, &topics(), 0);
+        let h = headers_of(&letter, &raw_provenance());
+        assert!(h[headers::ERROR].len() <= headers::MAX_ERROR_BYTES);
+    }
 }

@@ -6,13 +6,17 @@
 mod event_view;
 mod failure;
 mod hand_off;
+mod outcome;
 mod processor;
 mod retry_policy;
 mod route_handlers;
 mod route_table;
+mod settings;
 
 pub(crate) use hand_off::FailureHandOff;
+pub(crate) use outcome::declare_series;
 pub(crate) use processor::Processor;
 pub(crate) use retry_policy::RetryPolicy;
 pub(crate) use route_handlers::RouteHandlers;
 pub(crate) use route_table::RouteTable;
+pub use settings::{AttributeMapping, AttributeType, EntryKey, WorkerSettings};

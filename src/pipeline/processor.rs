@@ -9,9 +9,11 @@
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
+use super::outcome::{route_label, EventOutcome, SkipReason, UNKNOWN_ROUTE};
 use super::route_handlers::{Outcome, RouteHandlers};
 use super::route_table::{Route, RouteTable};
-use crate::idempotency::IdempotencyStore;
+use crate::clock::DoublingBackoff;
+use crate::idempotency::{IdempotencyKey, IdempotencyStore};
 use crate::kafka::{Handled, MessageHandler};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, RawEvent};
@@ -47,7 +49,7 @@ impl MessageHandler for Processor {
             let route = event
                 .as_ref()
                 .and_then(|e| self.router.route(e).ok())
-                .map_or("unknown", Route::as_str);
+                .map_or(UNKNOWN_ROUTE, Route::as_str);
             let failure = Failure::poison(format!("handler panicked: {panic}"));
             self.fail(
                 &msg,
@@ -67,7 +69,7 @@ impl Processor {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
                 return self
-                    .fail(&msg, None, "unknown", Failure::poison(e.to_string()))
+                    .fail(&msg, None, UNKNOWN_ROUTE, Failure::poison(e.to_string()))
                     .await
             }
             None => {
@@ -75,7 +77,7 @@ impl Processor {
                     .fail(
                         &msg,
                         None,
-                        "unknown",
+                        UNKNOWN_ROUTE,
                         Failure::poison("record has no value"),
                     )
                     .await
@@ -84,35 +86,27 @@ impl Processor {
         let route = match self.router.route(&event) {
             Ok(r) => r,
             Err(reason) => {
-                self.count("none", "skipped");
-                self.metrics
-                    .skipped_total
-                    .with_label_values(&["none", reason])
-                    .inc();
+                self.skipped(None, reason);
                 return Handled::Done;
             }
         };
-        let key = format!("{}:{}", route.as_str(), event.event_id);
-        let _claim = self.idempotency.claim(&key).await;
-        if self.idempotency.seen(&key) {
-            self.count(route.as_str(), "duplicate");
+        let key = IdempotencyKey::new(route.as_str(), &event.event_id);
+        let _claim = self.idempotency.claim(key.as_str()).await;
+        if self.idempotency.seen(key.as_str()) {
+            self.count(route.as_str(), EventOutcome::Duplicate);
             return Handled::Done;
         }
-        let result = self.handlers.run(route, &event, &key).await;
+        let result = self.handlers.run(route, &event, key.as_str()).await;
         let handled = match result {
-            Ok(Outcome::Synced { entry }) => self.synced(route, &key, &event, entry).await,
+            Ok(Outcome::Synced { entry }) => self.synced(route, key.as_str(), &event, entry).await,
             Ok(Outcome::Skipped(reason)) => {
-                self.count(route.as_str(), "skipped");
-                self.metrics
-                    .skipped_total
-                    .with_label_values(&[route.as_str(), reason])
-                    .inc();
+                self.skipped(Some(route), reason);
                 Handled::Done
             }
             // Another attempt of this event synced it while this one ran: neither a retry
             // nor a dead letter is due.
-            Err(_) if self.idempotency.seen(&key) => {
-                self.count(route.as_str(), "duplicate");
+            Err(_) if self.idempotency.seen(key.as_str()) => {
+                self.count(route.as_str(), EventOutcome::Duplicate);
                 Handled::Done
             }
             Err(failure) => {
@@ -140,7 +134,7 @@ impl Processor {
         // member that re-handles the record (after a failed commit) must find the mark,
         // not send again. At shutdown the mark stays local; the sink's own idempotency-key
         // handling covers the rare redelivery.
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = DoublingBackoff::new(Duration::from_secs(5));
         while let Err(e) = self
             .idempotency
             .remember(key, event.event_time_ms, entry.as_deref())
@@ -151,10 +145,9 @@ impl Processor {
                 break;
             }
             tracing::warn!(error = %e, event_id = %event.event_id, "idempotency mark not written; trying again");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff.sleep().await;
         }
-        self.count(route.as_str(), "synced");
+        self.count(route.as_str(), EventOutcome::Synced);
         Handled::Done
     }
 
@@ -167,18 +160,26 @@ impl Processor {
     ) -> Handled {
         tracing::info!(route, event_id = event_id.unwrap_or("?"), error = %failure, "event failed");
         match self.hand_off.hand_off(msg, event_id, route, &failure).await {
-            HandOff::Retried { .. } => self.count(route, "retried"),
-            HandOff::Deferred => self.count(route, "deferred"),
-            HandOff::DeadLettered(_) => self.count(route, "dead_lettered"),
+            HandOff::Retried { .. } => self.count(route, EventOutcome::Retried),
+            HandOff::Deferred => self.count(route, EventOutcome::Deferred),
+            HandOff::DeadLettered(_) => self.count(route, EventOutcome::DeadLettered),
             HandOff::Abandoned => return Handled::Abandoned,
         }
         Handled::Done
     }
 
-    fn count(&self, route: &str, outcome: &str) {
+    fn count(&self, route: &str, outcome: EventOutcome) {
         self.metrics
             .events_processed_total
-            .with_label_values(&[route, outcome])
+            .with_label_values(&[route, outcome.as_str()])
+            .inc();
+    }
+
+    fn skipped(&self, route: Option<Route>, reason: SkipReason) {
+        self.count(route_label(route), EventOutcome::Skipped);
+        self.metrics
+            .skipped_total
+            .with_label_values(&[route_label(route), reason.as_str()])
             .inc();
     }
 }

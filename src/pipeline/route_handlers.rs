@@ -12,9 +12,10 @@ use super::event_view::{
     Customer,
 };
 use super::failure::Failure;
+use super::outcome::SkipReason;
 use super::route_table::Route;
+use super::settings::{AttributeMapping, AttributeType, EntryKey};
 use crate::clock::now_ms;
-use crate::config::{AttributeMapping, AttributeType, EntryKey};
 use crate::genesys::{Conversation, GenesysClient};
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{headers, EventProducer};
@@ -30,7 +31,7 @@ pub(crate) enum Outcome {
     Synced {
         entry: Option<String>,
     },
-    Skipped(&'static str),
+    Skipped(SkipReason),
 }
 
 /// What the routes need: the API client, the sinks and the Kafka writer.
@@ -76,11 +77,11 @@ impl RouteHandlers {
                 })?;
                 // A gone conversation is expected (404): skip and count, never a failure.
                 let Some(conversation) = self.genesys.conversation(id).await? else {
-                    return Ok(Outcome::Skipped("conversation_not_found"));
+                    return Ok(Outcome::Skipped(SkipReason::ConversationNotFound));
                 };
                 match customer_in_conversation_object(&conversation.raw) {
                     Some(customer) => customer,
-                    None => return Ok(Outcome::Skipped("no_customer")),
+                    None => return Ok(Outcome::Skipped(SkipReason::NoCustomer)),
                 }
             }
         };
@@ -106,7 +107,7 @@ impl RouteHandlers {
             self.idempotency.newest_guest_time(&entry_id).await,
         ) {
             if t < newest {
-                return Ok(Outcome::Skipped("stale"));
+                return Ok(Outcome::Skipped(SkipReason::Stale));
             }
         }
         let mut fields = map_attributes(&self.attribute_map, &customer)?;
@@ -136,7 +137,7 @@ impl RouteHandlers {
             .as_deref()
             .ok_or_else(|| Failure::permanent("event has no conversation id"))?;
         let Some(conversation) = self.genesys.conversation(id).await? else {
-            return Ok(Outcome::Skipped("conversation_not_found"));
+            return Ok(Outcome::Skipped(SkipReason::ConversationNotFound));
         };
         let record = enriched_record(event, &conversation);
         let value = self
@@ -168,7 +169,7 @@ impl RouteHandlers {
     /// The body as delivered -> backend POST.
     async fn forward(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
         let Some(forwarder) = &self.forwarder else {
-            return Ok(Outcome::Skipped("no_forward_url"));
+            return Ok(Outcome::Skipped(SkipReason::NoForwardUrl));
         };
         let body: Value = serde_json::from_str(&event.payload)
             .map_err(|e| Failure::poison(format!("payload is not JSON: {e}")))?;
@@ -198,7 +199,7 @@ fn convert(m: &AttributeMapping, raw: &Value) -> Result<Value, Failure> {
         Failure::permanent(format!(
             "attribute {}: {} is not {what} (RELAY_ATTRIBUTE_MAP declares {}:{})",
             m.name,
-            crate::outbound::truncate(&raw.to_string(), 100),
+            crate::text::truncate_utf8(&raw.to_string(), 100),
             m.name,
             match m.kind {
                 AttributeType::String => "string",

@@ -16,22 +16,32 @@
 use serde_json::Value;
 
 use super::event_view::{customer_in_conversation_object, event_body};
+use super::outcome::SkipReason;
 use crate::schema::RawEvent;
 
 /// The default table, after any `RELAY_ROUTES` entries.
-pub(crate) const DEFAULT_ROUTES: &[(&str, &str)] = &[
+pub(crate) const DEFAULT_ROUTES: &[(&str, Target)] = &[
     (
         "v2.detail.events.conversation.{id}.attributes",
-        "guest_sync",
+        Target::Route(Route::GuestSync),
     ),
-    ("v2.routing.queues.{id}.conversations*", "guest_sync"),
-    ("v2.users.{id}.conversations*", "guest_sync"),
+    (
+        "v2.routing.queues.{id}.conversations*",
+        Target::Route(Route::GuestSync),
+    ),
+    (
+        "v2.users.{id}.conversations*",
+        Target::Route(Route::GuestSync),
+    ),
     (
         "v2.detail.events.conversation.{id}.customer.start",
-        "conversation_enrich",
+        Target::Route(Route::ConversationEnrich),
     ),
-    ("conversation:updated", "guest_sync"),
-    ("conversation:created", "conversation_enrich"),
+    ("conversation:updated", Target::Route(Route::GuestSync)),
+    (
+        "conversation:created",
+        Target::Route(Route::ConversationEnrich),
+    ),
 ];
 
 /// What a worker does with an event.
@@ -43,6 +53,9 @@ pub(crate) enum Route {
 }
 
 impl Route {
+    pub(crate) const ALL: [Route; 3] =
+        [Route::GuestSync, Route::ConversationEnrich, Route::Forward];
+
     /// The `route` label and `relay-route` header value.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -116,10 +129,34 @@ fn matches_from(tokens: &[Token], text: &str) -> bool {
     }
 }
 
+/// What a rule of the table leads to: a route, or a counted skip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Route(Route),
     Skip,
+}
+
+impl Target {
+    /// Every target, in the order `RELAY_ROUTES` documents them.
+    pub(crate) const ALL: [Target; 4] = [
+        Target::Route(Route::GuestSync),
+        Target::Route(Route::ConversationEnrich),
+        Target::Route(Route::Forward),
+        Target::Skip,
+    ];
+
+    /// The name `RELAY_ROUTES` uses.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Target::Route(route) => route.as_str(),
+            Target::Skip => "skip",
+        }
+    }
+
+    /// The target `name` stands for in `RELAY_ROUTES`.
+    pub(crate) fn parse(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.as_str() == name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -137,34 +174,29 @@ pub(crate) struct RouteTable {
 
 impl RouteTable {
     /// `custom` (from `RELAY_ROUTES`, already validated) first, then [`DEFAULT_ROUTES`].
-    pub(crate) fn new(custom: &[(String, String)], forwarding: bool) -> Self {
-        let defaults = DEFAULT_ROUTES.iter().map(|(p, r)| (*p, *r));
+    pub(crate) fn new(custom: &[(String, Target)], forwarding: bool) -> Self {
+        let defaults = DEFAULT_ROUTES.iter().map(|(p, t)| (*p, *t));
         let rules = custom
             .iter()
-            .map(|(p, r)| (p.as_str(), r.as_str()))
+            .map(|(p, t)| (p.as_str(), *t))
             .chain(defaults)
-            .map(|(pattern, route)| Rule {
+            .map(|(pattern, target)| Rule {
                 pattern: Pattern::parse(pattern),
-                target: match route {
-                    "guest_sync" => Target::Route(Route::GuestSync),
-                    "conversation_enrich" => Target::Route(Route::ConversationEnrich),
-                    "forward" => Target::Route(Route::Forward),
-                    _ => Target::Skip,
-                },
+                target,
             })
             .collect();
         RouteTable { rules, forwarding }
     }
 
     /// The route, or the reason there is none (a counted skip).
-    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, &'static str> {
+    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, SkipReason> {
         let body = event_body(event);
         for rule in &self.rules {
             if !rule.pattern.matches(&event.event_type) {
                 continue;
             }
             match rule.target {
-                Target::Skip => return Err("skipped_by_route"),
+                Target::Skip => return Err(SkipReason::SkippedByRoute),
                 Target::Route(route) if applies(route, event, body.as_ref()) => return Ok(route),
                 Target::Route(_) => continue,
             }
@@ -172,7 +204,7 @@ impl RouteTable {
         if self.forwarding {
             Ok(Route::Forward)
         } else {
-            Err("no_route")
+            Err(SkipReason::NoRoute)
         }
     }
 }
@@ -269,9 +301,12 @@ mod tests {
         );
         assert_eq!(
             t.route(&legacy("conversation:created", None)),
-            Err("no_route")
+            Err(SkipReason::NoRoute)
         );
-        assert_eq!(t.route(&legacy("user:presence", None)), Err("no_route"));
+        assert_eq!(
+            t.route(&legacy("user:presence", None)),
+            Err(SkipReason::NoRoute)
+        );
         let t = RouteTable::new(&[], true);
         assert_eq!(t.route(&legacy("user:presence", None)), Ok(Route::Forward));
         assert_eq!(
@@ -295,19 +330,22 @@ mod tests {
         let with = queue(json!([{"purpose": "customer", "attributes": {"cart_value": "3"}}]));
         assert_eq!(t.route(&with), Ok(Route::GuestSync));
         let without = queue(json!([{"purpose": "agent", "attributes": {"x": "1"}}]));
-        assert_eq!(t.route(&without), Err("no_route"));
+        assert_eq!(t.route(&without), Err(SkipReason::NoRoute));
     }
 
     #[test]
     fn custom_routes_come_first_and_can_skip() {
         let custom = vec![
-            ("conversation:updated".to_string(), "skip".to_string()),
-            ("v2.users.{id}.presence".to_string(), "forward".to_string()),
+            ("conversation:updated".to_string(), Target::Skip),
+            (
+                "v2.users.{id}.presence".to_string(),
+                Target::Route(Route::Forward),
+            ),
         ];
         let t = RouteTable::new(&custom, false);
         assert_eq!(
             t.route(&legacy("conversation:updated", Some("c"))),
-            Err("skipped_by_route")
+            Err(SkipReason::SkippedByRoute)
         );
         assert_eq!(
             t.route(&legacy("v2.users.{id}.presence", None)),

@@ -244,7 +244,7 @@ mod tests {
         assert!(codec.decode::<RawEvent>(&truncated).is_err());
     }
 
-    /// A `RawEvent` as the relay wrote it before schema v2 (commit 9ffd4fe): no
+    /// A `RawEvent` as the relay wrote it before schema v2: no
     /// `topic_name`, no `participant_id`.
     #[derive(Serialize)]
     struct RawEventV1 {

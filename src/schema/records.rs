@@ -61,7 +61,8 @@ pub struct RawEvent {
     #[serde(default)]
     pub participant_id: Option<String>,
 }
-// v1 (before `topic_name` and `participant_id`): commit 9ffd4fe.
+// v1: the schema before `topic_name` and `participant_id`, still readable because records
+// written with it can sit on retry and dead-letter topics.
 avro_record!(RawEvent, "raw_event.avsc", ["raw_event.v1.avsc"]);
 
 /// One participant of an [`EnrichedConversation`].

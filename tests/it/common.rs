@@ -8,7 +8,7 @@
 //! from `TANSU_BIN` or `.tools/bin/tansu`); single-node only.
 #![allow(dead_code)]
 
-use genesys_relay::config::Config;
+use genesys_relay::app::Config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message};

@@ -1,11 +1,11 @@
-//! Issue 12: the at-least-once and no-double-send promises of docs/processing.md under
+//! The at-least-once and no-double-send promises of docs/processing.md under
 //! rebalances, full caches, panics, oversized hand-offs and hostile settings. Each test
 //! counts what the relay *sent* (CMS `attempts_by_key` / `events_by_relay_event_id`,
 //! records per `relay-event-id` on the enriched topic), not only what a sink accepted.
 
 use crate::common::*;
+use genesys_relay::app::Config;
 use genesys_relay::app::{self, Role};
-use genesys_relay::config::Config;
 use genesys_relay::kafka::{
     headers, read_topic_to_end_within, ConsumerLoop, ConsumerOptions, Handled, MessageHandler,
 };
@@ -103,7 +103,7 @@ fn lag_partitions(metrics: &str, topic: &str) -> Vec<String> {
         .collect()
 }
 
-/// Finding 1 (+ finding 9, lag series): a second worker joining mid-run while the sink is
+/// A second worker joining mid-run while the sink is
 /// slow. Every event reaches the enriched topic and the forward backend exactly once, and
 /// each worker exports lag only for the partitions it owns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +181,7 @@ async fn a_member_joining_mid_run_never_makes_a_record_handled_twice() {
     ingress.stop().await;
 }
 
-/// Finding 2: with a small idempotency capacity N, 3N distinct syncs, then the newest N/2
+/// With a small idempotency capacity N, 3N distinct syncs, then the newest N/2
 /// delivered again: all are `duplicate` and nothing is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_idempotency_cache_still_knows_recent_events() {
@@ -284,7 +284,7 @@ impl MessageHandler for Panicky {
 
 /// The relay's topics for `prefix` (the test broker does not create topics on use).
 async fn create_topics(cfg: &Config, prefix: &str) {
-    let topics = genesys_relay::kafka::Topics::new(prefix, cfg.retry_delays.len());
+    let topics = genesys_relay::kafka::Topics::new(prefix, cfg.worker.retry_delays.len());
     genesys_relay::kafka::ensure_topics(cfg, &topics)
         .await
         .unwrap();
@@ -301,7 +301,7 @@ fn produce(broker: &Broker, topic: &str, records: &[(&str, &str)]) {
     p.flush(Duration::from_secs(10)).unwrap();
 }
 
-/// Finding 4: a panicking handler hands its record to `handle_panic` (the processor
+/// A panicking handler hands its record to `handle_panic` (the processor
 /// dead-letters it there), the key's later records are handled, and the partition commits
 /// past it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +356,7 @@ async fn a_panicking_handler_frees_its_key_and_its_partition() {
     assert!(ok, "the partition did not commit past the panic");
 }
 
-/// Finding 6: a retry record that cannot fit under `message.max.bytes` once the relay
+/// A retry record that cannot fit under `message.max.bytes` once the relay
 /// headers are added is dead-lettered (without its value, saying why), and the partition
 /// moves on. The ingress itself can no longer write such a record (its body limit is checked
 /// against `message.max.bytes` at start-up), so the near-limit raw record comes from another
@@ -462,7 +462,7 @@ async fn a_hand_off_too_large_for_the_broker_is_dead_lettered() {
     relay.stop().await;
 }
 
-/// Finding 8: an attempt that fails after another attempt of the same event synced it
+/// An attempt that fails after another attempt of the same event synced it
 /// (its mark arrived meanwhile) neither retries nor dead-letters: never both synced and
 /// dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +524,7 @@ async fn an_event_synced_by_another_attempt_is_not_dead_lettered() {
     relay.stop().await;
 }
 
-/// Finding 9: a read that does not reach the end of the topic is an error, not a partial
+/// A read that does not reach the end of the topic is an error, not a partial
 /// answer (`dlq replay --all` relies on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_topic_read_is_an_error() {
@@ -559,7 +559,7 @@ async fn a_partial_topic_read_is_an_error() {
     );
 }
 
-/// Finding 9: `RELAY_KAFKA_ACKS` cannot weaken `acks=all`.
+/// `RELAY_KAFKA_ACKS` cannot weaken `acks=all`.
 #[test]
 fn a_weaker_acks_setting_is_refused() {
     let vars = |acks: &str| -> HashMap<String, String> {
@@ -576,7 +576,7 @@ fn a_weaker_acks_setting_is_refused() {
     }
 }
 
-/// Finding 7 (not a defect; kept as proof): an event sent to a retry tier lets a later
+/// Kept as proof: an event sent to a retry tier lets a later
 /// event of its guest pass (documented in docs/processing.md), and when the older one is
 /// retried the stale guard skips it, so it never overwrites the newer state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +628,7 @@ async fn a_retried_older_event_never_overwrites_a_newer_one() {
     relay.stop().await;
 }
 
-/// Finding 3: with a slow sink the backlog stays bounded also when a rebalance happens
+/// With a slow sink the backlog stays bounded also when a rebalance happens
 /// while the loop holds its partitions paused for backpressure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_holds_across_a_rebalance() {
@@ -726,7 +726,7 @@ impl MessageHandler for Slow {
     }
 }
 
-/// Finding 5: a commit made while the broker is away fails; it is made again once the
+/// A commit made while the broker is away fails; it is made again once the
 /// broker is back, also for a partition that receives nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_is_made_again_on_a_quiet_partition() {
@@ -795,7 +795,7 @@ async fn a_failed_commit_is_made_again_on_a_quiet_partition() {
     );
 }
 
-/// Finding 8 (replay side): `dlq replay --all` does not replay a dead letter whose event
+/// Replay side: `dlq replay --all` does not replay a dead letter whose event
 /// was synced after all (its idempotency mark exists); it reports it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_skips_dead_letters_of_events_synced_after_all() {

@@ -3,7 +3,7 @@
 //! bytes to the raw topic with `relay-replayed-from` and without `relay-attempt`.
 
 use crate::common::*;
-use genesys_relay::config::Config;
+use genesys_relay::app::Config;
 use genesys_relay::kafka::{ensure_topics, headers, EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
 use genesys_relay::operator::{
@@ -324,7 +324,7 @@ async fn binary_lists_dead_letters_as_json() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
         .args(["dlq", "list", "--json"])
         .env("RELAY_KAFKA_BROKERS", f.broker.addr())
-        .env("RELAY_TOPIC_PREFIX", &f.cfg.topic_prefix)
+        .env("RELAY_TOPIC_PREFIX", &f.cfg.kafka.topic_prefix)
         .output()
         .await
         .unwrap();
@@ -346,7 +346,7 @@ async fn binary_lists_dead_letters_as_json() {
 
     // The table and the replay summary, end to end.
     let run = |args: &'static [&'static str]| {
-        let (brokers, prefix) = (f.broker.addr(), f.cfg.topic_prefix.clone());
+        let (brokers, prefix) = (f.broker.addr(), f.cfg.kafka.topic_prefix.clone());
         async move {
             tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
                 .args(args)

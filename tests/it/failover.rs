@@ -101,7 +101,7 @@ async fn leader_sigkill_under_load_loses_nothing_and_sends_nothing_twice() {
         ],
     );
     vars.extend(sims.vars());
-    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
     let relay = app::start(cfg.clone(), Role::Serve).await.unwrap();
     let target = format!("http://{}/webhooks/genesys", relay.ingress_addr.unwrap());
     let raw_topic = format!("{prefix}.events.raw");

@@ -245,7 +245,7 @@ fn group_members(addr: &str, group: &str) -> String {
 }
 
 /// Event ids (by `relay-event-id`) and error classes of the dead-letter topic.
-fn dead_letters(cfg: &genesys_relay::config::Config, topic: &str) -> HashMap<String, String> {
+fn dead_letters(cfg: &genesys_relay::app::Config, topic: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let _ = read_topic_to_end(cfg, topic, |m| {
         let header = |name: &str| {

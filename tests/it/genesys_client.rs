@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use genesys_relay::config::{GenesysConfig, Secret};
+use genesys_relay::config::Secret;
+use genesys_relay::genesys::GenesysConfig;
 use genesys_relay::genesys::{GenesysClient, HttpError, TokenSource};
 use genesys_relay::metrics::Metrics;
 use serde_json::{json, Value};

@@ -625,7 +625,7 @@ async fn ingress_without_credentials_refuses_to_start() {
     vars.remove("RELAY_WEBHOOK_AUTH");
     // A broker that does not exist: the refusal must come before any broker call.
     vars.insert("RELAY_KAFKA_BROKERS".into(), "127.0.0.1:1".into());
-    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
     let err = match app::start(cfg, Role::Ingress).await {
         Ok(_) => panic!("started without credentials"),
         Err(e) => e.to_string(),
@@ -763,7 +763,9 @@ async fn body_limit_fits_message_max_bytes() {
     let relay = app::start(relay_config(&broker, &prefix, &[]), Role::Ingress)
         .await
         .unwrap();
-    let max = genesys_relay::ingress::max_body_bytes(&relay_config(&broker, &prefix, &[])).unwrap();
+    let cfg = relay_config(&broker, &prefix, &[]);
+    let max =
+        genesys_relay::ingress::max_body_bytes(&cfg.ingress, cfg.kafka.message_max_bytes).unwrap();
     assert_eq!(
         max,
         1_000_000 - genesys_relay::ingress::RECORD_OVERHEAD_BYTES

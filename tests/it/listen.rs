@@ -121,7 +121,7 @@ async fn start_role(
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
-    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
     app::start(cfg, role).await.unwrap()
 }
 
@@ -500,7 +500,7 @@ async fn all_queues_over_several_pages_make_two_channels() {
     vars.extend(sims.vars());
     vars.insert("RELAY_LISTEN_QUEUES".into(), "all".into());
     vars.insert("RELAY_LISTEN_MAX_CHANNELS".into(), "2".into());
-    let cfg = genesys_relay::config::Config::from_vars(&vars).unwrap();
+    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
     let err = app::start(cfg, Role::Listen)
         .await
         .err()

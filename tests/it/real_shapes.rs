@@ -69,7 +69,7 @@ fn raw(event_id: &str, r: Recorded<'_>, payload: &Value) -> RawEvent {
 }
 
 /// Writes raw events to the raw topic (keyed by conversation id, as the ingress does).
-async fn produce(cfg: &genesys_relay::config::Config, events: &[RawEvent]) {
+async fn produce(cfg: &genesys_relay::app::Config, events: &[RawEvent]) {
     let topics = cfg.topics();
     let producer = EventProducer::new(cfg, Arc::new(Metrics::new())).unwrap();
     let codec = Codec::single_object();
@@ -266,7 +266,7 @@ async fn fifty_customer_starts_of_five_conversations_make_five_gets() {
         })
         .collect();
     produce(&cfg, &events).await;
-    let topics = Topics::new(&prefix, cfg.retry_delays.len());
+    let topics = Topics::new(&prefix, cfg.worker.retry_delays.len());
     let enriched = read_records(&broker, &topics.enriched, 50, Duration::from_secs(90));
     assert_eq!(enriched.len(), 50);
     let codec = Codec::single_object();

@@ -204,7 +204,7 @@ async fn registry_mode_end_to_end_with_idempotent_registration() {
     registry.shutdown().await;
 }
 
-/// A `RawEvent` as written by the relay before schema v2 (commit 9ffd4fe).
+/// A `RawEvent` as written by the relay before schema v2 (no `topic_name`, no `participant_id`).
 #[derive(serde::Serialize)]
 struct RawEventV1 {
     event_id: String,
