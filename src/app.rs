@@ -27,7 +27,7 @@ use crate::pipeline::{
 };
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
-use crate::sinks::{CmsClient, HttpForwarder};
+use crate::sinks::{CmsSink, HttpForwarder};
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -203,7 +203,7 @@ fn check_settings(cfg: &Config, role: Role) -> Result<(), StartError> {
     }
     if role.runs_worker() {
         cfg.genesys.config()?;
-        cfg.worker.cms_url()?;
+        cfg.worker.cms_endpoint()?;
     }
     Ok(())
 }
@@ -373,12 +373,7 @@ async fn start_worker(
         .await?;
     let handlers = RouteHandlers {
         genesys: GenesysClient::new(cfg.genesys.config()?, http.clone(), metrics.clone()),
-        cms: CmsClient::new(
-            worker.cms_url()?,
-            worker.cms_api_key.clone(),
-            http.clone(),
-            metrics.clone(),
-        ),
+        cms: CmsSink::new(worker.cms_endpoint()?, http.clone(), metrics.clone()),
         forwarder: worker
             .forward_url
             .as_ref()

@@ -92,7 +92,8 @@ impl CmsClient {
         }
     }
 
-    /// The pre-adapter entry point, kept until the pipeline calls [`super::CmsSink`].
+    /// Upserts with idempotency key `<route>:<event id>` (the pipeline's form): the key's
+    /// tail is the event id sent as `X-Relay-Event-Id`. For callers of this client alone.
     pub async fn upsert_guest_session(
         &self,
         entry_id: &str,

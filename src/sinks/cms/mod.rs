@@ -18,6 +18,7 @@ mod sanity;
 pub mod settings;
 mod strapi;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -25,8 +26,9 @@ use serde_json::{Map, Value};
 pub use self::contentful::ContentfulClient;
 pub use self::json::CmsClient;
 pub use self::sanity::SanityClient;
-pub use self::settings::{CmsKind, CmsSettings, CmsSettingsError};
+pub use self::settings::{CmsEndpoint, CmsKind, CmsSettings, CmsTarget};
 pub use self::strapi::StrapiClient;
+use crate::metrics::Metrics;
 use crate::outbound::HttpError;
 
 /// Header every CMS write carries: the relay event behind it, so an operator (or a CMS
@@ -80,6 +82,39 @@ pub enum CmsSink {
 }
 
 impl CmsSink {
+    /// The adapter of `endpoint`'s kind. [`CmsEndpoint`] guarantees the token of the kinds
+    /// that need one; a missing one here is sent as an empty bearer (and refused by the CMS).
+    pub fn new(endpoint: CmsEndpoint, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
+        let CmsEndpoint {
+            url,
+            token,
+            rate_limit_wait,
+            target,
+        } = endpoint;
+        let required = || {
+            token
+                .clone()
+                .unwrap_or_else(|| crate::config::Secret::new(""))
+        };
+        match target {
+            CmsTarget::Json => CmsSink::Json(CmsClient::new(url, token.clone(), http, metrics)),
+            CmsTarget::Contentful(s) => CmsSink::Contentful(ContentfulClient::new(
+                url,
+                s,
+                required(),
+                rate_limit_wait,
+                http,
+                metrics,
+            )),
+            CmsTarget::Sanity(s) => {
+                CmsSink::Sanity(SanityClient::new(url, s, required(), http, metrics))
+            }
+            CmsTarget::Strapi(s) => {
+                CmsSink::Strapi(StrapiClient::new(url, s, required(), http, metrics))
+            }
+        }
+    }
+
     /// Creates or updates the guest's entry (see each adapter for the calls it makes).
     pub async fn upsert_guest_session(
         &self,
