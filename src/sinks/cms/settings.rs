@@ -189,10 +189,9 @@ impl CmsSettings {
                 ),
             ));
         }
-        let url = match v.url_opt(URL)? {
-            Some(url) => Some(url.as_str().trim_end_matches('/').to_string()),
-            None => None,
-        };
+        let url = v
+            .url_opt(URL)?
+            .map(|url| url.as_str().trim_end_matches('/').to_string());
         let contentful_id = |name: &'static str, value: String| {
             checked(
                 name,
