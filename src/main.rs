@@ -73,10 +73,12 @@ enum DlqCommand {
 
 #[derive(Subcommand)]
 enum TriggersCommand {
-    /// Make sure exactly one trigger named NAME starts workflow ID on TOPIC (idempotent over
-    /// every page: find by name; create, update or leave unchanged).
+    /// Make sure exactly one trigger named NAME starts workflow ID on TOPIC with the event as
+    /// JSON (dataFormat Json, the workflow's jsonData input), idempotent over every page: find
+    /// by name; create, update (keeping fields set by hand) or leave unchanged.
     Register {
-        /// The notification topic, e.g. v2.detail.events.conversation.{id}.customer.start.
+        /// The notification topic, e.g. v2.detail.events.conversation.{id}.customer.start; it
+        /// must be one GET /api/v2/processautomation/triggers/topics lists.
         #[arg(long)]
         topic: String,
         /// The Architect workflow the trigger starts (its Data Action POSTs to the relay).

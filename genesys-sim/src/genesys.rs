@@ -5,12 +5,17 @@
 //! Every path used here is in the Platform API (platform-client-sdk-python
 //! `build/docs/*Api.md`): `POST /oauth/token` (login host), `GET
 //! /api/v2/conversations/{conversationId}`, `GET|POST /api/v2/processautomation/triggers`,
-//! `GET|PUT /api/v2/processautomation/triggers/{triggerId}`. Further APIs (the
+//! `GET|PUT /api/v2/processautomation/triggers/{triggerId}`,
+//! `GET /api/v2/processautomation/triggers/topics`. A notification published with
+//! `POST /__sim/notify` also fires the enabled triggers on its topic ([`super::workflows`]).
+//! Besides the shared faults, `PUT /__sim/genesys/settings` sets per-resource rate limits
+//! (`resource_rate_limits`), lower than the per-token one. Further APIs (the
 //! Notifications channels, queues) mount in [`Genesys::route_api`] and
 //! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`]
 //! and [`super::notifications`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,12 +31,14 @@ use super::faults::{lock, Faults};
 use super::notifications::{self, Notifications};
 use super::synth;
 use super::triggers::Triggers;
+use super::workflows::{DataActionSetup, Workflows};
 use super::{Backend, GenesysSimOptions, Routed};
 
 pub(crate) enum Route {
     Token,
     Conversation(String),
     ListTriggers,
+    TriggerTopics,
     CreateTrigger,
     GetTrigger(String),
     UpdateTrigger(String),
@@ -48,7 +55,27 @@ struct Data {
     /// Customer attributes a test set with `PUT /__sim/conversations/{id}/attributes`.
     attributes: HashMap<String, Map<String, Value>>,
     triggers: Triggers,
+    workflows: Workflows,
     budget: Budget,
+    /// Per-token budgets of single resources (`resource_rate_limits`), keyed by
+    /// `"<route template> <token>"`.
+    resource_budget: Budget,
+    settings: Settings,
+}
+
+/// Genesys-only settings (`PUT /__sim/genesys/settings`), beside the shared faults.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Settings {
+    /// Route template (`GET /api/v2/conversations/{conversationId}`) -> requests per
+    /// minute per token for that resource alone: Genesys layers per-resource limits over
+    /// the per-token one, and an answer then reports the lower `inin-ratelimit-allowed`.
+    resource_rate_limits: BTreeMap<String, u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsPatch {
+    resource_rate_limits: Option<BTreeMap<String, u64>>,
 }
 
 pub(crate) struct Genesys {
@@ -230,6 +257,15 @@ Err(Reply::genesys_error(
                     path: "/api/v2/processautomation/triggers",
                 },
             },
+            ["processautomation", "triggers", "topics"] => match *method {
+                Method::GET => found(
+                    "GET /api/v2/processautomation/triggers/topics",
+                    Route::TriggerTopics,
+                ),
+                _ => Routed::WrongMethod {
+                    path: "/api/v2/processautomation/triggers/topics",
+                },
+            },
             ["processautomation", "triggers", id] if !id.is_empty() => match *method {
                 Method::GET => found(
                     "GET /api/v2/processautomation/triggers/{triggerId}",
@@ -253,6 +289,7 @@ Err(Reply::genesys_error(
             Route::Token => self.token(req),
             Route::Conversation(id) => self.conversation(&id),
             Route::ListTriggers => lock(&self.data).triggers.list(req),
+            Route::TriggerTopics => lock(&self.data).triggers.topics(req),
             Route::CreateTrigger => lock(&self.data).triggers.create(req, random_uuid()),
             Route::GetTrigger(id) => lock(&self.data).triggers.get(&id),
             Route::UpdateTrigger(id) => lock(&self.data).triggers.update(&id, req),
@@ -260,16 +297,42 @@ Err(Reply::genesys_error(
         }
     }
 
-    /// Spends one request of `token`'s budget when `rate_limit_per_minute` is set: the
-    /// headers to add, or the 429 to answer instead.
-    fn spend_budget(&self, token: &str) -> Result<Vec<(&'static str, String)>, Reply> {
-        let Some(allowed) = self.faults.snapshot().rate_limit_per_minute else {
-            return Ok(Vec::new());
-        };
+    /// Spends one request of `token`'s budget when `rate_limit_per_minute` is set, and of
+    /// the resource's own budget when `resource_rate_limits` names `template`: the headers
+    /// to add (those of the lower limit), or the 429 to answer instead.
+    fn spend_budget(
+        &self,
+        token: &str,
+        template: &str,
+    ) -> Result<Vec<(&'static str, String)>, Reply> {
+        let token_limit = self.faults.snapshot().rate_limit_per_minute;
         let now = Instant::now();
         let mut data = lock(&self.data);
-        data.budget.prune(now);
-        let verdict = data.budget.spend(token, allowed, now);
+        let resource_limit = data.settings.resource_rate_limits.get(template).copied();
+        let mut verdict = None;
+        if let Some(allowed) = token_limit {
+            data.budget.prune(now);
+            verdict = Some((allowed, data.budget.spend(token, allowed, now)));
+        }
+        if let Some(allowed) = resource_limit {
+            data.resource_budget.prune(now);
+            let key = format!("{template} {token}");
+            let resource = data.resource_budget.spend(&key, allowed, now);
+            // The tighter window speaks: a refusal, else the lower limit's headers.
+            let replace = match &verdict {
+                None => true,
+                Some((token_allowed, v)) => {
+                    v.retry_after_s.is_none()
+                        && (resource.retry_after_s.is_some() || allowed < *token_allowed)
+                }
+            };
+            if replace {
+                verdict = Some((allowed, resource));
+            }
+        }
+        let Some((allowed, verdict)) = verdict else {
+            return Ok(Vec::new());
+        };
         match verdict.retry_after_s {
             None => Ok(verdict.headers),
             Some(retry_after) => {
@@ -314,7 +377,11 @@ impl Backend for Genesys {
             Ok(token) => token,
             Err(reply) => return reply,
         };
-        let headers = match self.spend_budget(&token) {
+        let template = match self.route(req) {
+            Routed::Found { template, .. } => template,
+            _ => "",
+        };
+        let headers = match self.spend_budget(&token, template) {
             Ok(headers) => headers,
             Err(reply) => return reply,
         };
@@ -327,9 +394,39 @@ impl Backend for Genesys {
 
     fn control(&self, req: &SimRequest) -> Option<Reply> {
         if let Some(reply) = self.notifications.control(req) {
+            // A published notification also reaches the triggers on its topic (the same
+            // events feed notifications, EventBridge and Process Automation).
+            if req.method == Method::POST
+                && req.segs() == ["__sim", "notify"]
+                && reply.status.is_success()
+            {
+                if let Ok(notification) = req.json_body() {
+                    let mut data = lock(&self.data);
+                    let Data {
+                        triggers,
+                        workflows,
+                        ..
+                    } = &mut *data;
+                    let topic = notification["topicName"].as_str().unwrap_or_default();
+                    workflows.fire(triggers.enabled_for(topic), &notification);
+                }
+            }
             return Some(reply);
         }
         match (&req.method, req.segs().as_slice()) {
+            (&Method::GET, ["__sim", "workflows", "invocations"]) => {
+                Some(Reply::ok(lock(&self.data).workflows.invocations()))
+            }
+            (&Method::PUT, ["__sim", "workflows", id]) if !id.is_empty() => {
+                Some(match serde_json::from_slice::<DataActionSetup>(&req.body) {
+                    Ok(setup) => {
+                        lock(&self.data).workflows.set_up(id, setup);
+                        Reply::ok(json!({"workflowId": id}))
+                    }
+                    Err(e) => Reply::bad_request(&format!("invalid data action setup: {e}")),
+                })
+            }
+            (&Method::PUT, ["__sim", "genesys", "settings"]) => Some(self.settings(req)),
             (&Method::PUT, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
                 Some(self.set_attributes(id, req))
             }
@@ -348,14 +445,53 @@ impl Backend for Genesys {
         stats.insert("tokens_issued".into(), json!(data.tokens_issued));
         stats.insert("triggers".into(), json!(data.triggers.len()));
         stats.insert("attribute_overrides".into(), json!(data.attributes.len()));
-        stats.insert("rate_limited".into(), json!(data.budget.refused));
+        stats.insert(
+            "rate_limited".into(),
+            json!(data.budget.refused + data.resource_budget.refused),
+        );
+        stats.insert(
+            "resource_rate_limited".into(),
+            json!(data.resource_budget.refused),
+        );
+        let posts = &data.workflows.posts;
+        stats.insert(
+            "workflows".into(),
+            json!({
+                "started": data.workflows.started,
+                "criteria_unsupported": data.workflows.criteria_unsupported,
+                "data_action_posts_2xx": posts.sent_2xx.load(Ordering::Relaxed),
+                "data_action_posts_other": posts.sent_other.load(Ordering::Relaxed),
+                "data_action_posts_failed": posts.failed.load(Ordering::Relaxed),
+            }),
+        );
+        stats.insert("settings".into(), json!(data.settings));
         stats.insert("notifications".into(), self.notifications.stats());
         stats
     }
 
     fn reset(&self) {
+        // Data Action POSTs still in flight count into the old counters, not the new ones.
         *lock(&self.data) = Data::default();
         self.notifications.reset();
+    }
+}
+
+impl Genesys {
+    fn settings(&self, req: &SimRequest) -> Reply {
+        let patch: SettingsPatch = match serde_json::from_slice(&req.body) {
+            Ok(p) => p,
+            Err(e) => return Reply::bad_request(&format!("invalid settings: {e}")),
+        };
+        if let Some(limits) = &patch.resource_rate_limits {
+            if limits.values().any(|n| *n == 0) {
+                return Reply::bad_request("resource_rate_limits must be at least 1");
+            }
+        }
+        let mut data = lock(&self.data);
+        if let Some(limits) = patch.resource_rate_limits {
+            data.settings.resource_rate_limits = limits;
+        }
+        Reply::ok(json!(data.settings))
     }
 }
 

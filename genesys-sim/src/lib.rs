@@ -9,8 +9,9 @@
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
 //! two APIs; [`contentful`] and [`sanity`] simulate those SaaS CMS APIs for the relay's
-//! CMS adapters; [`triggers`] and [`budget`] are parts of Genesys, [`notifications`] its
-//! notification channels, their WebSockets and the paged queue listing), [`registry`] (a
+//! CMS adapters; [`triggers`], [`workflows`] and [`budget`] are parts of Genesys,
+//! [`notifications`] its notification channels, their WebSockets and the paged queue
+//! listing; [`topics`] the SDK's topic list), [`registry`] (a
 //! Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
@@ -27,7 +28,9 @@ mod registry;
 mod sanity;
 mod server;
 mod synth;
+mod topics;
 mod triggers;
+mod workflows;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -13,6 +13,13 @@
 //!   client, and a 21st silently removes the channel with the oldest last use (channels
 //!   without a socket first), closing its socket;
 //! - at most 1,000 topics per channel: a larger subscription list is refused with 400;
+//! - every subscribed topic is checked and answered as a `ChannelTopic` with `state`
+//!   `Permitted` or `Rejected` (`rejectionReason`, `missingPermissions`); without
+//!   `ignoreErrors=true` one rejected topic fails the whole request (403
+//!   `notification.unauthorized.topic`, Genesys' streaming client); a topic naming an unknown
+//!   queue or a `gone-` conversation is rejected, and a placeholder (`{id}`) or a topic not
+//!   in the SDK's list is invalid (400 without `ignoreErrors`; both simulator choices);
+//! - the queue listing carries `firstUri`, `lastUri`, `selfUri`, `nextUri`, `previousUri`;
 //! - a channel lives `channel_ttl` (24 h) from creation or its latest subscription
 //!   change, then it is removed and its socket closed;
 //! - sockets get `{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}`
@@ -26,9 +33,12 @@
 //!
 //! Faults (from `POST /__sim/faults`): `ws_drop_next: N` drops the socket (no close frame)
 //! right after each of the next N notifications it delivers; `socket_closing_next: N`
-//! sends `v2.system.socket_closing` right after each of the next N deliveries.
+//! sends `v2.system.socket_closing` right after each of the next N deliveries. Own
+//! controls: `POST /__sim/notifications/silence` silences every open socket (no frame, no
+//! close, ever: only a client's idle timeout notices); `PUT /__sim/notifications/settings`
+//! `{"denied_topics": {pattern: [permission, ...]}}` withholds permissions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +57,7 @@ use warp::http::{Method, StatusCode};
 use super::clock::{iso8601_ms, now_unix_ms};
 use super::exchange::{Reply, SimRequest};
 use super::faults::{lock, Faults};
+use super::topics;
 use super::Routed;
 
 /// Channels per client before the oldest is replaced (NotificationsApi docs).
@@ -66,12 +77,16 @@ pub(crate) enum Route {
     ListQueues,
 }
 
-/// Timings a test may shorten with `PUT /__sim/notifications/settings`.
+/// Timings a test may shorten, and permissions it may withhold, with
+/// `PUT /__sim/notifications/settings`.
 #[derive(Clone, Debug, serde::Serialize)]
 struct Settings {
     heartbeat_interval_ms: u64,
     socket_closing_grace_ms: u64,
     channel_ttl_s: u64,
+    /// Topic pattern -> the permissions the client lacks for it: its topics are rejected
+    /// with these `missingPermissions` (an OAuth client without, e.g., `routing:queue:view`).
+    denied_topics: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Settings {
@@ -80,6 +95,7 @@ impl Default for Settings {
             heartbeat_interval_ms: 30_000,
             socket_closing_grace_ms: 60_000,
             channel_ttl_s: 24 * 3600,
+            denied_topics: BTreeMap::new(),
         }
     }
 }
@@ -90,6 +106,7 @@ struct SettingsPatch {
     heartbeat_interval_ms: Option<u64>,
     socket_closing_grace_ms: Option<u64>,
     channel_ttl_s: Option<u64>,
+    denied_topics: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Default, Clone, serde::Serialize)]
@@ -99,7 +116,13 @@ struct Stats {
     channels_replaced: u64,
     channels_expired: u64,
     subscription_requests: u64,
+    /// Subscription requests answered with an error (too many topics, a rejected topic
+    /// without `ignoreErrors=true`).
     subscriptions_refused: u64,
+    /// Topics answered `state: Rejected` (with `ignoreErrors=true`).
+    topics_rejected: u64,
+    /// Sockets silenced with `POST /__sim/notifications/silence`.
+    sockets_silenced: u64,
     sockets_opened: u64,
     sockets_dropped: u64,
     socket_closing_sent: u64,
@@ -119,6 +142,9 @@ enum Outbound {
 struct Socket {
     conn: u64,
     tx: mpsc::UnboundedSender<Outbound>,
+    /// A silenced socket stays open but sends nothing (no notification, heartbeat or pong)
+    /// and never closes: a half-dead connection only the client's idle timeout can detect.
+    silent: bool,
 }
 
 struct Channel {
@@ -148,6 +174,8 @@ struct State {
     /// In creation order.
     channels: Vec<Channel>,
     queues: Vec<Value>,
+    /// The ids of `queues`, for the per-topic check of a subscription.
+    queue_ids: HashSet<String>,
     settings: Settings,
     stats: Stats,
     next_conn: u64,
@@ -344,14 +372,55 @@ impl Notifications {
     }
 
     /// PUT replaces the topic list, POST adds to it; either renews the channel's lifetime.
+    ///
+    /// Every topic is checked ([`State::verdict`]). Without `ignoreErrors=true` the first
+    /// rejected topic fails the whole request and nothing changes (403 for a permission or
+    /// unknown resource, 400 for a topic that cannot exist); with it the answer is 200 and
+    /// lists each topic with `state` `Permitted` or `Rejected` (`rejectionReason`,
+    /// `missingPermissions`), and only the permitted ones are subscribed.
     fn subscribe(&self, id: &str, req: &SimRequest, replace: bool) -> Reply {
         let topics = match topic_list(req) {
             Ok(t) => t,
             Err(reply) => return reply,
         };
+        let ignore_errors = req
+            .query_param("ignoreErrors")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let mut state = lock(&self.hub.state);
         state.stats.subscription_requests += 1;
         let ttl = state.ttl();
+        if state.channel(id).is_none() {
+            return channel_not_found(id);
+        }
+        // The per-channel limit is a property of the request: checked before any topic.
+        let requested: BTreeSet<&String> = topics.iter().collect();
+        let existing = state.channel(id).map_or(0, |c| {
+            if replace {
+                0
+            } else {
+                c.topics.iter().filter(|t| !requested.contains(t)).count()
+            }
+        });
+        if requested.len() + existing > MAX_TOPICS {
+            state.stats.subscriptions_refused += 1;
+            return Reply::bad_request(&format!(
+                "a channel can subscribe to at most {MAX_TOPICS} topics; this request would make {}",
+                requested.len() + existing
+            ));
+        }
+        let verdicts: Vec<(String, Option<Rejection>)> = topics
+            .into_iter()
+            .map(|t| {
+                let v = state.verdict(&t);
+                (t, v)
+            })
+            .collect();
+        if !ignore_errors {
+            if let Some((topic, Some(rejection))) = verdicts.iter().find(|(_, v)| v.is_some()) {
+                state.stats.subscriptions_refused += 1;
+                return rejection.error_reply(topic);
+            }
+        }
         let Some(channel) = state.channel(id) else {
             return channel_not_found(id);
         };
@@ -360,7 +429,12 @@ impl Notifications {
         } else {
             channel.topics.clone()
         };
-        next.extend(topics);
+        next.extend(
+            verdicts
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(t, _)| t.clone()),
+        );
         if next.len() > MAX_TOPICS {
             state.stats.subscriptions_refused += 1;
             return Reply::bad_request(&format!(
@@ -373,7 +447,16 @@ impl Notifications {
         channel.expires = now + ttl;
         channel.expires_iso = expires_iso(ttl);
         channel.last_used = now;
-        Reply::ok(topics_listing(&channel.topics))
+        let mut listing = topics_listing(&channel.topics);
+        let rejected: Vec<Value> = verdicts
+            .iter()
+            .filter_map(|(t, v)| v.as_ref().map(|r| r.entity(t)))
+            .collect();
+        state.stats.topics_rejected += rejected.len() as u64;
+        if let Some(Value::Array(entities)) = listing.get_mut("entities") {
+            entities.extend(rejected);
+        }
+        Reply::ok(listing)
     }
 
     fn list_queues(&self, req: &SimRequest) -> Reply {
@@ -396,19 +479,35 @@ impl Notifications {
             .skip(start)
             .take(usize::try_from(page_size).unwrap_or(usize::MAX))
             .collect();
-        Reply::ok(json!({
+        // QueueEntityListing: the page's neighbours as URIs, as every Genesys page listing
+        // carries them (`firstUri`, `lastUri`, `selfUri`, `nextUri`, `previousUri`).
+        let page_count = total.div_ceil(page_size);
+        let uri = |n: u64| format!("/api/v2/routing/queues?pageSize={page_size}&pageNumber={n}");
+        let mut listing = json!({
             "entities": entities,
             "pageSize": page_size,
             "pageNumber": page_number,
             "total": total,
-            "pageCount": total.div_ceil(page_size),
-        }))
+            "pageCount": page_count,
+            "firstUri": uri(1),
+            "lastUri": uri(page_count.max(1)),
+            "selfUri": uri(page_number),
+        });
+        if page_number < page_count {
+            listing["nextUri"] = json!(uri(page_number + 1));
+        }
+        if page_number > 1 {
+            listing["previousUri"] = json!(uri((page_number - 1).min(page_count.max(1))));
+        }
+        Reply::ok(listing)
     }
 
-    /// `/__sim/notify`, `/__sim/queues`, `/__sim/notifications/settings`.
+    /// `/__sim/notify`, `/__sim/queues`, `/__sim/notifications/settings`,
+    /// `/__sim/notifications/silence`.
     pub fn control(&self, req: &SimRequest) -> Option<Reply> {
         match (&req.method, req.segs().as_slice()) {
             (&Method::POST, ["__sim", "notify"]) => Some(self.notify(req)),
+            (&Method::POST, ["__sim", "notifications", "silence"]) => Some(self.silence()),
             (&Method::POST, ["__sim", "queues"]) => Some(self.add_queues(req)),
             (&Method::PUT, ["__sim", "notifications", "settings"]) => Some(self.settings(req)),
             _ => None,
@@ -436,7 +535,7 @@ impl Notifications {
         let (mut subscribed, mut queued) = (0u64, 0u64);
         for channel in state.channels.iter().filter(|c| c.topics.contains(topic)) {
             subscribed += 1;
-            if let Some(socket) = &channel.socket {
+            if let Some(socket) = channel.socket.as_ref().filter(|s| !s.silent) {
                 if socket
                     .tx
                     .send(Outbound::Notification(Arc::clone(&text)))
@@ -466,6 +565,7 @@ impl Notifications {
             ids.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
         }
         for id in &ids {
+            state.queue_ids.insert(id.clone());
             let n = state.queues.len();
             state.queues.push(json!({
                 "id": id,
@@ -474,6 +574,22 @@ impl Notifications {
             }));
         }
         Reply::ok(json!({"added": ids.len(), "total": state.queues.len()}))
+    }
+
+    /// Silences every open socket (the fault "no frames, no close"): each stays open and
+    /// sends nothing more; notifications for its channel are lost (`undelivered`). Sockets
+    /// opened later are normal, so a client that reconnects recovers.
+    fn silence(&self) -> Reply {
+        let mut state = lock(&self.hub.state);
+        let mut silenced = 0u64;
+        for socket in state.channels.iter_mut().filter_map(|c| c.socket.as_mut()) {
+            if !socket.silent {
+                socket.silent = true;
+                silenced += 1;
+            }
+        }
+        state.stats.sockets_silenced += silenced;
+        Reply::ok(json!({ "silenced": silenced }))
     }
 
     fn settings(&self, req: &SimRequest) -> Reply {
@@ -491,6 +607,9 @@ impl Notifications {
             .socket_closing_grace_ms
             .unwrap_or(s.socket_closing_grace_ms);
         s.channel_ttl_s = patch.channel_ttl_s.unwrap_or(s.channel_ttl_s).max(1);
+        if let Some(denied) = patch.denied_topics {
+            s.denied_topics = denied;
+        }
         Reply::ok(json!(s.clone()))
     }
 
@@ -526,10 +645,98 @@ fn channel_not_found(id: &str) -> Reply {
     Reply::not_found(&format!("channel {id} not found"))
 }
 
-/// `ChannelTopicEntityListing`: `{"entities": [{"id": topic}, ...]}`.
+/// `ChannelTopicEntityListing`: `{"entities": [{"id": topic, "state": "Permitted"}, ...]}`
+/// (SDK `ChannelTopic`: `id`, `state` `Permitted|Rejected`, `rejectionReason`,
+/// `missingPermissions`, `selfUri`).
 fn topics_listing(topics: &BTreeSet<String>) -> Value {
-    let entities: Vec<Value> = topics.iter().map(|t| json!({ "id": t })).collect();
+    let entities: Vec<Value> = topics
+        .iter()
+        .map(|t| json!({ "id": t, "state": "Permitted" }))
+        .collect();
     json!({ "entities": entities })
+}
+
+/// Why a topic cannot be subscribed.
+#[derive(Debug, Clone, PartialEq)]
+enum Rejection {
+    /// Not a concrete topic of the SDK's list (a typo, or a placeholder such as `{id}`).
+    InvalidTopic(String),
+    /// The queue, conversation, ... the topic names does not exist.
+    UnknownResource(String),
+    /// The client lacks these permissions (`denied_topics`).
+    MissingPermissions(Vec<String>),
+}
+
+impl Rejection {
+    fn reason(&self, topic: &str) -> String {
+        match self {
+            Rejection::InvalidTopic(why) => format!("Topic {topic} is not valid: {why}"),
+            Rejection::UnknownResource(what) => {
+                format!("The user does not have permissions required for topic {topic}: {what} not found")
+            }
+            Rejection::MissingPermissions(_) => {
+                format!("The user does not have permissions required for topic {topic}")
+            }
+        }
+    }
+
+    /// The `ChannelTopic` entity of an `ignoreErrors=true` answer.
+    fn entity(&self, topic: &str) -> Value {
+        let missing = match self {
+            Rejection::MissingPermissions(p) => p.clone(),
+            _ => Vec::new(),
+        };
+        json!({
+            "id": topic,
+            "state": "Rejected",
+            "rejectionReason": self.reason(topic),
+            "missingPermissions": missing,
+        })
+    }
+
+    /// The error that fails a whole request without `ignoreErrors=true`: the shape and
+    /// code of Genesys' own streaming client's tests (403 `notification.unauthorized.topic`)
+    /// for permissions; 400 for a topic that cannot exist (a simulator choice).
+    fn error_reply(&self, topic: &str) -> Reply {
+        match self {
+            Rejection::InvalidTopic(_) => Reply::bad_request(&self.reason(topic)),
+            _ => Reply::genesys_error(
+                StatusCode::FORBIDDEN,
+                "notification.unauthorized.topic",
+                &self.reason(topic),
+            ),
+        }
+    }
+}
+
+impl State {
+    /// Checks one topic of a subscription request; `None` when it is permitted.
+    fn verdict(&self, topic: &str) -> Option<Rejection> {
+        if topics::has_placeholder(topic) {
+            return Some(Rejection::InvalidTopic(
+                "it holds a placeholder; subscribe concrete ids".into(),
+            ));
+        }
+        let Some((pattern, ids)) = topics::resolve(topic) else {
+            return Some(Rejection::InvalidTopic("no such notification topic".into()));
+        };
+        if let Some(missing) = self.settings.denied_topics.get(pattern) {
+            return Some(Rejection::MissingPermissions(missing.clone()));
+        }
+        for (kind, id) in ids {
+            match kind.as_str() {
+                "queues" if !self.queue_ids.contains(&id) => {
+                    return Some(Rejection::UnknownResource(format!("queue {id}")));
+                }
+                // The conversation API answers 404 for these ids (`Genesys::conversation`).
+                "conversation" | "conversations" if id.starts_with("gone-") => {
+                    return Some(Rejection::UnknownResource(format!("conversation {id}")));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 /// A `list[ChannelTopic]` body: `[{"id": "<topic>"}, ...]`.
@@ -586,6 +793,16 @@ fn heartbeat() -> Message {
     )
 }
 
+/// Whether this connection of the channel was silenced since the loop last looked.
+fn is_silent(hub: &Hub, channel_id: &str, conn: u64) -> bool {
+    lock(&hub.state)
+        .channels
+        .iter()
+        .find(|c| c.id == channel_id)
+        .and_then(|c| c.socket.as_ref())
+        .is_some_and(|s| s.conn == conn && s.silent)
+}
+
 async fn accept_loop(listener: TcpListener, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -635,7 +852,11 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
             Some(channel) => {
                 // One connection per channel: a new one replaces the old.
                 channel.close_socket();
-                channel.socket = Some(Socket { conn, tx });
+                channel.socket = Some(Socket {
+                    conn,
+                    tx,
+                    silent: false,
+                });
                 channel.last_used = Instant::now();
                 state.stats.sockets_opened += 1;
                 Some((conn, heartbeat_every))
@@ -652,13 +873,31 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
     let mut next_heartbeat = Instant::now() + heartbeat_every;
     let mut closing_at: Option<Instant> = None;
     let end = loop {
-        let expires = {
+        let (expires, silent) = {
             let mut state = lock(&hub.state);
             match state.channel(&channel_id) {
-                Some(c) if c.socket.as_ref().is_some_and(|s| s.conn == conn) => c.expires,
+                Some(c) if c.socket.as_ref().is_some_and(|s| s.conn == conn) => {
+                    (c.expires, c.socket.as_ref().is_some_and(|s| s.silent))
+                }
                 _ => break End::Close,
             }
         };
+        if silent {
+            // Write nothing, ever: read until the client leaves or the channel drops this
+            // socket, then cut TCP without a close frame, as a dead peer would.
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    out = rx.recv() => if matches!(out, Some(Outbound::Close) | None) { break },
+                    msg = inbound.next() => {
+                        if matches!(msg, Some(Ok(Message::Close(_))) | None | Some(Err(_))) {
+                            break;
+                        }
+                    }
+                }
+            }
+            break End::Drop;
+        }
         let deadline = closing_at.map_or(expires, |c| c.min(expires));
         tokio::select! {
             _ = stop.changed() => break End::Close,
@@ -691,6 +930,9 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
                 Some(Outbound::Close) | None => break End::Close,
             },
             _ = sleep_until(next_heartbeat) => {
+                if is_silent(&hub, &channel_id, conn) {
+                    continue;
+                }
                 if sink.send(heartbeat()).await.is_err() {
                     break End::Drop;
                 }
@@ -711,6 +953,7 @@ async fn serve_socket(hub: Arc<Hub>, stream: TcpStream, mut stop: watch::Receive
                 Some(Ok(Message::Text(text))) => {
                     if serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("message").cloned())
                         == Some(json!("ping"))
+                        && !is_silent(&hub, &channel_id, conn)
                     {
                         let pong = json!({"topicName": "channel.metadata", "eventBody": {"message": "pong"}});
                         if sink.send(Message::Text(pong.to_string())).await.is_err() {

@@ -1,19 +1,31 @@
 //! Process Automation triggers (`/api/v2/processautomation/triggers`): list with cursor
-//! paging, create, get, update; the shapes of the Platform API SDK models `Trigger`,
-//! `CreateTriggerRequest`, `UpdateTriggerRequest` and `TriggerEntityListing`
+//! paging, create, get, update, and the topics a trigger may use
+//! (`GET /api/v2/processautomation/triggers/topics`); the shapes of the Platform API SDK
+//! models `Trigger`, `CreateTriggerRequest`, `UpdateTriggerRequest`, `TriggerTarget`,
+//! `WorkflowTargetSettings`, `TriggerEntityListing` and `TopicCursorEntityListing`
 //! (platform-client-sdk-python `build/docs/ProcessAutomationApi.md` and models).
 //!
 //! Paging is by cursor: `pageSize` (at most 200) and `after`/`before`; a listing has
 //! `entities`, `selfUri`, and `nextUri` / `previousUri` when there is a page after /
 //! before it. The cursor is opaque to clients (here: the offset). Updates must carry the
-//! current `version` (else 409) and cannot change `topicName` (else 400).
+//! current `version` (else 409) and cannot change `topicName` (else 400). A `topicName`
+//! must be one of the topics listing (the SDK: "Valid topics can be found at
+//! /processautomation/triggers/topics"), `target.type` is `Workflow` and
+//! `target.workflowTargetSettings.dataFormat` one of `Json`, `TopLevelPrimitives` (the
+//! SDK's enums); anything else is a 400. Fields the API does not know are stored and
+//! returned as sent (the simulator does not drop them, so a client that keeps them is
+//! seen keeping them).
 
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 
 use super::exchange::{Reply, SimRequest};
+use super::topics;
 
 const BASE: &str = "/api/v2/processautomation/triggers";
+const TOPICS: &str = "/api/v2/processautomation/triggers/topics";
+/// `WorkflowTargetSettings.dataFormat` values (SDK enum).
+pub(crate) const DATA_FORMATS: [&str; 2] = ["Json", "TopLevelPrimitives"];
 const DEFAULT_PAGE_SIZE: usize = 25;
 const MAX_PAGE_SIZE: usize = 200;
 
@@ -29,42 +41,24 @@ impl Triggers {
     }
 
     pub fn list(&self, req: &SimRequest) -> Reply {
-        let page_size = match req.query_param("pageSize") {
-            None => DEFAULT_PAGE_SIZE,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-                _ => return Reply::bad_request("pageSize must be between 1 and 200"),
-            },
-        };
-        let cursor = |name: &str| -> Result<Option<usize>, Reply> {
-            match req.query_param(name) {
-                None => Ok(None),
-                Some(raw) => raw
-                    .strip_prefix('c')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .map(Some)
-                    .ok_or_else(|| Reply::bad_request(&format!("invalid {name} cursor"))),
-            }
-        };
-        let start = match (cursor("after"), cursor("before")) {
-            (Err(reply), _) | (_, Err(reply)) => return reply,
-            (Ok(Some(after)), _) => after,
-            (Ok(None), Ok(Some(before))) => before.saturating_sub(page_size),
-            (Ok(None), Ok(None)) => 0,
-        };
-        let end = start.saturating_add(page_size).min(self.items.len());
-        let entities: Vec<&Value> = self.items.iter().skip(start).take(page_size).collect();
-        let uri = |cursor: &str, at: usize| format!("{BASE}?pageSize={page_size}&{cursor}=c{at}");
-        let mut listing = Map::new();
-        listing.insert("entities".into(), json!(entities));
-        listing.insert("selfUri".into(), json!(uri("after", start)));
-        if end < self.items.len() {
-            listing.insert("nextUri".into(), json!(uri("after", end)));
-        }
-        if start > 0 {
-            listing.insert("previousUri".into(), json!(uri("before", start)));
-        }
-        Reply::ok(Value::Object(listing))
+        cursor_page(req, BASE, &self.items)
+    }
+
+    /// `TopicCursorEntityListing`: the topic names (strings) a trigger may use.
+    pub fn topics(&self, req: &SimRequest) -> Reply {
+        let names: Vec<Value> = topics::patterns().iter().map(|t| json!(t)).collect();
+        cursor_page(req, TOPICS, &names)
+    }
+
+    /// The enabled triggers on `pattern`-matching topics, in creation order.
+    pub fn enabled_for(&self, topic: &str) -> impl Iterator<Item = &Value> {
+        let topic = topic.to_string();
+        self.items.iter().filter(move |t| {
+            t.get("enabled") == Some(&Value::Bool(true))
+                && t.get("topicName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| topics::matches(p, &topic))
+        })
     }
 
     pub fn get(&self, id: &str) -> Reply {
@@ -121,6 +115,47 @@ impl Triggers {
     }
 }
 
+/// One page of `items` by cursor (`pageSize`, `after`, `before`), with `selfUri`, `nextUri`
+/// and `previousUri` relative to `base`.
+fn cursor_page(req: &SimRequest, base: &str, items: &[Value]) -> Reply {
+    let page_size = match req.query_param("pageSize") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => return Reply::bad_request("pageSize must be between 1 and 200"),
+        },
+    };
+    let cursor = |name: &str| -> Result<Option<usize>, Reply> {
+        match req.query_param(name) {
+            None => Ok(None),
+            Some(raw) => raw
+                .strip_prefix('c')
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(Some)
+                .ok_or_else(|| Reply::bad_request(&format!("invalid {name} cursor"))),
+        }
+    };
+    let start = match (cursor("after"), cursor("before")) {
+        (Err(reply), _) | (_, Err(reply)) => return reply,
+        (Ok(Some(after)), _) => after,
+        (Ok(None), Ok(Some(before))) => before.saturating_sub(page_size),
+        (Ok(None), Ok(None)) => 0,
+    };
+    let end = start.saturating_add(page_size).min(items.len());
+    let entities: Vec<&Value> = items.iter().skip(start).take(page_size).collect();
+    let uri = |cursor: &str, at: usize| format!("{base}?pageSize={page_size}&{cursor}=c{at}");
+    let mut listing = Map::new();
+    listing.insert("entities".into(), json!(entities));
+    listing.insert("selfUri".into(), json!(uri("after", start)));
+    if end < items.len() {
+        listing.insert("nextUri".into(), json!(uri("after", end)));
+    }
+    if start > 0 {
+        listing.insert("previousUri".into(), json!(uri("before", start)));
+    }
+    Reply::ok(Value::Object(listing))
+}
+
 /// Validates a create (or, with `update`, an update) body: required `name`, `topicName`,
 /// `enabled` (boolean) and `target` `{type, id}`; `matchCriteria` an array of
 /// `{jsonPath, operator, value | values}`; `version` (integer) on updates; at most one of
@@ -152,6 +187,26 @@ fn trigger_body(req: &SimRequest, update: bool) -> Result<Map<String, Value>, Re
     });
     if !target_ok {
         return Err(Reply::bad_request("target {type, id} is required"));
+    }
+    let topic = body.get("topicName").and_then(Value::as_str).unwrap_or("");
+    if !topics::is_pattern(topic) {
+        return Err(Reply::bad_request(&format!(
+            "topicName {topic} is not a valid topic; valid topics are listed at {TOPICS}"
+        )));
+    }
+    let target = body.get("target").cloned().unwrap_or_default();
+    if target.get("type").and_then(Value::as_str) != Some("Workflow") {
+        return Err(Reply::bad_request("target.type must be Workflow"));
+    }
+    if let Some(settings) = target.get("workflowTargetSettings") {
+        let format = settings.get("dataFormat");
+        let ok = settings.is_object()
+            && format.is_none_or(|f| f.as_str().is_some_and(|f| DATA_FORMATS.contains(&f)));
+        if !ok {
+            return Err(Reply::bad_request(
+                "target.workflowTargetSettings.dataFormat must be Json or TopLevelPrimitives",
+            ));
+        }
     }
     if let Some(criteria) = body.get("matchCriteria") {
         let ok = criteria.as_array().is_some_and(|all| {

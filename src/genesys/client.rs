@@ -199,6 +199,32 @@ impl GenesysClient {
         answer.success(SERVICE, &[&token])?.json("trigger listing")
     }
 
+    /// `GET /api/v2/processautomation/triggers/topics?pageSize=..` (SDK model
+    /// `TopicCursorEntityListing`: `entities` are topic names), or the listing's own
+    /// `nextUri` (relative to the API base).
+    pub(crate) async fn trigger_topics_page(
+        &self,
+        next_uri: Option<&str>,
+        page_size: u32,
+    ) -> Result<Value, HttpError> {
+        let url = match next_uri {
+            Some(next) => Url::parse(&self.api_base)
+                .and_then(|base| base.join(next))
+                .map_err(|e| HttpError::InvalidRequest(format!("nextUri {next:?}: {e}")))?,
+            None => {
+                let mut url = api_url(
+                    &self.api_base,
+                    &["api", "v2", "processautomation", "triggers", "topics"],
+                )?;
+                url.query_pairs_mut()
+                    .append_pair("pageSize", &page_size.to_string());
+                url
+            }
+        };
+        let (answer, token) = self.call("triggers", Method::GET, url, None, LANE).await?;
+        answer.success(SERVICE, &[&token])?.json("trigger topics")
+    }
+
     /// `POST /api/v2/processautomation/triggers` (body: SDK model `CreateTriggerRequest`).
     pub(crate) async fn create_trigger(&self, body: &Value) -> Result<Value, HttpError> {
         let url = api_url(

@@ -21,6 +21,12 @@ fn queue_topic() -> String {
     format!("v2.routing.queues.{QUEUE}.conversations")
 }
 
+/// Makes `QUEUE` a queue of the simulated org: Genesys rejects subscriptions to queues
+/// that do not exist.
+async fn known_queue(sims: &Sims) {
+    post(sims, "/__sim/queues", &json!({"ids": [QUEUE]})).await;
+}
+
 /// A queue conversation notification: the conversation object as the topic carries it.
 fn notification(seq: usize) -> Value {
     let conversation = format!("c0ffee00-0000-4000-8000-{seq:012}");
@@ -156,6 +162,7 @@ async fn wait_sockets(sims: &Sims, n: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_speaks_the_documented_notifications_api() {
     let sims = Sims::start().await;
+    known_queue(&sims).await;
     let base = sims.genesys.base_url();
     let token: Value = sims
         .http
@@ -213,7 +220,10 @@ async fn simulator_speaks_the_documented_notifications_api() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let listing: Value = r.json().await.unwrap();
-    assert_eq!(listing["entities"], json!([{"id": queue_topic()}]));
+    assert_eq!(
+        listing["entities"],
+        json!([{"id": queue_topic(), "state": "Permitted"}])
+    );
 
     // The socket: heartbeats, ping/pong, notifications byte for byte.
     sim_settings(&sims, json!({"heartbeat_interval_ms": 100})).await;
@@ -278,8 +288,8 @@ async fn simulator_speaks_the_documented_notifications_api() {
     assert_eq!(stats["channels"], 20, "{stats}");
     assert_eq!(stats["channels_replaced"], 1, "{stats}");
 
-    // Queues, paged like QueueEntityListing.
-    post(&sims, "/__sim/queues", &json!({"count": 1201})).await;
+    // Queues, paged like QueueEntityListing: QUEUE and 1,200 more.
+    post(&sims, "/__sim/queues", &json!({"count": 1200})).await;
     let page: Value = sims
         .http
         .get(format!(
@@ -305,6 +315,7 @@ async fn simulator_speaks_the_documented_notifications_api() {
 async fn continuity_across_expiry_socket_closing_and_drops() {
     let broker = Broker::start();
     let sims = Sims::start().await;
+    known_queue(&sims).await;
     let prefix = unique_prefix("listen-cont");
     let raw = Topics::new(&prefix, 3).raw;
     // Short timings: heartbeats, a 5 s socket_closing grace, and a first channel that
@@ -563,6 +574,7 @@ async fn all_queues_over_several_pages_make_two_channels() {
 async fn broker_outage_applies_backpressure_and_loses_nothing() {
     let mut broker = Broker::dedicated();
     let sims = Sims::start().await;
+    known_queue(&sims).await;
     let prefix = unique_prefix("listen-outage");
     let raw = Topics::new(&prefix, 3).raw;
     let topic = queue_topic();
@@ -674,6 +686,7 @@ async fn sigterm_closes_sockets_flushes_and_exits_zero() {
     let broker = Broker::start();
     let sims = Sims::start().await;
     let prefix = unique_prefix("listen-term");
+    known_queue(&sims).await;
     let admin_port = free_port();
     let mut vars = relay_vars(&broker, &prefix, &[]);
     vars.extend(sims.vars());
@@ -743,6 +756,7 @@ async fn sigterm_closes_sockets_flushes_and_exits_zero() {
 async fn shutdown_with_the_broker_down_is_bounded_and_counts_what_was_dropped() {
     let mut broker = Broker::dedicated();
     let sims = Sims::start().await;
+    known_queue(&sims).await;
     let prefix = unique_prefix("listen-down");
     let topic = queue_topic();
     let relay = start_listener(
@@ -794,6 +808,7 @@ async fn shutdown_with_the_broker_down_is_bounded_and_counts_what_was_dropped() 
 async fn two_listeners_write_duplicates_with_one_event_id() {
     let broker = Broker::start();
     let sims = Sims::start().await;
+    known_queue(&sims).await;
     let prefix = unique_prefix("listen-ha");
     let raw = Topics::new(&prefix, 3).raw;
     let topic = queue_topic();
@@ -834,6 +849,7 @@ async fn two_listeners_write_duplicates_with_one_event_id() {
 async fn a_removed_channel_is_replaced() {
     let broker = Broker::start();
     let sims = Sims::start().await;
+    known_queue(&sims).await;
     let prefix = unique_prefix("listen-gone");
     let raw = Topics::new(&prefix, 3).raw;
     let topic = queue_topic();
@@ -847,6 +863,7 @@ async fn a_removed_channel_is_replaced() {
     assert!(wait_sockets(&sims, 1).await);
     // Forget every channel (and token): the socket is closed by the server.
     post(&sims, "/__sim/reset", &json!({})).await;
+    known_queue(&sims).await;
     let m = relay.metrics.clone();
     assert!(
         wait_until(Duration::from_secs(60), || async {

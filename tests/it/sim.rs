@@ -1,4 +1,5 @@
-//! Integration tests of the Genesys Cloud and CMS simulators over real HTTP.
+//! Integration tests of the Genesys Cloud and CMS simulators over real HTTP (and the
+//! notification WebSocket).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -1034,4 +1035,504 @@ async fn throughput_of_cms_writes_and_conversation_reads() {
     cms.shutdown().await;
     genesys.shutdown().await;
     println!("shutdown took {:?}", stopping.elapsed());
+}
+
+/// `POST /api/v2/notifications/channels` as the listener does it; returns (channel id,
+/// subscriptions URL, connectUri).
+async fn channel(client: &Client, sim: &SimServer, token: &str) -> (String, String, String) {
+    let resp = client
+        .post(format!("{}/api/v2/notifications/channels", sim.base_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("create channel");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let c = body(resp).await;
+    let id = c["id"].as_str().expect("id").to_string();
+    let subs = format!(
+        "{}/api/v2/notifications/channels/{id}/subscriptions",
+        sim.base_url()
+    );
+    (id, subs, c["connectUri"].as_str().expect("uri").to_string())
+}
+
+async fn control(
+    client: &Client,
+    sim: &SimServer,
+    method: reqwest::Method,
+    path: &str,
+    b: Value,
+) -> Value {
+    let resp = client
+        .request(method, format!("{}{path}", sim.base_url()))
+        .json(&b)
+        .send()
+        .await
+        .expect("control");
+    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    body(resp).await
+}
+
+#[tokio::test]
+async fn subscriptions_answer_each_topic_with_its_state() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let (_, subs, _) = channel(&client, &sim, &token).await;
+    let queue = "5a1e0000-0000-4000-8000-0000000000aa";
+    control(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/__sim/queues",
+        json!({"ids": [queue]}),
+    )
+    .await;
+    let good = format!("v2.routing.queues.{queue}.conversations");
+    let unknown = "v2.routing.queues.5a1e0000-0000-4000-8000-0000000000bb.conversations";
+    let placeholder = "v2.routing.queues.{id}.conversations";
+    let gone = "v2.detail.events.conversation.gone-1.attributes";
+    let typo = "v2.routing.queues.x.conversashuns";
+    let put = |url: String, topics: Vec<&str>| {
+        let list: Vec<Value> = topics.iter().map(|t| json!({ "id": t })).collect();
+        client.put(url).bearer_auth(&token).json(&list).send()
+    };
+
+    let ok = put(subs.clone(), vec![&good]).await.expect("put");
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        body(ok).await,
+        json!({"entities": [{"id": good, "state": "Permitted"}]})
+    );
+
+    // Without ignoreErrors one bad topic fails the request and changes nothing.
+    let refused = put(subs.clone(), vec![unknown]).await.expect("put");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let err = body(refused).await;
+    assert_eq!(err["code"], "notification.unauthorized.topic", "{err}");
+    assert!(err["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains(unknown));
+    let invalid = put(subs.clone(), vec![&good, placeholder])
+        .await
+        .expect("put");
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    let now = body(
+        client
+            .get(&subs)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(now["entities"], json!([{"id": good, "state": "Permitted"}]));
+
+    // With ignoreErrors every topic is answered; only the permitted one is subscribed.
+    control(
+        &client,
+        &sim,
+        reqwest::Method::PUT,
+        "/__sim/notifications/settings",
+        json!({"denied_topics": {"v2.users.{id}.presence": ["presence:userPresence:view"]}}),
+    )
+    .await;
+    let denied = "v2.users.0a0b0c0d-0000-4000-8000-000000000001.presence";
+    let mixed = put(
+        format!("{subs}?ignoreErrors=true"),
+        vec![&good, unknown, placeholder, gone, typo, denied],
+    )
+    .await
+    .expect("put");
+    assert_eq!(mixed.status(), StatusCode::OK);
+    let mixed = body(mixed).await;
+    let by_id: std::collections::HashMap<&str, &Value> = mixed["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap_or_default(), e))
+        .collect();
+    assert_eq!(by_id.len(), 6, "{mixed}");
+    assert_eq!(by_id[good.as_str()]["state"], "Permitted");
+    for rejected in [unknown, placeholder, gone, typo, denied] {
+        let e = by_id[rejected];
+        assert_eq!(e["state"], "Rejected", "{e}");
+        assert!(
+            e["rejectionReason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        by_id[denied]["missingPermissions"],
+        json!(["presence:userPresence:view"])
+    );
+    assert_eq!(by_id[unknown]["missingPermissions"], json!([]));
+    let now = body(
+        client
+            .get(&subs)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(now["entities"], json!([{"id": good, "state": "Permitted"}]));
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["notifications"]["topics_rejected"], 5, "{s}");
+    assert_eq!(s["notifications"]["subscriptions_refused"], 2, "{s}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn queue_pages_link_to_each_other() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    control(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/__sim/queues",
+        json!({"count": 5}),
+    )
+    .await;
+    let first =
+        body(api_get(&client, &sim, &token, "/api/v2/routing/queues?pageSize=2").await).await;
+    assert_eq!(first["pageCount"], 3);
+    assert_eq!(first["total"], 5);
+    assert_eq!(
+        first["nextUri"],
+        "/api/v2/routing/queues?pageSize=2&pageNumber=2"
+    );
+    assert_eq!(
+        first["lastUri"],
+        "/api/v2/routing/queues?pageSize=2&pageNumber=3"
+    );
+    assert!(first.get("previousUri").is_none(), "{first}");
+    let mut ids: Vec<Value> = first["entities"].as_array().expect("entities").clone();
+    let mut next = first["nextUri"].as_str().map(str::to_string);
+    let mut last = Value::Null;
+    while let Some(uri) = next {
+        last = body(api_get(&client, &sim, &token, &uri).await).await;
+        ids.extend(
+            last["entities"]
+                .as_array()
+                .expect("entities")
+                .iter()
+                .cloned(),
+        );
+        next = last["nextUri"].as_str().map(str::to_string);
+    }
+    assert_eq!(ids.len(), 5);
+    assert_eq!(last["pageNumber"], 3);
+    assert_eq!(
+        last["previousUri"],
+        "/api/v2/routing/queues?pageSize=2&pageNumber=2"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn trigger_topics_page_by_cursor_and_bad_triggers_are_refused() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let mut topics: Vec<String> = Vec::new();
+    let mut next = Some("/api/v2/processautomation/triggers/topics?pageSize=100".to_string());
+    while let Some(uri) = next {
+        let page = body(api_get(&client, &sim, &token, &uri).await).await;
+        topics.extend(
+            page["entities"]
+                .as_array()
+                .expect("entities")
+                .iter()
+                .map(|t| t.as_str().expect("topic names are strings").to_string()),
+        );
+        next = page["nextUri"].as_str().map(str::to_string);
+    }
+    assert_eq!(topics.len(), 237, "the SDK's topic list");
+    assert!(topics
+        .iter()
+        .any(|t| t == "v2.detail.events.conversation.{id}.customer.start"));
+
+    let url = format!("{}/api/v2/processautomation/triggers", sim.base_url());
+    let good = json!({
+        "name": "t", "topicName": "v2.detail.events.conversation.{id}.attributes", "enabled": true,
+        "target": {"type": "Workflow", "id": "wf", "workflowTargetSettings": {"dataFormat": "Json"}},
+    });
+    let created = client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&good)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), StatusCode::OK);
+    assert_eq!(
+        body(created).await["target"]["workflowTargetSettings"]["dataFormat"],
+        "Json"
+    );
+    for (field, value) in [
+        (
+            "/topicName",
+            json!("v2.detail.events.conversation.{id}.atributes"),
+        ),
+        ("/target/type", json!("Flow")),
+        ("/target/workflowTargetSettings/dataFormat", json!("Xml")),
+    ] {
+        let mut bad = good.clone();
+        *bad.pointer_mut(field).expect("field") = value;
+        let r = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&bad)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{field}");
+    }
+    assert_eq!(stats(&client, &sim).await["triggers"], 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_resource_limit_below_the_token_limit_is_reported_and_enforced() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    set_faults(&client, &sim, json!({"rate_limit_per_minute": 100})).await;
+    control(
+        &client,
+        &sim,
+        reqwest::Method::PUT,
+        "/__sim/genesys/settings",
+        json!({"resource_rate_limits": {"GET /api/v2/conversations/{conversationId}": 2}}),
+    )
+    .await;
+    for i in 1..=2 {
+        let ok = api_get(&client, &sim, &token, "/api/v2/conversations/c-1").await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()["inin-ratelimit-allowed"], "2");
+        assert_eq!(ok.headers()["inin-ratelimit-count"], i.to_string().as_str());
+    }
+    let over = api_get(&client, &sim, &token, "/api/v2/conversations/c-2").await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().get("retry-after").is_some());
+    // Other resources still have the token's budget.
+    let other = api_get(&client, &sim, &token, "/api/v2/processautomation/triggers").await;
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(other.headers()["inin-ratelimit-allowed"], "100");
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["resource_rate_limited"], 1, "{s}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silenced_socket_sends_nothing_and_does_not_close() {
+    use futures::StreamExt;
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let (_, subs, uri) = channel(&client, &sim, &token).await;
+    control(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/__sim/queues",
+        json!({"ids": ["q-1"]}),
+    )
+    .await;
+    let topic = "v2.routing.queues.q-1.conversations";
+    let r = client
+        .put(&subs)
+        .bearer_auth(&token)
+        .json(&json!([{"id": topic}]))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::OK);
+    control(
+        &client,
+        &sim,
+        reqwest::Method::PUT,
+        "/__sim/notifications/settings",
+        json!({"heartbeat_interval_ms": 50}),
+    )
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&uri).await.expect("ws");
+    let first = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(_)))), "a heartbeat first");
+    let silenced = control(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/__sim/notifications/silence",
+        json!({}),
+    )
+    .await;
+    assert_eq!(silenced["silenced"], 1);
+    // Drain what was in flight, then nothing: no heartbeat, no notification, no close.
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(150), ws.next()).await {}
+    let notify = control(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/__sim/notify",
+        json!({"topicName": topic, "eventBody": {"id": "c-1"}}),
+    )
+    .await;
+    assert_eq!(notify, json!({"subscribedChannels": 1, "queued": 0}));
+    let quiet = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
+    assert!(quiet.is_err(), "silent and still open: {quiet:?}");
+    // A new socket on the channel is a normal one.
+    let (mut fresh, _) = tokio_tungstenite::connect_async(&uri).await.expect("ws");
+    let beat = tokio::time::timeout(Duration::from_secs(2), fresh.next()).await;
+    assert!(
+        matches!(beat, Ok(Some(Ok(_)))),
+        "the new socket sends heartbeats"
+    );
+    let s = stats(&client, &sim).await;
+    assert_eq!(s["notifications"]["sockets_silenced"], 1, "{s}");
+    assert_eq!(s["notifications"]["undelivered"], 1, "{s}");
+    sim.shutdown().await;
+}
+
+/// A trigger with the Json data format fires on a published notification; the simulated
+/// workflow's Data Action POSTs `{topicName, version, eventBody}` to the URL a test set up,
+/// with its headers. A TopLevelPrimitives trigger on the same topic starts its workflow
+/// without `jsonData`, so its action sends nothing.
+#[tokio::test]
+async fn a_fired_trigger_posts_the_data_action_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = genesys().await;
+    let client = Client::new();
+    let token = token(&client, &sim).await;
+    let receiver = tokio::net::TcpListener::bind(any_port())
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/webhooks/genesys",
+        receiver.local_addr().expect("addr")
+    );
+    let received = tokio::spawn(async move {
+        let (mut conn, _) = receiver.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).await.expect("read");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    conn.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .expect("write");
+                    return (head.to_string(), body.to_string());
+                }
+            }
+            if n == 0 {
+                panic!("closed early");
+            }
+        }
+    });
+    let url_triggers = format!("{}/api/v2/processautomation/triggers", sim.base_url());
+    for (name, format, workflow) in [
+        ("json", "Json", "wf-json"),
+        ("prim", "TopLevelPrimitives", "wf-prim"),
+    ] {
+        let t = json!({
+            "name": name, "topicName": "v2.detail.events.conversation.{id}.attributes", "enabled": true,
+            "target": {"type": "Workflow", "id": workflow, "workflowTargetSettings": {"dataFormat": format}},
+        });
+        let r = client
+            .post(&url_triggers)
+            .bearer_auth(&token)
+            .json(&t)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+        control(
+            &client,
+            &sim,
+            reqwest::Method::PUT,
+            &format!("/__sim/workflows/{workflow}"),
+            json!({"url": url, "headers": {"X-Relay-Secret": "s3cret"}}),
+        )
+        .await;
+    }
+    let event = json!({"eventTime": 1, "conversationId": "c-9", "participantId": "p-1", "attributes": {"a": "1"}});
+    control(
+        &client,
+        &sim,
+        reqwest::Method::POST,
+        "/__sim/notify",
+        json!({"topicName": "v2.detail.events.conversation.c-9.attributes", "eventBody": event}),
+    )
+    .await;
+    let (head, body) = tokio::time::timeout(Duration::from_secs(5), received)
+        .await
+        .expect("a POST within 5 s")
+        .expect("receiver");
+    assert!(
+        head.starts_with("POST /webhooks/genesys HTTP/1.1"),
+        "{head}"
+    );
+    assert!(
+        head.to_lowercase().contains("x-relay-secret: s3cret"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(
+        body,
+        json!({"topicName": "v2.detail.events.conversation.c-9.attributes", "version": "2", "eventBody": event})
+    );
+    let invocations = body_of(&client, &sim, "/__sim/workflows/invocations").await;
+    let all = invocations["entities"].as_array().expect("entities");
+    assert_eq!(all.len(), 2, "{invocations}");
+    let prim = all
+        .iter()
+        .find(|i| i["workflowId"] == "wf-prim")
+        .expect("prim");
+    assert!(prim["inputs"].get("jsonData").is_none(), "{prim}");
+    assert!(prim["dataAction"]["error"].is_string(), "{prim}");
+    assert!(
+        wait_for(|| async {
+            stats(&client, &sim).await["workflows"]["data_action_posts_2xx"] == 1
+        })
+        .await
+    );
+    sim.shutdown().await;
+}
+
+async fn body_of(client: &Client, sim: &SimServer, path: &str) -> Value {
+    body(
+        client
+            .get(format!("{}{path}", sim.base_url()))
+            .send()
+            .await
+            .expect("GET"),
+    )
+    .await
+}
+
+async fn wait_for<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
