@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::{Method, StatusCode, Url};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::budget::{RequestBudget, Slot};
-use super::conversations::ConversationCache;
+use super::conversations::{Conversation, ConversationCache};
 use super::token::TokenSource;
 use super::GenesysConfig;
 use super::{api_url, HttpError, SERVICE};
@@ -39,78 +38,6 @@ const LANE: CallPolicy = CallPolicy {
 };
 /// Wait used when a 429 carries no `Retry-After`.
 const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A conversation (`GET /api/v2/conversations/{conversationId}`): the fields the routes
-/// use, plus the whole answer in `raw` so the enriched record loses nothing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conversation {
-    pub id: String,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub participants: Vec<Participant>,
-    pub raw: Value,
-}
-
-impl Conversation {
-    /// The participant with `purpose: "customer"`, who carries the Web Messaging custom
-    /// attributes.
-    pub fn customer(&self) -> Option<&Participant> {
-        self.participants
-            .iter()
-            .find(|p| p.purpose.as_deref() == Some("customer"))
-    }
-}
-
-/// One participant of a [`Conversation`] (SDK model `Participant`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Participant {
-    #[serde(default)]
-    pub(crate) id: String,
-    #[serde(default)]
-    pub purpose: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `dict(str, str)` in the API; kept as JSON values so nothing is lost if a value is not
-    /// a string.
-    #[serde(default)]
-    pub attributes: Map<String, Value>,
-    #[serde(default)]
-    pub external_contact_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConversationFields {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    start_time: Option<String>,
-    #[serde(default)]
-    end_time: Option<String>,
-    #[serde(default)]
-    participants: Vec<Participant>,
-}
-
-impl Conversation {
-    /// Decodes an API answer (a conversation object, also as carried by queue and user
-    /// conversation topics).
-    pub(crate) fn from_json(raw: Value, fallback_id: &str) -> Result<Self, HttpError> {
-        let fields = ConversationFields::deserialize(&raw)
-            .map_err(|e| HttpError::Decode(format!("conversation: {e}")))?;
-        Ok(Conversation {
-            id: if fields.id.is_empty() {
-                fallback_id.to_string()
-            } else {
-                fields.id
-            },
-            start_time: fields.start_time,
-            end_time: fields.end_time,
-            participants: fields.participants,
-            raw,
-        })
-    }
-}
 
 /// Client of the Genesys Cloud Platform API; one per process (one token source, one
 /// budget, one conversation cache).

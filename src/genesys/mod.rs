@@ -16,7 +16,8 @@ mod triggers;
 
 pub use crate::outbound::HttpError;
 pub(crate) use client::CallPolicy;
-pub use client::{Conversation, GenesysClient, Participant};
+pub use client::GenesysClient;
+pub use conversations::{Conversation, Participant};
 pub use settings::{GenesysConfig, GenesysSettings};
 pub use token::TokenSource;
 pub use triggers::{register_trigger, RegistrationOutcome, TriggerSpec};

@@ -14,8 +14,7 @@ mod route_table;
 mod settings;
 
 pub(crate) use hand_off::FailureHandOff;
-pub(crate) use outcome::declare_series;
-pub(crate) use processor::Processor;
+pub(crate) use processor::{declare_series, Processor};
 pub(crate) use retry_policy::RetryPolicy;
 pub(crate) use route_handlers::RouteHandlers;
 pub(crate) use route_table::RouteTable;

@@ -1,12 +1,9 @@
 //! The names the worker counts: how an event ended ([`EventOutcome`]) and why one was
-//! skipped ([`SkipReason`]), each an enum with one `as_str`, like [`Route`].
+//! skipped ([`SkipReason`]), each an enum with one `as_str`, like `Route`.
 //!
-//! Invariant: [`declare_series`] creates every `(route, outcome)` and `(route, reason)`
-//! series from these enums, so a label the pipeline counts is always one a dashboard sees
-//! from start-up; there is no second list to keep in sync.
-
-use super::route_table::Route;
-use crate::metrics::Metrics;
+//! Invariant: the processor declares every `(route, outcome)` and `(route, reason)`
+//! series from these enums (`processor::declare_series`), so a label the pipeline counts
+//! is always one a dashboard sees from start-up; there is no second list to keep in sync.
 
 /// The `route` label of an event that has no route (skipped by the table).
 pub(crate) const NO_ROUTE: &str = "none";
@@ -72,72 +69,6 @@ impl SkipReason {
             SkipReason::ConversationNotFound => "conversation_not_found",
             SkipReason::NoCustomer => "no_customer",
             SkipReason::NoForwardUrl => "no_forward_url",
-        }
-    }
-
-    /// Every `(route, reason)` pair the pipeline produces; `None` is the table itself
-    /// (label [`NO_ROUTE`]).
-    pub(crate) const PRODUCED: [(Option<Route>, SkipReason); 7] = [
-        (None, SkipReason::NoRoute),
-        (None, SkipReason::SkippedByRoute),
-        (Some(Route::GuestSync), SkipReason::Stale),
-        (Some(Route::GuestSync), SkipReason::ConversationNotFound),
-        (Some(Route::GuestSync), SkipReason::NoCustomer),
-        (
-            Some(Route::ConversationEnrich),
-            SkipReason::ConversationNotFound,
-        ),
-        (Some(Route::Forward), SkipReason::NoForwardUrl),
-    ];
-}
-
-/// The `route` label of an optional route.
-pub(crate) fn route_label(route: Option<Route>) -> &'static str {
-    route.map_or(NO_ROUTE, Route::as_str)
-}
-
-/// Creates the worker's series at zero, so dashboards and alerts see zeros, not gaps.
-pub(crate) fn declare_series(metrics: &Metrics) {
-    for route in Route::ALL {
-        for outcome in EventOutcome::ALL {
-            metrics
-                .events_processed_total
-                .with_label_values(&[route.as_str(), outcome.as_str()]);
-        }
-        metrics
-            .processing_duration_seconds
-            .with_label_values(&[route.as_str()]);
-    }
-    for (route, reason) in SkipReason::PRODUCED {
-        metrics
-            .skipped_total
-            .with_label_values(&[route_label(route), reason.as_str()]);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_name_is_declared_once() {
-        let metrics = Metrics::new();
-        declare_series(&metrics);
-        let text = metrics.render();
-        for outcome in EventOutcome::ALL {
-            let series = format!(
-                "relay_events_processed_total{{outcome=\"{}\",route=\"forward\"}} 0",
-                outcome.as_str()
-            );
-            assert!(text.contains(&series), "{series}");
-        }
-        for (route, reason) in SkipReason::PRODUCED {
-            let series = format!(
-                "relay_skipped_total{{reason=\"{}\",route=\"{}\"}} 0",
-                reason.as_str(),
-                route_label(route)
-            );
-            assert!(text.contains(&series), "{series}");
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
-use super::outcome::{route_label, EventOutcome, SkipReason, UNKNOWN_ROUTE};
+use super::outcome::{EventOutcome, SkipReason, NO_ROUTE, UNKNOWN_ROUTE};
 use super::route_handlers::{Outcome, RouteHandlers};
 use super::route_table::{Route, RouteTable};
 use crate::clock::DoublingBackoff;
@@ -181,5 +181,72 @@ impl Processor {
             .skipped_total
             .with_label_values(&[route_label(route), reason.as_str()])
             .inc();
+    }
+}
+
+/// Every `(route, reason)` skip the pipeline produces; `None` is the route table itself
+/// (label [`NO_ROUTE`]).
+const SKIPS_PRODUCED: [(Option<Route>, SkipReason); 7] = [
+    (None, SkipReason::NoRoute),
+    (None, SkipReason::SkippedByRoute),
+    (Some(Route::GuestSync), SkipReason::Stale),
+    (Some(Route::GuestSync), SkipReason::ConversationNotFound),
+    (Some(Route::GuestSync), SkipReason::NoCustomer),
+    (
+        Some(Route::ConversationEnrich),
+        SkipReason::ConversationNotFound,
+    ),
+    (Some(Route::Forward), SkipReason::NoForwardUrl),
+];
+
+/// The `route` label of an optional route.
+pub(crate) fn route_label(route: Option<Route>) -> &'static str {
+    route.map_or(NO_ROUTE, Route::as_str)
+}
+
+/// Creates the worker's series at zero, so dashboards and alerts see zeros, not gaps.
+pub(crate) fn declare_series(metrics: &Metrics) {
+    for route in Route::ALL {
+        for outcome in EventOutcome::ALL {
+            metrics
+                .events_processed_total
+                .with_label_values(&[route.as_str(), outcome.as_str()]);
+        }
+        metrics
+            .processing_duration_seconds
+            .with_label_values(&[route.as_str()]);
+    }
+    for (route, reason) in SKIPS_PRODUCED {
+        metrics
+            .skipped_total
+            .with_label_values(&[route_label(route), reason.as_str()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn every_name_is_declared_once() {
+        let metrics = Metrics::new();
+        declare_series(&metrics);
+        let text = metrics.render();
+        for outcome in EventOutcome::ALL {
+            let series = format!(
+                "relay_events_processed_total{{outcome=\"{}\",route=\"forward\"}} 0",
+                outcome.as_str()
+            );
+            assert!(text.contains(&series), "{series}");
+        }
+        for (route, reason) in SKIPS_PRODUCED {
+            let series = format!(
+                "relay_skipped_total{{reason=\"{}\",route=\"{}\"}} 0",
+                reason.as_str(),
+                route_label(route)
+            );
+            assert!(text.contains(&series), "{series}");
+        }
     }
 }
