@@ -2,6 +2,7 @@
 //! Each module is an area; `common` holds the shared fixtures (broker, relay settings,
 //! Kafka read-back, simulators).
 
+mod backpressure;
 mod cms_adapters;
 mod common;
 mod correctness;
@@ -21,5 +22,7 @@ mod secrets;
 mod shutdown;
 mod sim;
 mod sinks;
+mod slowloris;
+mod supervision;
 mod triggers_cli;
 mod worker;
