@@ -21,6 +21,7 @@ mod schema_registry;
 mod secrets;
 mod shutdown;
 mod sim;
+mod sim_cms_faults;
 mod sinks;
 mod slowloris;
 mod supervision;

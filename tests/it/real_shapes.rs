@@ -352,9 +352,9 @@ async fn the_budget_keeps_the_relay_under_the_genesys_rate_limit() {
         EVENTS as u64
     );
     assert_eq!(dlq_total(&m), 0.0, "nothing dead-lettered");
-    assert!(syncs_by_key(&sims.cms_stats().await)
-        .values()
-        .all(|n| *n == 1));
+    let stats = sims.cms_stats().await;
+    assert!(syncs_by_key(&stats).values().all(|n| *n == 1));
+    assert_nothing_sent_twice(&stats);
     relay.stop().await;
 }
 
