@@ -17,8 +17,8 @@ use crate::genesys::{GenesysClient, GenesysSettings};
 use crate::idempotency::IdempotencyStore;
 use crate::ingress::{Ingress, IngressSettings};
 use crate::kafka::{
-    client_config, ensure_topics, ConsumerLoop, ConsumerOptions, EventProducer, KafkaSettings,
-    Topics,
+    check_cluster, client_config, ensure_topics, ConsumerLoop, ConsumerOptions, EventProducer,
+    KafkaSettings, Topics,
 };
 use crate::listen::ListenSettings;
 use crate::metrics::Metrics;
@@ -129,6 +129,8 @@ pub enum StartError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
+    KafkaUnreachable(#[from] crate::kafka::StartupCheckError),
+    #[error(transparent)]
     Schema(#[from] crate::schema::SchemaError),
     #[error("cannot listen: {0}")]
     Bind(#[from] warp::Error),
@@ -227,6 +229,11 @@ impl Shared {
     async fn build(cfg: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(start_up_metrics());
         let topics = cfg.topics();
+        // First contact with the cluster: bounded, and a failure names the brokers and why.
+        let kafka = cfg.kafka.clone();
+        tokio::task::spawn_blocking(move || check_cluster(&kafka))
+            .await
+            .expect("the cluster check does not panic")?;
         if cfg.kafka.create_topics {
             ensure_topics(&cfg.kafka, &topics).await?;
         }
@@ -387,6 +394,7 @@ async fn start_worker(
         enriched_topic: topics.enriched.clone(),
         attribute_map: worker.attribute_map.clone(),
         entry_key: worker.cms_entry_key,
+        guest_scope: worker.guest_scope,
         idempotency: idempotency.clone(),
     };
     let processor = Arc::new(Processor {
@@ -493,7 +501,11 @@ mod tests {
         let read: BTreeSet<String> = vars
             .names_read()
             .into_iter()
-            .filter(|n| !n.starts_with("RELAY_KAFKA_") || n == "RELAY_KAFKA_BROKERS")
+            .filter(|n| {
+                !n.starts_with("RELAY_KAFKA_")
+                    || n == "RELAY_KAFKA_BROKERS"
+                    || n == "RELAY_KAFKA_STARTUP_TIMEOUT"
+            })
             .collect();
         let listed: BTreeSet<String> = SETTINGS
             .iter()

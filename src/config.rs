@@ -106,6 +106,7 @@ use SettingDefault::{Absent, Value};
 /// Every `RELAY_*` setting, in the order of the README table.
 pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_KAFKA_BROKERS", default: Value("localhost:9092"), doc: "bootstrap servers" },
+    Setting { name: "RELAY_KAFKA_STARTUP_TIMEOUT", default: Value("30s"), doc: "longest wait at start-up for the cluster to answer; then start-up fails naming the brokers and the last client error (connection refused, authentication failed, TLS). Client errors are logged as they happen" },
     Setting { name: KAFKA_PASSTHROUGH, default: Absent(""), doc: "any other rdkafka setting: the name is lower-cased and `_` becomes `.` (`RELAY_KAFKA_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`); `RELAY_KAFKA_ACKS` may only be `all` (or `-1`)" },
     Setting { name: "RELAY_TOPIC_PREFIX", default: Value("genesys"), doc: "prefix of every topic name" },
     Setting { name: "RELAY_CONSUMER_GROUP", default: Value("genesys-relay"), doc: "consumer group of the raw topic (retries use `<group>-retry`)" },
@@ -128,7 +129,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_INGRESS_IDLE_TIMEOUT", default: Value("60s"), doc: "a keep-alive connection silent this long between requests is closed" },
     Setting { name: "RELAY_INGRESS_MAX_CONNECTIONS", default: Value("1024"), doc: "open ingress connections at most; one more is closed on accept (counted); keep it under the process's file limit" },
     Setting { name: "RELAY_PRODUCE_TIMEOUT", default: Value("3s"), doc: "longest wait for the broker's acknowledgement before 503; keep it under 5 s, EventBridge API destinations give up after 5 s (docs/connecting.md)" },
-    Setting { name: "RELAY_GENESYS_REGION", default: Value("mypurecloud.com"), doc: "Genesys Cloud region: API `https://api.<region>`, OAuth `https://login.<region>` (e.g. `mypurecloud.de`, `usw2.pure.cloud`)" },
+    Setting { name: "RELAY_GENESYS_REGION", default: Value("mypurecloud.com"), doc: "Genesys Cloud region: API `https://api.<region>`, OAuth `https://login.<region>`; a domain of the SDK's region list (e.g. `mypurecloud.de`, `usw2.pure.cloud`) or its SDK name (`eu-central-1`); anything else stops start-up naming the closest (docs/connecting.md)" },
     Setting { name: "RELAY_GENESYS_API_BASE", default: Absent("from the region"), doc: "Platform API base override (the simulator)" },
     Setting { name: "RELAY_GENESYS_LOGIN_BASE", default: Absent("from the region"), doc: "OAuth base override" },
     Setting { name: "RELAY_GENESYS_CLIENT_ID", default: Absent("required by `worker`/`serve`/`triggers`"), doc: "OAuth client-credentials id" },
@@ -137,6 +138,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "RELAY_GENESYS_BUDGET_MAX_WAIT", default: Value("5s"), doc: "how far ahead budget slots are handed out: a call finding them taken waits its turn in its lane (backpressure); only a Genesys pause (window spent, 429) longer than this makes the event one retry record due at a promised slot (no attempt counted); see docs/genesys-api.md#the-request-budget" },
     Setting { name: "RELAY_GENESYS_CACHE_TTL", default: Value("10s"), doc: "a fetched conversation is reused this long; concurrent lookups of one id share one request (`0s`: off)" },
     Setting { name: "RELAY_ROUTES", default: Absent("unset"), doc: "`pattern=route,...` tried before the default route table (`{id}` = one id, `*` = any tail; routes `guest_sync`, `conversation_enrich`, `forward`, `skip`); see [docs/contract.md](docs/contract.md#routes)" },
+    Setting { name: "RELAY_GUEST_SYNC_SCOPE", default: Value("web_messaging"), doc: "which guests `guest_sync` writes: `web_messaging` = the customer of a Web Messaging conversation, decided from the event's own fields (an event that does not tell is synced, no extra Genesys call); `web_messaging_checked` = the same, an event that does not tell costs a conversation GET; `all` = every media type and participant. Skips count as `not_web_messaging` / `not_customer` (docs/contract.md#guest-sync-scope)" },
     Setting { name: "RELAY_CMS_ENTRY_KEY", default: Value("conversation"), doc: "CMS entry id of a guest sync: `conversation`, `participant` or `external_contact` (falls back to the conversation id)" },
     Setting { name: "RELAY_CMS_KIND", default: Value("json"), doc: "the CMS API guest sessions go to: `json` (the generic JSON API), `contentful` (Content Management API), `sanity` (HTTP mutations API) or `strapi` (Strapi 5 REST API); see [docs/connecting.md](docs/connecting.md#choosing-the-cms)" },
     Setting { name: "RELAY_CMS_URL", default: Absent("required by `worker`/`serve` for `json` and `strapi`; `contentful`: `https://api.contentful.com`; `sanity`: `https://<RELAY_SANITY_PROJECT>.api.sanity.io`"), doc: "the CMS API base; for `json` the entries collection, e.g. `http://cms/v1/entries`" },

@@ -16,6 +16,7 @@
 use crate::clock::now_ms;
 use crate::kafka::{
     assign_from_beginning, client_config, headers, EventProducer, KafkaSettings, ProduceError,
+    RelayClientContext,
 };
 use crate::metrics::Metrics;
 use crate::schema::{Codec, IdempotencyMark};
@@ -217,7 +218,7 @@ impl IdempotencyStore {
         shutdown: watch::Receiver<bool>,
         catch_up_limit: Duration,
     ) -> Result<tokio::task::JoinHandle<Result<(), TailError>>, rdkafka::error::KafkaError> {
-        let consumer: StreamConsumer = client_config(
+        let consumer: StreamConsumer<RelayClientContext> = client_config(
             kafka,
             &[
                 (
@@ -228,7 +229,7 @@ impl IdempotencyStore {
                 ("enable.partition.eof", "false"),
             ],
         )
-        .create()?;
+        .create_with_context(RelayClientContext::new("idempotency tail"))?;
         let topic = self.topic.clone();
         let (consumer, ends) =
             tokio::task::spawn_blocking(move || -> Result<_, rdkafka::error::KafkaError> {
@@ -281,7 +282,7 @@ impl IdempotencyStore {
 
     async fn tail(
         self: Arc<Self>,
-        consumer: Arc<StreamConsumer>,
+        consumer: Arc<StreamConsumer<RelayClientContext>>,
         mut pending: HashMap<i32, i64>,
         caught_up: oneshot::Sender<()>,
         behind: Arc<AtomicUsize>,
@@ -347,7 +348,10 @@ impl IdempotencyStore {
 
 /// Whether `topic` exists, per the broker's metadata; `None` when the broker does not
 /// answer (an outage is not a deleted topic).
-async fn topic_exists(consumer: Arc<StreamConsumer>, topic: String) -> Option<bool> {
+async fn topic_exists(
+    consumer: Arc<StreamConsumer<RelayClientContext>>,
+    topic: String,
+) -> Option<bool> {
     use rdkafka::consumer::Consumer;
     use rdkafka::types::RDKafkaRespErr;
     tokio::task::spawn_blocking(move || {

@@ -117,7 +117,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingress => Role::Ingress,
         Command::Worker => Role::Worker,
         Command::Listen => Role::Listen,
-        Command::Dlq(cmd) => return run_dlq(&cfg, cmd).await,
+        Command::Dlq(cmd) => {
+            // The same bounded wait as the long-running roles, so a wrong broker list or
+            // password is named instead of a silent two-minute read.
+            let kafka = cfg.kafka.clone();
+            tokio::task::spawn_blocking(move || genesys_relay::kafka::check_cluster(&kafka))
+                .await??;
+            return run_dlq(&cfg, cmd).await;
+        }
         Command::Triggers(TriggersCommand::Register {
             topic,
             workflow_id,

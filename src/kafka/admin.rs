@@ -1,10 +1,10 @@
 //! Creates the relay's topics at start-up when they are missing, with the configured
 //! partitions, replication factor and (when set) `min.insync.replicas`.
 
+use super::client_context::{MainQueueServer, RelayClientContext};
 use super::KafkaSettings;
 use super::{client_config, Topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
@@ -15,7 +15,10 @@ pub async fn ensure_topics(
     topics: &Topics,
 ) -> Result<(), KafkaError> {
     let cfg = cfg.as_ref();
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg, &[]).create()?;
+    let admin: AdminClient<RelayClientContext> =
+        client_config(cfg, &[]).create_with_context(RelayClientContext::new("admin"))?;
+    // Declared after the admin client, so an early return drops (joins) it first.
+    let log = MainQueueServer::start(admin.inner(), "admin");
     let replication = || TopicReplication::Fixed(cfg.topic_replication);
     let min_isr = cfg.topic_min_insync_replicas.map(|n| n.to_string());
     let new_topic = |name| {
@@ -55,9 +58,15 @@ pub async fn ensure_topics(
         }
     }
     let names: Vec<String> = new_topics.iter().map(|t| t.name.to_string()).collect();
-    tokio::task::spawn_blocking(move || wait_for_leaders(&admin, &names, LEADER_WAIT))
-        .await
-        .expect("metadata wait does not panic")
+    tokio::task::spawn_blocking(move || {
+        let waited = wait_for_leaders(&admin, &names, LEADER_WAIT);
+        // The log thread holds the client's main queue: it goes before the client.
+        drop(log);
+        drop(admin);
+        waited
+    })
+    .await
+    .expect("metadata wait does not panic")
 }
 
 /// How long a start-up waits for new topics' partitions to get leaders.
@@ -68,7 +77,7 @@ const LEADER_WAIT: Duration = Duration::from_secs(30);
 /// their partitions; reading watermarks in that window (the idempotency memory does at
 /// start-up) fails with "not leader for partition". Blocking.
 fn wait_for_leaders(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<RelayClientContext>,
     names: &[String],
     limit: Duration,
 ) -> Result<(), KafkaError> {

@@ -27,6 +27,7 @@ use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use futures::FutureExt;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -96,6 +97,14 @@ pub(crate) struct RelayConsumerContext {
 }
 
 impl ClientContext for RelayConsumerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::client_context::log_line("consumer", level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::client_context::client_error("consumer", &error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         let owned = self.owned.lock().expect("owned lock");
         for (topic, t) in &stats.topics {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod client_config;
+mod client_context;
 mod consumer;
 pub mod headers;
 mod offsets;
@@ -13,6 +14,10 @@ mod topics;
 
 pub use admin::ensure_topics;
 pub use client_config::client_config;
+pub use client_context::{
+    check_cluster, BrokerTrouble, ClientError, ClusterUnreachable, RelayClientContext,
+    StartupCheckError,
+};
 pub use consumer::{ConsumerLoop, ConsumerOptions, Handled, MessageHandler};
 pub use offsets::OffsetTracker;
 pub use producer::{EventProducer, ProduceError};

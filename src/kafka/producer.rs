@@ -5,11 +5,15 @@
 //! ingress can answer 503 quickly and never accepts what was not written.
 
 use super::client_config;
+use super::client_context::RelayClientContext;
 use super::KafkaSettings;
 use crate::metrics::Metrics;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+/// The producer with the relay's client callbacks (errors logged as they happen).
+type RelayProducer = FutureProducer<RelayClientContext>;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use std::sync::{Arc, RwLock};
@@ -31,7 +35,7 @@ pub struct EventProducer {
     /// Replaced when librdkafka reports a fatal (idempotence) error, which makes the old
     /// instance unusable for good, or when the broker keeps rejecting its producer state
     /// (a broker restarted without it answers every batch with an error).
-    inner: RwLock<Arc<FutureProducer>>,
+    inner: RwLock<Arc<RelayProducer>>,
     last_replaced: std::sync::Mutex<Instant>,
     cfg: KafkaSettings,
     timeout: Duration,
@@ -50,7 +54,7 @@ impl EventProducer {
         })
     }
 
-    fn create(cfg: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    fn create(cfg: &KafkaSettings) -> Result<RelayProducer, KafkaError> {
         let timeout_ms = cfg.produce_timeout.as_millis().max(1).to_string();
         client_config(
             cfg,
@@ -63,10 +67,10 @@ impl EventProducer {
                 ("compression.type", "lz4"),
             ],
         )
-        .create()
+        .create_with_context(RelayClientContext::new("producer"))
     }
 
-    fn current(&self) -> Arc<FutureProducer> {
+    fn current(&self) -> Arc<RelayProducer> {
         self.inner.read().expect("producer lock").clone()
     }
 
@@ -117,7 +121,7 @@ impl EventProducer {
         result
     }
 
-    fn replace_after(&self, failed: &Arc<FutureProducer>, error: &KafkaError) {
+    fn replace_after(&self, failed: &Arc<RelayProducer>, error: &KafkaError) {
         let fatal = failed.client().fatal_error();
         {
             let mut last = self.last_replaced.lock().expect("producer lock");

@@ -13,7 +13,7 @@ use crate::config::{invalid, ConfigError, Vars};
 pub const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 /// Settings that are `RELAY_KAFKA_*` but are not rdkafka passthrough.
-const KAFKA_OWN_KEYS: &[&str] = &["RELAY_KAFKA_BROKERS"];
+const KAFKA_OWN_KEYS: &[&str] = &["RELAY_KAFKA_BROKERS", "RELAY_KAFKA_STARTUP_TIMEOUT"];
 
 /// Where and how the relay talks to Kafka.
 #[derive(Debug, Clone)]
@@ -40,6 +40,9 @@ pub struct KafkaSettings {
     pub idempotency_retention: Option<Duration>,
     /// `RELAY_PRODUCE_TIMEOUT`: longest wait for the broker's acknowledgement.
     pub produce_timeout: Duration,
+    /// `RELAY_KAFKA_STARTUP_TIMEOUT`: how long start-up waits for the cluster to answer
+    /// before it fails naming the brokers and the last client error.
+    pub startup_timeout: Duration,
     /// The producer's `message.max.bytes`: `RELAY_KAFKA_MESSAGE_MAX_BYTES`, else
     /// librdkafka's default.
     pub message_max_bytes: usize,
@@ -106,6 +109,7 @@ impl KafkaSettings {
             topic_min_insync_replicas,
             idempotency_retention: v.duration_opt("RELAY_IDEMPOTENCY_RETENTION")?,
             produce_timeout: v.duration("RELAY_PRODUCE_TIMEOUT")?,
+            startup_timeout: v.duration("RELAY_KAFKA_STARTUP_TIMEOUT")?,
             message_max_bytes,
         })
     }
@@ -162,6 +166,15 @@ mod tests {
         assert_eq!(k.passthrough.get("security.protocol").unwrap(), "SASL_SSL");
         assert_eq!(k.passthrough.get("session.timeout.ms").unwrap(), "6000");
         assert!(!k.passthrough.contains_key("brokers"));
+        let k = KafkaSettings::from_pairs(&[("RELAY_KAFKA_STARTUP_TIMEOUT", "7s")]).unwrap();
+        assert_eq!(k.startup_timeout, Duration::from_secs(7));
+        assert!(k.passthrough.is_empty(), "{:?}", k.passthrough);
+        let err =
+            KafkaSettings::from_pairs(&[("RELAY_KAFKA_STARTUP_TIMEOUT", "soon")]).unwrap_err();
+        assert!(
+            err.to_string().contains("RELAY_KAFKA_STARTUP_TIMEOUT"),
+            "{err}"
+        );
         let err = KafkaSettings::from_pairs(&[("RELAY_KAFKA_ACKS", "1")]).unwrap_err();
         assert!(err.to_string().contains("RELAY_KAFKA_ACKS"));
     }

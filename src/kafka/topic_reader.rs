@@ -2,6 +2,7 @@
 //! used to list dead letters and to warm the idempotency cache.
 
 use super::client_config;
+use super::client_context::RelayClientContext;
 use super::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -28,7 +29,7 @@ pub fn read_topic_to_end_within(
     limit: Duration,
     mut visit: impl FnMut(OwnedMessage),
 ) -> Result<u64, KafkaError> {
-    let consumer: BaseConsumer = client_config(
+    let consumer: BaseConsumer<RelayClientContext> = client_config(
         cfg,
         &[
             ("group.id", "genesys-relay-reader"),
@@ -36,7 +37,7 @@ pub fn read_topic_to_end_within(
             ("enable.partition.eof", "false"),
         ],
     )
-    .create()?;
+    .create_with_context(RelayClientContext::new("topic reader"))?;
     let mut remaining = assign_from_beginning(&consumer, topic, Duration::from_secs(10))?;
     if remaining.is_empty() {
         return Ok(0);

@@ -69,6 +69,34 @@ impl ListenSettings {
                 reason: format!("{bad:?} is not a topic name"),
             });
         }
+        // Genesys subscribes concrete topics only: `{id}` is where the entity's id goes,
+        // and a topic with a placeholder (or a wildcard) names no entity, so it would be
+        // subscribed to nothing and deliver nothing, silently.
+        if let Some((bad, placeholder)) = topics
+            .iter()
+            .find_map(|t| placeholder_in(t).map(|p| (t, p)))
+        {
+            return Err(ConfigError::Invalid {
+                name: "RELAY_LISTEN_TOPICS".into(),
+                reason: format!(
+                    "{bad:?} contains the placeholder {placeholder:?}; Genesys subscribes concrete \
+                     topics only: put the id of the conversation, queue or user in its place \
+                     (RELAY_LISTEN_QUEUES subscribes every queue of the org)"
+                ),
+            });
+        }
+        if let QueueSelection::Ids(ids) = &queues {
+            if let Some((bad, placeholder)) =
+                ids.iter().find_map(|t| placeholder_in(t).map(|p| (t, p)))
+            {
+                return Err(ConfigError::Invalid {
+                    name: "RELAY_LISTEN_QUEUES".into(),
+                    reason: format!(
+                        "{bad:?} contains the placeholder {placeholder:?}; give queue ids, or `all`"
+                    ),
+                });
+            }
+        }
         let max_topics_per_channel: usize = v.parse("RELAY_LISTEN_MAX_TOPICS_PER_CHANNEL")?;
         let max_channels: usize = v.parse("RELAY_LISTEN_MAX_CHANNELS")?;
         if max_topics_per_channel == 0 || max_channels < 2 {
@@ -107,6 +135,25 @@ impl ListenSettings {
     }
 }
 
+/// The first placeholder or wildcard in a topic: `{...}` (as the topic lists write the
+/// id), `*`, `#`, `+` or `<...>`.
+fn placeholder_in(topic: &str) -> Option<String> {
+    if let Some(open) = topic.find(['{', '<']) {
+        let close = if topic[open..].starts_with('{') {
+            '}'
+        } else {
+            '>'
+        };
+        let end = topic[open..]
+            .find(close)
+            .map_or(topic.len(), |i| open + i + 1);
+        return Some(topic[open..end].to_string());
+    }
+    topic
+        .find(['*', '#', '+', '}', '>'])
+        .map(|i| topic[i..i + 1].to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +174,40 @@ mod tests {
         .unwrap();
         assert_eq!(s.queues, QueueSelection::Ids(vec!["a".into(), "b".into()]));
         assert_eq!(s.topics, vec!["v2.users.u1.conversations".to_string()]);
+    }
+
+    #[test]
+    fn a_topic_with_a_placeholder_is_refused_naming_it() {
+        for (topic, placeholder) in [
+            ("v2.detail.events.conversation.{id}.attributes", "{id}"),
+            ("v2.routing.queues.{queueId}.conversations", "{queueId}"),
+            ("v2.users.<user>.conversations", "<user>"),
+            ("v2.routing.queues.*.conversations", "*"),
+        ] {
+            let topics = format!("v2.users.u1.conversations,{topic}");
+            let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_TOPICS", &topics)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("RELAY_LISTEN_TOPICS")
+                    && err.contains(topic)
+                    && err.contains(&format!("placeholder \"{placeholder}\"")),
+                "{err}"
+            );
+        }
+        let err = ListenSettings::from_pairs(&[("RELAY_LISTEN_QUEUES", "q1,{id}")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("RELAY_LISTEN_QUEUES") && err.contains("{id}"),
+            "{err}"
+        );
+        // A concrete topic is accepted.
+        ListenSettings::from_pairs(&[(
+            "RELAY_LISTEN_TOPICS",
+            "v2.detail.events.conversation.1f0e7a1c-8e0a-4c1e-9f59-0b3c1d7f1a2b.attributes",
+        )])
+        .unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod event_view;
 mod failure;
+mod guest_scope;
 mod hand_off;
 mod outcome;
 mod processor;
@@ -13,6 +14,7 @@ mod route_handlers;
 mod route_table;
 mod settings;
 
+pub use guest_scope::GuestScope;
 pub(crate) use hand_off::FailureHandOff;
 pub(crate) use processor::{declare_series, Processor};
 pub(crate) use retry_policy::RetryPolicy;

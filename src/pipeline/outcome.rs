@@ -58,6 +58,10 @@ pub(crate) enum SkipReason {
     NoCustomer,
     /// A `forward` route without `RELAY_FORWARD_URL`.
     NoForwardUrl,
+    /// `RELAY_GUEST_SYNC_SCOPE`: the customer is not on Web Messaging (voice, email, SMS, ...).
+    NotWebMessaging,
+    /// `RELAY_GUEST_SYNC_SCOPE`: the participant is not the customer (an agent, IVR, ...).
+    NotCustomer,
 }
 
 impl SkipReason {
@@ -69,6 +73,8 @@ impl SkipReason {
             SkipReason::ConversationNotFound => "conversation_not_found",
             SkipReason::NoCustomer => "no_customer",
             SkipReason::NoForwardUrl => "no_forward_url",
+            SkipReason::NotWebMessaging => "not_web_messaging",
+            SkipReason::NotCustomer => "not_customer",
         }
     }
 }

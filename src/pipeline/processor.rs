@@ -186,12 +186,14 @@ impl Processor {
 
 /// Every `(route, reason)` skip the pipeline produces; `None` is the route table itself
 /// (label [`NO_ROUTE`]).
-const SKIPS_PRODUCED: [(Option<Route>, SkipReason); 7] = [
+const SKIPS_PRODUCED: [(Option<Route>, SkipReason); 9] = [
     (None, SkipReason::NoRoute),
     (None, SkipReason::SkippedByRoute),
     (Some(Route::GuestSync), SkipReason::Stale),
     (Some(Route::GuestSync), SkipReason::ConversationNotFound),
     (Some(Route::GuestSync), SkipReason::NoCustomer),
+    (Some(Route::GuestSync), SkipReason::NotWebMessaging),
+    (Some(Route::GuestSync), SkipReason::NotCustomer),
     (
         Some(Route::ConversationEnrich),
         SkipReason::ConversationNotFound,

@@ -3,7 +3,9 @@
 //!
 //! Genesys calls per event: `guest_sync` makes none when the event carries the
 //! attributes (attributes detail events, queue/user conversation objects), else one
-//! conversation GET; `conversation_enrich` one conversation GET; `forward` none. Both GETs
+//! conversation GET (and one when `RELAY_GUEST_SYNC_SCOPE=web_messaging_checked` must
+//! look up what the event does not say); `conversation_enrich` one conversation GET;
+//! `forward` none. The guest scope itself costs no call by default. Both GETs
 //! go through the conversation cache, so events of one conversation within its TTL share
 //! one request.
 
@@ -12,6 +14,7 @@ use super::event_view::{
     Customer,
 };
 use super::failure::Failure;
+use super::guest_scope::{judge, judge_conversation, GuestScope, Verdict};
 use super::outcome::SkipReason;
 use super::route_table::Route;
 use super::settings::{AttributeMapping, AttributeType, EntryKey};
@@ -45,6 +48,7 @@ pub(crate) struct RouteHandlers {
     pub(crate) enriched_topic: String,
     pub(crate) attribute_map: Vec<AttributeMapping>,
     pub(crate) entry_key: EntryKey,
+    pub(crate) guest_scope: GuestScope,
     pub(crate) idempotency: Arc<IdempotencyStore>,
 }
 
@@ -70,9 +74,27 @@ impl RouteHandlers {
             .conversation_id
             .clone()
             .or_else(|| body.as_ref().and_then(conversation_id_in_body));
-        let customer = match body.as_ref().and_then(customer_in_event) {
-            Some(customer) => customer,
-            None => {
+        // The participant the event is about (an attributes event names it).
+        let subject = body
+            .as_ref()
+            .and_then(|b| b.get("participantId"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| event.participant_id.clone());
+        // The scope, from the event's own fields first (no Genesys call).
+        let verdict = match (self.guest_scope, &body) {
+            (GuestScope::All, _) | (_, None) => Verdict::Undecided,
+            (_, Some(b)) => judge(b, subject.as_deref()),
+        };
+        if let Verdict::Skip(reason) = verdict {
+            return Ok(Outcome::Skipped(reason));
+        }
+        let in_event = body.as_ref().and_then(customer_in_event);
+        let must_check =
+            self.guest_scope == GuestScope::WebMessagingChecked && verdict == Verdict::Undecided;
+        let customer = match in_event {
+            Some(customer) if !must_check => customer,
+            in_event => {
                 let id = conversation_id.as_deref().ok_or_else(|| {
                     Failure::permanent("event has no conversation id and no attributes")
                 })?;
@@ -80,7 +102,15 @@ impl RouteHandlers {
                 let Some(conversation) = self.genesys.conversation(id).await? else {
                     return Ok(Outcome::Skipped(SkipReason::ConversationNotFound));
                 };
-                match customer_in_conversation_object(&conversation.raw) {
+                // The conversation was fetched anyway: it tells what the event did not.
+                if self.guest_scope != GuestScope::All {
+                    if let Verdict::Skip(reason) =
+                        judge_conversation(&conversation.raw, subject.as_deref())
+                    {
+                        return Ok(Outcome::Skipped(reason));
+                    }
+                }
+                match in_event.or_else(|| customer_in_conversation_object(&conversation.raw)) {
                     Some(customer) => customer,
                     None => return Ok(Outcome::Skipped(SkipReason::NoCustomer)),
                 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use super::guest_scope::GuestScope;
 use super::route_table::Target;
 use crate::config::{invalid, split_list, ConfigError, Url, Vars};
 use crate::sinks::cms::settings::{CmsEndpoint, CmsSettings};
@@ -51,6 +52,8 @@ pub struct WorkerSettings {
     pub attribute_map: Vec<AttributeMapping>,
     /// `RELAY_CMS_ENTRY_KEY`: which id names a guest sync's CMS entry.
     pub cms_entry_key: EntryKey,
+    /// `RELAY_GUEST_SYNC_SCOPE`: which guests `guest_sync` writes.
+    pub guest_scope: GuestScope,
     /// `RELAY_ROUTES`: `(pattern, target)` pairs tried before the default table.
     pub(crate) routes: Vec<(String, Target)>,
     /// `RELAY_RETRY_DELAYS`: one retry tier per delay, in order.
@@ -75,6 +78,14 @@ impl WorkerSettings {
                     ("conversation", EntryKey::Conversation),
                     ("participant", EntryKey::Participant),
                     ("external_contact", EntryKey::ExternalContact),
+                ],
+            )?,
+            guest_scope: v.one_of(
+                "RELAY_GUEST_SYNC_SCOPE",
+                &[
+                    ("web_messaging", GuestScope::WebMessaging),
+                    ("web_messaging_checked", GuestScope::WebMessagingChecked),
+                    ("all", GuestScope::All),
                 ],
             )?,
             routes: parse_routes(&v.get("RELAY_ROUTES").unwrap_or_default())?,

@@ -220,6 +220,42 @@ impl Broker {
         }
     }
 
+    /// A broker of its own whose client listener is `SASL_PLAINTEXT` with the `PLAIN`
+    /// mechanism, accepting these `(user, password)` pairs (Kafka's `PlainLoginModule` JAAS
+    /// entry, `user_<name>="<password>"`). Apache Kafka only (Tansu has no SASL).
+    pub fn dedicated_sasl_plain(users: &[(&str, &str)]) -> Broker {
+        assert!(!use_tansu(), "SASL needs Apache Kafka");
+        let tmp = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut args = single_node_args();
+        let cport = args[1].clone();
+        let accounts: String = users
+            .iter()
+            .map(|(user, password)| format!(" user_{user}=\"{password}\""))
+            .collect();
+        for kv in [
+            format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"),
+            format!("advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+                .into(),
+            "inter.broker.listener.name=SASL_PLAINTEXT".into(),
+            "sasl.enabled.mechanisms=PLAIN".into(),
+            "sasl.mechanism.inter.broker.protocol=PLAIN".into(),
+            format!(
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+                 required username=\"broker\" password=\"broker-secret\" user_broker=\"broker-secret\"{accounts};"
+            ),
+        ] {
+            args.extend(["--set".to_string(), kv]);
+        }
+        let mut node = Node::new(tmp.path().join("broker"), port, args);
+        node.spawn(false, true);
+        Broker {
+            port: node.port,
+            own: Some((node, tmp)),
+        }
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
