@@ -27,7 +27,7 @@ use crate::pipeline::{
 };
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
-use crate::sinks::{CmsClient, HttpForwarder};
+use crate::sinks::{CmsSink, HttpForwarder};
 use crate::supervise::{Part, PartFailed, Supervisor};
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
@@ -215,7 +215,7 @@ fn check_settings(cfg: &Config, role: Role) -> Result<(), StartError> {
     }
     if role.runs_worker() {
         cfg.genesys.config()?;
-        cfg.worker.cms_url()?;
+        cfg.worker.cms_endpoint()?;
     }
     Ok(())
 }
@@ -388,12 +388,7 @@ async fn start_worker(
         .await?;
     let handlers = RouteHandlers {
         genesys: GenesysClient::new(cfg.genesys.config()?, http.clone(), metrics.clone()),
-        cms: CmsClient::new(
-            worker.cms_url()?,
-            worker.cms_api_key.clone(),
-            http.clone(),
-            metrics.clone(),
-        ),
+        cms: CmsSink::new(worker.cms_endpoint()?, http.clone(), metrics.clone()),
         forwarder: worker
             .forward_url
             .as_ref()

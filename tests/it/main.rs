@@ -4,6 +4,7 @@
 
 mod backpressure;
 mod browser;
+mod cms_adapters;
 mod common;
 mod console;
 mod correctness;
