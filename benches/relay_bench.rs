@@ -14,6 +14,9 @@
 //!   lateness = CMS write time of a retried event - its `relay-not-before`.
 //! - `memory`: peak RSS (VmHWM) of the `serve` binary as a child under load, and the RSS
 //!   of a moka idempotency cache holding 1,000,000 keys.
+//! - `cms`: guest_sync through each CMS adapter (`json`, `contentful`, `sanity`; their
+//!   simulators at `--latency-ms`): N conversations created, then N updated, through the
+//!   ingress; events/s and CMS calls per event of each phase, counted by the simulator.
 //!
 //! Options: `--runs N`, `--events N`, `--concurrency N`, `--rate N` (events/s),
 //! `--seconds N`, `--latency-ms N` (simulator latency), `--serial-events N` (worker at
@@ -120,6 +123,7 @@ fn main() {
         "e2e" => rt.block_on(e2e(&o)),
         "retry" => rt.block_on(retry(&o)),
         "memory" => rt.block_on(memory(&o)),
+        "cms" => rt.block_on(cms(&o)),
         "codec" => codec_bench(&o),
         "cache-once" => rt.block_on(cache_once()),
         "" | "all" => {
@@ -137,7 +141,7 @@ fn main() {
                 }
             }
         }
-        other => panic!("unknown scenario {other}: ingress, worker, e2e, retry, memory"),
+        other => panic!("unknown scenario {other}: ingress, worker, e2e, retry, memory, cms"),
     }
 }
 
@@ -1333,4 +1337,153 @@ async fn memory(o: &Opts) {
     let mut c = Table::new("Relay CPU per event (serve process: ingress + worker, user+system)");
     c.row("CPU microseconds per event", cpu_per_event);
     c.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenario: cms
+
+/// A guest event of conversation `c-{tag}-{i}` carrying its attributes (no Genesys call).
+fn guest_event(tag: &str, i: usize, event: &str, tier: &str) -> bytes::Bytes {
+    let body = json!({
+        "eventType": "conversation:updated",
+        "eventId": format!("{event}-{tag}-{i}"),
+        "timestamp": now_ms(),
+        "data": {
+            "conversationId": format!("c-{tag}-{i}"),
+            "guestId": format!("c-{tag}-{i}"),
+            "attributes": {"cart_value": 129.95, "last_page": "/checkout/payment", "session_id": format!("s-{tag}-{i}"), "loyalty_tier": tier}
+        }
+    });
+    bytes::Bytes::from(serde_json::to_vec(&body).expect("json"))
+}
+
+/// Every request a simulator answered on its API routes.
+fn requests_total(stats: &Value) -> u64 {
+    stats["requests"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, by_status)| by_status.as_object().into_iter().flatten())
+        .filter_map(|(_, n)| n.as_u64())
+        .sum()
+}
+
+async fn cms(o: &Opts) {
+    let n = o.events.unwrap_or(300);
+    println!(
+        "{n} conversations per run, created then updated through the ingress; simulators at {} ms/call, in-flight 256; Contentful without its 7 requests/s limit",
+        o.latency_ms
+    );
+    let mut t = Table::new(format!(
+        "guest_sync per CMS adapter ({n} creates, then {n} updates)"
+    ));
+    for kind in ["json", "contentful", "sanity"] {
+        let (mut rates, mut create_calls, mut update_calls) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..o.runs {
+            let broker = Broker::dedicated();
+            let sims = Sims::start(o.latency_ms).await;
+            let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            let mut vars = sims.vars();
+            let cms_sim = match kind {
+                "contentful" => {
+                    let sim = genesys_sim::start_contentful(
+                        any,
+                        genesys_sim::ContentfulSimOptions {
+                            rate_limit_per_second: None,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("contentful sim");
+                    vars.extend([
+                        ("RELAY_CMS_KIND", "contentful".to_string()),
+                        ("RELAY_CMS_URL", sim.base_url()),
+                        ("RELAY_CMS_API_KEY", "sim-cma-token".into()),
+                        ("RELAY_CONTENTFUL_SPACE", "sim-space".into()),
+                    ]);
+                    Some(sim)
+                }
+                "sanity" => {
+                    let sim = genesys_sim::start_sanity(
+                        any,
+                        genesys_sim::SanitySimOptions {
+                            mutations_per_second: None,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("sanity sim");
+                    vars.extend([
+                        ("RELAY_CMS_KIND", "sanity".to_string()),
+                        ("RELAY_CMS_URL", sim.base_url()),
+                        ("RELAY_CMS_API_KEY", "sim-sanity-token".into()),
+                        ("RELAY_SANITY_DATASET", "production".into()),
+                    ]);
+                    Some(sim)
+                }
+                _ => None,
+            };
+            let cms_base = cms_sim
+                .as_ref()
+                .map_or_else(|| sims.cms.base_url(), |s| s.base_url());
+            sims.faults(&cms_base, &json!({ "latency_ms": o.latency_ms }))
+                .await;
+            let prefix = unique_prefix("cms");
+            let relay = app::start(config(&relay_vars(&broker, &prefix, &vars)), Role::Serve)
+                .await
+                .expect("serve starts");
+            let url = format!(
+                "http://{}/webhooks/genesys",
+                relay.ingress_addr.expect("addr")
+            );
+            wait_assigned(&relay).await;
+            let http = reqwest::Client::new();
+            let tag = format!("{kind}{run}");
+            let stats = || async {
+                let r = http.get(format!("{cms_base}/__sim/stats")).send().await;
+                requests_total(&r.expect("stats").json().await.expect("stats json"))
+            };
+            let started = Instant::now();
+            let creates: Arc<Vec<_>> = Arc::new(
+                (0..n)
+                    .map(|i| guest_event(&tag, i, "create", "silver"))
+                    .collect(),
+            );
+            post_all(&http, &url, creates, 32).await;
+            let created = wait_synced(&relay, n, Duration::from_secs(60)).await;
+            let after_creates = stats().await;
+            let updates: Arc<Vec<_>> = Arc::new(
+                (0..n)
+                    .map(|i| guest_event(&tag, i, "update", "gold"))
+                    .collect(),
+            );
+            post_all(&http, &url, updates, 32).await;
+            let updated = wait_synced(&relay, 2 * n, Duration::from_secs(60)).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            let total = stats().await;
+            if !(created && updated) {
+                println!("{kind} run {run}: STALLED (counted as measured)");
+            }
+            let (c, u) = (
+                after_creates as f64 / n as f64,
+                (total - after_creates) as f64 / n as f64,
+            );
+            println!(
+                "{kind} run {run}: {:.0} events/s; CMS calls per create {c:.2}, per update {u:.2}",
+                2.0 * n as f64 / elapsed
+            );
+            rates.push(2.0 * n as f64 / elapsed);
+            create_calls.push(c);
+            update_calls.push(u);
+            stop_bounded(relay).await;
+            if let Some(sim) = cms_sim {
+                sim.shutdown().await;
+            }
+            sims.shutdown().await;
+        }
+        t.row(format!("{kind}: events/s (post to last sync)"), rates);
+        t.row(format!("{kind}: CMS calls per create"), create_calls);
+        t.row(format!("{kind}: CMS calls per update"), update_calls);
+    }
+    t.print();
 }

@@ -14,7 +14,7 @@ scripts/install-kafka.sh >/dev/null
 out=.run/bench
 mkdir -p "$out"
 scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(ingress worker e2e retry memory)
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(ingress worker e2e retry memory cms)
 cargo bench --bench relay_bench --no-run
 # The Benthos peer for the ingress comparison (benches/peer; Go module proxy). Skipped, and
 # said so, when Go is missing or the build fails; BENCH_PEER_BIN may name a built peer.
@@ -32,6 +32,7 @@ for s in "${scenarios[@]}"; do
     e2e)     args=(--runs "${RUNS:-3}" --rate 500 --seconds 20 --latency-ms 20) ;;
     retry)   args=(--runs "${RUNS:-3}" --rate 200 --seconds 20 --latency-ms 20) ;;
     memory)  args=(--runs "${RUNS:-2}" --rate 500 --seconds 20 --events 20000 --concurrency 64 --latency-ms 20) ;;
+    cms)     args=(--runs "${RUNS:-3}" --events 300 --latency-ms 20) ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
   echo "== $s: cargo bench --bench relay_bench -- $s ${args[*]}"

@@ -6,6 +6,9 @@
 #
 #   scripts/local-stack.sh                     # human-readable logs
 #   RELAY_LOG_FORMAT=json scripts/local-stack.sh
+#   RELAY_CMS_KIND=strapi scripts/local-stack.sh # guest sessions go to a real Strapi 5
+#                                              # (scripts/install-strapi.sh) on 127.0.0.1:1337
+#                                              # instead of the CMS simulator
 #   LOCAL_STACK_SMOKE=1 scripts/local-stack.sh # unattended (CI): start everything, run the
 #                                              # printed demo commands, check both CMS entries,
 #                                              # stop with SIGTERM, exit 0 when all of it held
@@ -16,6 +19,18 @@ run="$root/.run"
 mkdir -p "$run"
 broker_port="${BROKER_PORT:-9092}"
 secret="${RELAY_WEBHOOK_SECRET:-local-dev-secret}"
+
+cms_kind="${RELAY_CMS_KIND:-json}"
+case "$cms_kind" in
+  json) ;;
+  strapi)
+    if [ "${LOCAL_STACK_SMOKE:-0}" = 1 ]; then
+      echo "LOCAL_STACK_SMOKE checks the CMS simulator's entries; run it with the default RELAY_CMS_KIND" >&2
+      exit 2
+    fi
+    strapi_dir="$(scripts/install-strapi.sh)" ;;
+  *) echo "local-stack.sh runs RELAY_CMS_KIND=json (the CMS simulator) or strapi, not $cms_kind" >&2; exit 2 ;;
+esac
 
 scripts/install-deps.sh
 if [ "${RELAY_DEV_BROKER:-kafka}" = tansu ]; then scripts/install-tansu.sh; else scripts/install-kafka.sh >/dev/null; fi
@@ -56,6 +71,22 @@ echo "== simulators: Genesys Cloud 127.0.0.1:8181, CMS 127.0.0.1:8282 (log: .run
 "$sim" --genesys-addr 127.0.0.1:8181 --cms-addr 127.0.0.1:8282 > "$run/sim.log" 2>&1 &
 pids+=($!)
 
+if [ "$cms_kind" = strapi ]; then
+  strapi_port="${STRAPI_PORT:-1337}"
+  strapi_token="${RELAY_CMS_API_KEY:-local-dev-strapi-token}"
+  echo "== Strapi 5 on 127.0.0.1:$strapi_port, SQLite in .run/strapi (log: .run/strapi.log; first start ~15 s)"
+  mkdir -p "$run/strapi"
+  (cd "$strapi_dir" && HOST=127.0.0.1 PORT="$strapi_port" NODE_ENV=production \
+    DATABASE_FILENAME="$run/strapi/data.db" RELAY_FIXTURE_API_TOKEN="$strapi_token" \
+    STRAPI_TELEMETRY_DISABLED=true STRAPI_DISABLE_UPDATE_NOTIFICATION=true \
+    exec node_modules/.bin/strapi start) > "$run/strapi.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 1200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$strapi_port/_health")" = 204 ] && break
+    sleep 0.2
+  done
+fi
+
 # Three queues in the simulator, so `RELAY_LISTEN_QUEUES=all` has topics to subscribe.
 for _ in $(seq 1 100); do
   curl -fs -X POST http://127.0.0.1:8181/__sim/queues -H 'Content-Type: application/json' \
@@ -75,6 +106,11 @@ export RELAY_CMS_URL="http://127.0.0.1:8282/v1/entries"
 export RELAY_FORWARD_URL="http://127.0.0.1:8282/v1/events"
 export RELAY_RETRY_DELAYS="${RELAY_RETRY_DELAYS:-5s,60s,600s}"
 export RELAY_LISTEN_QUEUES="${RELAY_LISTEN_QUEUES:-all}"
+if [ "$cms_kind" = strapi ]; then
+  export RELAY_CMS_KIND=strapi
+  export RELAY_CMS_URL="http://127.0.0.1:$strapi_port"
+  export RELAY_CMS_API_KEY="$strapi_token"
+fi
 
 # The demo commands, printed for a person and run as printed by LOCAL_STACK_SMOKE=1.
 pull_demo="curl -s -X POST http://127.0.0.1:8181/__sim/notify -H 'Content-Type: application/json' \\
@@ -85,6 +121,11 @@ push_demo="curl -i -X POST http://$RELAY_HTTP_ADDR/webhooks/genesys \\
     -d '{\"eventType\":\"conversation:updated\",\"eventId\":\"demo-1\",\"timestamp\":\"2026-11-24T08:00:00Z\",\"data\":{\"conversationId\":\"conv-1\",\"guestId\":\"guest-1\"}}'"
 push_check="curl -s http://127.0.0.1:8282/v1/entries/conv-1; echo
   curl -s http://127.0.0.1:8282/__sim/stats; echo"
+if [ "$cms_kind" = strapi ]; then
+  strapi_entry() { echo "curl -s -H 'Authorization: Bearer $strapi_token' 'http://127.0.0.1:$strapi_port/api/guest-sessions?filters%5BconversationId%5D%5B%24eq%5D=$1'; echo"; }
+  pull_check="$(strapi_entry conv-2)"
+  push_check="$(strapi_entry conv-1)"
+fi
 
 cat <<MSG
 

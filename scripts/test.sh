@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-kafka.sh >/dev/null
+scripts/install-strapi.sh >/dev/null  # a real Strapi 5 for the Strapi adapter tests
+scripts/install-browser.sh >/dev/null # the console tests drive headless Chromium
 # One shared broker per test program, plus dedicated brokers for tests that stop or kill
 # theirs; two tests at a time keeps a 2-core machine responsive.
 exec cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" "$@"

@@ -1,5 +1,6 @@
 //! The admin listener (`RELAY_ADMIN_ADDR`): `/healthz` (process alive), `/readyz` (broker
-//! reachable, and a partition assigned where a worker runs), `/metrics` (Prometheus text).
+//! reachable, and a partition assigned where a worker runs), `/metrics` (Prometheus text),
+//! and the operator console under `/console` ([`crate::console`], which guards itself).
 
 use crate::kafka::EventProducer;
 use crate::metrics::Metrics;
@@ -39,6 +40,7 @@ pub(crate) fn bind(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    console: Arc<crate::console::Console>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), warp::Error> {
     let healthz = warp::path!("healthz").and(warp::get()).map(|| "ok");
@@ -61,6 +63,7 @@ pub(crate) fn bind(
             "text/plain; version=0.0.4",
         )
     });
-    warp::serve(healthz.or(readyz).or(metrics_route))
+    let console = console.routes();
+    warp::serve(healthz.or(readyz).or(metrics_route).or(console))
         .try_bind_with_graceful_shutdown(addr, shutdown)
 }

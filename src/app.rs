@@ -27,7 +27,7 @@ use crate::pipeline::{
 };
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
-use crate::sinks::{CmsClient, HttpForwarder};
+use crate::sinks::{CmsSink, HttpForwarder};
 use crate::supervise::{Part, PartFailed, Supervisor};
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
@@ -47,6 +47,8 @@ pub struct Config {
     pub genesys: GenesysSettings,
     pub worker: WorkerSettings,
     pub listen: ListenSettings,
+    /// `RELAY_ADMIN_TOKEN`: the operator console.
+    pub console: crate::console::ConsoleSettings,
     /// `RELAY_ADMIN_ADDR`: where `/healthz`, `/readyz` and `/metrics` listen.
     pub admin_addr: SocketAddr,
     /// `RELAY_SCHEMA_REGISTRY_URL`: Confluent wire format and registered schemas when set.
@@ -79,6 +81,7 @@ impl Config {
             genesys: GenesysSettings::read(v)?,
             worker: WorkerSettings::read(v)?,
             listen: ListenSettings::read(v)?,
+            console: crate::console::ConsoleSettings::read(v)?,
             admin_addr: v.parse("RELAY_ADMIN_ADDR")?,
             schema_registry_url: v.url_opt("RELAY_SCHEMA_REGISTRY_URL")?,
             http_timeout: v.duration("RELAY_HTTP_TIMEOUT")?,
@@ -193,7 +196,8 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
     if role.runs_worker() {
         start_worker(&cfg, &shared, &shutdown_rx, &mut parts).await?;
     }
-    let admin_addr = start_admin(&cfg, &shared, &shutdown_rx, &mut parts)?;
+    let console = console_for(&cfg, &shared, role);
+    let admin_addr = start_admin(&cfg, &shared, console, &shutdown_rx, &mut parts)?;
     Ok(RunningRelay {
         ingress_addr: parts.ingress_addr,
         admin_addr,
@@ -211,7 +215,7 @@ fn check_settings(cfg: &Config, role: Role) -> Result<(), StartError> {
     }
     if role.runs_worker() {
         cfg.genesys.config()?;
-        cfg.worker.cms_url()?;
+        cfg.worker.cms_endpoint()?;
     }
     Ok(())
 }
@@ -384,12 +388,7 @@ async fn start_worker(
         .await?;
     let handlers = RouteHandlers {
         genesys: GenesysClient::new(cfg.genesys.config()?, http.clone(), metrics.clone()),
-        cms: CmsClient::new(
-            worker.cms_url()?,
-            worker.cms_api_key.clone(),
-            http.clone(),
-            metrics.clone(),
-        ),
+        cms: CmsSink::new(worker.cms_endpoint()?, http.clone(), metrics.clone()),
         forwarder: worker
             .forward_url
             .as_ref()
@@ -470,6 +469,7 @@ fn consumer_config(kafka: &KafkaSettings, group: &str) -> ClientConfig {
 fn start_admin(
     cfg: &Config,
     shared: &Shared,
+    console: crate::console::Console,
     shutdown_rx: &watch::Receiver<bool>,
     parts: &mut Parts,
 ) -> Result<SocketAddr, StartError> {
@@ -481,6 +481,7 @@ fn start_admin(
         cfg.admin_addr,
         shared.metrics.clone(),
         readiness,
+        Arc::new(console),
         shutdown::signalled(shutdown_rx.clone()),
     )?;
     tracing::info!(%addr, "admin listening");
@@ -489,6 +490,42 @@ fn start_admin(
         shutdown::drain_within(admin, shutdown_rx.clone(), cfg.shutdown_timeout, "admin"),
     );
     Ok(addr)
+}
+
+/// The operator console of this process (off without `RELAY_ADMIN_TOKEN`).
+fn console_for(cfg: &Config, shared: &Shared, role: Role) -> crate::console::Console {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let role_name = format!("{role:?}").to_lowercase();
+    let mut listen_configured = cfg.listen.topics.clone();
+    match &cfg.listen.queues {
+        crate::listen::QueueSelection::Off => {}
+        crate::listen::QueueSelection::All => listen_configured.push("queues: all".into()),
+        crate::listen::QueueSelection::Ids(ids) => {
+            listen_configured.push(format!("queues: {}", ids.join(", ")))
+        }
+    }
+    crate::console::Console::new(crate::console::ConsoleContext {
+        settings: cfg.console.clone(),
+        config: cfg.clone(),
+        topics: shared.topics.clone(),
+        consumer_group: cfg.kafka.consumer_group.clone(),
+        producer: shared.producer.clone(),
+        metrics: shared.metrics.clone(),
+        codec: shared.codec.clone(),
+        process: format!("{role_name} on {host} (pid {})", std::process::id()),
+        genesys_budget_per_minute: if role.runs_worker() {
+            cfg.genesys.config().ok().map(|g| g.rate_limit_per_minute)
+        } else {
+            None
+        },
+        listen_configured,
+        listen_status: None,
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@
 //! - [`outbound`]: the one outbound-HTTP failure type ([`outbound::HttpError`]) and answer.
 //! - [`idempotency`]: memory of synced keys (moka), backed by a compacted topic.
 //! - [`metrics`]: every Prometheus series the relay exports.
-//! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`, and the console under `/console`.
+//! - [`console`]: the operator console (overview, dead letters and replay, listen) behind `RELAY_ADMIN_TOKEN`.
 //! - [`shutdown`]: the shutdown signal every part listens to, and bounded draining.
 //! - [`supervise`]: a part that fails or ends early stops the process (non-zero exit).
 //! - `text`: the one UTF-8-safe truncation.
@@ -32,6 +33,7 @@ pub mod admin_server;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod genesys;
 pub mod idempotency;
 pub mod ingress;

@@ -115,6 +115,8 @@ impl HttpError {
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) retry_after: Option<Duration>,
+    /// Kept for the headers a client reads itself (e.g. Contentful's rate-limit reset).
+    pub(crate) headers: HeaderMap,
     pub(crate) body: bytes::Bytes,
 }
 
@@ -126,6 +128,7 @@ impl Answer {
     ) -> Result<Self, HttpError> {
         let status = response.status();
         let retry_after = retry_after(response.headers());
+        let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
@@ -133,6 +136,7 @@ impl Answer {
         Ok(Answer {
             status,
             retry_after,
+            headers,
             body,
         })
     }

@@ -8,9 +8,10 @@
 //! route template (never a raw id) in `GET /__sim/stats`.
 //!
 //! Modules: [`faults`] (fault injection, request counts), [`genesys`] and [`cms`] (the
-//! two APIs; [`triggers`], [`workflows`] and [`budget`] are parts of Genesys, [`notifications`] its
-//! notification channels, their WebSockets and the paged queue listing; [`topics`] the SDK's
-//! topic list), [`registry`] (a
+//! two APIs; [`contentful`] and [`sanity`] simulate those SaaS CMS APIs for the relay's
+//! CMS adapters; [`triggers`], [`workflows`] and [`budget`] are parts of Genesys,
+//! [`notifications`] its notification channels, their WebSockets and the paged queue
+//! listing; [`topics`] the SDK's topic list), [`registry`] (a
 //! Confluent-compatible schema registry), [`synth`]
 //! (deterministic Genesys data), [`exchange`] (request/reply values), [`server`] (accept
 //! loop and shutdown), [`clock`] (timestamps).
@@ -18,11 +19,13 @@
 mod budget;
 mod clock;
 mod cms;
+mod contentful;
 mod exchange;
 mod faults;
 mod genesys;
 mod notifications;
 mod registry;
+mod sanity;
 mod server;
 mod synth;
 mod topics;
@@ -39,8 +42,10 @@ use serde_json::{json, Map, Value};
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
 
+pub use contentful::ContentfulSimOptions;
 use exchange::{Reply, SimRequest};
 use faults::{Faults, RequestStats};
+pub use sanity::SanitySimOptions;
 
 /// A running simulator. Dropping it also stops the server (without waiting).
 pub struct SimServer {
@@ -102,6 +107,20 @@ pub async fn start_genesys(
 pub async fn start_cms(addr: SocketAddr) -> std::io::Result<SimServer> {
     let faults = Arc::new(Faults::default());
     serve(addr, cms::Cms::new(Arc::clone(&faults)), faults).await
+}
+
+/// Starts the Contentful Content Management API simulator on `addr` (port 0 picks a free port).
+pub async fn start_contentful(
+    addr: SocketAddr,
+    opts: ContentfulSimOptions,
+) -> std::io::Result<SimServer> {
+    let backend = contentful::Contentful::new(opts);
+    serve(addr, backend, Arc::new(Faults::default())).await
+}
+
+/// Starts the Sanity HTTP API (doc and mutate endpoints) simulator on `addr`.
+pub async fn start_sanity(addr: SocketAddr, opts: SanitySimOptions) -> std::io::Result<SimServer> {
+    serve(addr, sanity::Sanity::new(opts), Arc::new(Faults::default())).await
 }
 
 /// Starts the schema registry simulator on `addr` (port 0 picks a free port): the

@@ -21,6 +21,12 @@ struct Cli {
     /// Also run a minimal Confluent-compatible schema registry on this address.
     #[arg(long)]
     registry_addr: Option<SocketAddr>,
+    /// Also run the Contentful Content Management API simulator on this address.
+    #[arg(long)]
+    contentful_addr: Option<SocketAddr>,
+    /// Also run the Sanity HTTP API simulator on this address.
+    #[arg(long)]
+    sanity_addr: Option<SocketAddr>,
     /// The only client id the simulated `/oauth/token` accepts.
     #[arg(long, env = "RELAY_GENESYS_CLIENT_ID", default_value = "sim-client")]
     client_id: String,
@@ -62,6 +68,22 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let contentful = match cli.contentful_addr {
+        Some(addr) => Some(
+            genesys_sim::start_contentful(addr, Default::default())
+                .await
+                .with_context(|| format!("cannot start the Contentful simulator on {addr}"))?,
+        ),
+        None => None,
+    };
+    let sanity = match cli.sanity_addr {
+        Some(addr) => Some(
+            genesys_sim::start_sanity(addr, Default::default())
+                .await
+                .with_context(|| format!("cannot start the Sanity simulator on {addr}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         genesys = %genesys.base_url(),
         cms = %cms.base_url(),
@@ -70,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
     );
     stop_signal().await;
     tokio::join!(genesys.shutdown(), cms.shutdown());
-    if let Some(r) = registry {
-        r.shutdown().await;
+    for extra in [registry, contentful, sanity].into_iter().flatten() {
+        extra.shutdown().await;
     }
     tracing::info!("simulators stopped");
     Ok(())

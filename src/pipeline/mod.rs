@@ -20,4 +20,7 @@ pub(crate) use processor::{declare_series, Processor};
 pub(crate) use retry_policy::RetryPolicy;
 pub(crate) use route_handlers::RouteHandlers;
 pub(crate) use route_table::RouteTable;
+// The console names the series it shows with the pipeline's own types.
+pub(crate) use outcome::EventOutcome;
+pub(crate) use route_table::Route;
 pub use settings::{AttributeMapping, AttributeType, EntryKey, WorkerSettings};

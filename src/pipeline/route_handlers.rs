@@ -23,7 +23,8 @@ use crate::genesys::{Conversation, GenesysClient};
 use crate::idempotency::IdempotencyStore;
 use crate::kafka::{headers, EventProducer};
 use crate::schema::{Codec, ConversationParticipant, EnrichedConversation, RawEvent};
-use crate::sinks::{CmsClient, HttpForwarder};
+use crate::sinks::cms::{FIELD_EVENT_ID, FIELD_EVENT_TIME};
+use crate::sinks::{CmsSink, GuestEntry, HttpForwarder, UpsertOutcome};
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ pub(crate) enum Outcome {
 /// What the routes need: the API client, the sinks and the Kafka writer.
 pub(crate) struct RouteHandlers {
     pub(crate) genesys: GenesysClient,
-    pub(crate) cms: CmsClient,
+    pub(crate) cms: CmsSink,
     pub(crate) forwarder: Option<HttpForwarder>,
     pub(crate) producer: Arc<EventProducer>,
     pub(crate) codec: Codec,
@@ -148,16 +149,31 @@ impl RouteHandlers {
         if let Some(x) = customer.external_contact_id {
             fields.insert("externalContactId".into(), Value::String(x));
         }
-        fields.insert("eventId".into(), Value::String(event.event_id.clone()));
+        fields.insert(FIELD_EVENT_ID.into(), Value::String(event.event_id.clone()));
         if let Some(t) = event.event_time_ms {
-            fields.insert("eventTimeMs".into(), Value::from(t));
+            fields.insert(FIELD_EVENT_TIME.into(), Value::from(t));
         }
-        self.cms
-            .upsert_guest_session(&entry_id, &fields, key)
+        let written = self
+            .cms
+            .upsert_guest_session(&GuestEntry {
+                entry_id: &entry_id,
+                fields: &fields,
+                event_id: &event.event_id,
+                event_time_ms: event.event_time_ms,
+                idempotency_key: key,
+            })
             .await?;
-        Ok(Outcome::Synced {
-            entry: Some(entry_id),
-        })
+        match written {
+            // The CMS holds a newer event (written by another relay, or before this
+            // process's memory): the same skip as the relay's own guard above.
+            UpsertOutcome::Stale => Ok(Outcome::Skipped(SkipReason::Stale)),
+            // Created, updated, or already holding this event: synced (the mark is kept).
+            UpsertOutcome::Created | UpsertOutcome::Updated | UpsertOutcome::Unchanged => {
+                Ok(Outcome::Synced {
+                    entry: Some(entry_id),
+                })
+            }
+        }
     }
 
     /// Conversation from the API -> Avro record on the enriched topic (+ backend POST).

@@ -2,14 +2,16 @@
 //! additions, retry tiers, concurrency and the idempotency memory.
 //!
 //! Invariant: everything here is parsed and checked when read (URLs, route names, the
-//! attribute map), so a bad value stops start-up naming its setting; the CMS URL, which
-//! only the worker needs, is required by [`WorkerSettings::cms_url`].
+//! attribute map), so a bad value stops start-up naming its setting; what the chosen CMS
+//! requires (its URL, token, space or dataset), which only the worker needs, is checked by
+//! [`WorkerSettings::cms_endpoint`].
 
 use std::time::Duration;
 
 use super::guest_scope::GuestScope;
 use super::route_table::Target;
-use crate::config::{invalid, split_list, ConfigError, Secret, Url, Vars};
+use crate::config::{invalid, split_list, ConfigError, Url, Vars};
+use crate::sinks::cms::settings::{CmsEndpoint, CmsSettings};
 
 /// How a Genesys attribute value (a string) becomes a CMS field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +43,9 @@ pub enum EntryKey {
 /// What the worker is configured with.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// `RELAY_CMS_URL`; required by [`WorkerSettings::cms_url`].
-    cms_url: Option<Url>,
-    /// `RELAY_CMS_API_KEY`: sent as a bearer token to the CMS.
-    pub cms_api_key: Option<Secret>,
+    /// `RELAY_CMS_KIND`, `RELAY_CMS_URL`, `RELAY_CMS_API_KEY` and the settings of each CMS
+    /// kind; checked for the chosen kind by [`WorkerSettings::cms_endpoint`].
+    pub cms: CmsSettings,
     /// `RELAY_FORWARD_URL`: the HTTP backend of `forward` and enriched events.
     pub forward_url: Option<Url>,
     /// `RELAY_ATTRIBUTE_MAP`: Genesys attribute -> typed CMS field.
@@ -68,8 +69,7 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     pub fn read(v: &Vars) -> Result<Self, ConfigError> {
         Ok(WorkerSettings {
-            cms_url: v.url_opt("RELAY_CMS_URL")?,
-            cms_api_key: v.secret("RELAY_CMS_API_KEY"),
+            cms: CmsSettings::read(v)?,
             forward_url: v.url_opt("RELAY_FORWARD_URL")?,
             attribute_map: parse_attribute_map(&v.get_or_default("RELAY_ATTRIBUTE_MAP"))?,
             cms_entry_key: v.one_of(
@@ -96,12 +96,10 @@ impl WorkerSettings {
         })
     }
 
-    /// The CMS entries collection URL without a trailing `/`; required by the worker.
-    pub fn cms_url(&self) -> Result<String, ConfigError> {
-        self.cms_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .ok_or(ConfigError::Missing("RELAY_CMS_URL"))
+    /// Where guest sessions go, with what the chosen CMS kind requires checked; required
+    /// by the worker.
+    pub fn cms_endpoint(&self) -> Result<CmsEndpoint, ConfigError> {
+        self.cms.endpoint()
     }
 
     /// Reads the settings from `pairs` (tests).
@@ -184,7 +182,7 @@ mod tests {
         assert_eq!(w.retry_delays, [5, 60, 600].map(Duration::from_secs));
         assert_eq!(w.attribute_map.len(), 4);
         assert_eq!(
-            w.cms_url().unwrap_err().to_string(),
+            w.cms_endpoint().unwrap_err().to_string(),
             "missing required setting RELAY_CMS_URL"
         );
     }
@@ -201,7 +199,10 @@ mod tests {
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
         let w = WorkerSettings::from_pairs(&[("RELAY_CMS_URL", "http://cms:1/v1/entries/")]);
-        assert_eq!(w.unwrap().cms_url().unwrap(), "http://cms:1/v1/entries");
+        assert_eq!(
+            w.unwrap().cms_endpoint().unwrap().url,
+            "http://cms:1/v1/entries"
+        );
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! Downstream HTTP sinks the worker writes to: the headless CMS (guest-session entries,
-//! [`CmsClient`]) and the generic backend forward ([`HttpForwarder`]).
+//! [`CmsSink`] over the json, Contentful, Sanity and Strapi adapters) and the generic
+//! backend forward ([`HttpForwarder`]).
 //!
-//! Sinks make exactly one attempt per call (apart from the CMS's create-then-update) and
-//! report failures as [`HttpError`]; retries belong to the pipeline's retry topics, which
-//! can wait without holding a worker.
+//! Sinks make one attempt per call, apart from a CMS's own read-modify-write round
+//! (read, write, re-read on a version conflict) and Contentful's bounded in-process wait
+//! for its rate limit; they report failures as [`HttpError`]. Retries belong to the
+//! pipeline's retry topics, which can wait without holding a worker.
 
-mod cms;
+pub mod cms;
 mod http_forward;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use crate::outbound::HttpError;
-pub use cms::{CmsClient, UpsertOutcome};
+pub use cms::{CmsClient, CmsSink, GuestEntry, UpsertOutcome};
 pub use http_forward::HttpForwarder;
 
 use crate::metrics::Metrics;

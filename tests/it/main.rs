@@ -3,7 +3,10 @@
 //! Kafka read-back, simulators).
 
 mod backpressure;
+mod browser;
+mod cms_adapters;
 mod common;
+mod console;
 mod correctness;
 mod deploy_files;
 mod dlq;

@@ -1,25 +1,23 @@
-//! The headless CMS sink: upserts `guest_session` entries, create first and update on
-//! conflict, both under the same idempotency key so the CMS can recognise a redelivery.
+//! The generic JSON API adapter (`RELAY_CMS_KIND=json`, the default): upserts
+//! `guest_session` entries, create first and update on conflict, both under the same
+//! idempotency key so the CMS can recognise a redelivery. Calls per event: one POST for a
+//! new entry, POST (409) + PUT for an existing one.
+//!
+//! This API stores no event time the relay reads back, so its stale guard is the relay's
+//! own (the idempotency store's newest event time per entry).
 
 use std::sync::Arc;
 
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 
-use super::send;
+use super::{GuestEntry, UpsertOutcome, EVENT_ID_HEADER, SINK};
 use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::outbound::HttpError;
+use crate::sinks::send;
 
-const SINK: &str = "cms";
 const IDEMPOTENCY_HEADER: &str = "X-Idempotency-Key";
-
-/// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpsertOutcome {
-    Created,
-    Updated,
-}
 
 /// Client of the CMS entries collection (`RELAY_CMS_URL`, e.g. `http://cms/v1/entries`).
 pub struct CmsClient {
@@ -61,20 +59,16 @@ impl CmsClient {
     /// POST `{entries_url}` `{"id","type":"guest_session","fields"}` with
     /// `X-Idempotency-Key`; a 409 means the entry exists, so PUT `{entries_url}/{id}`
     /// with the same body and key.
-    pub async fn upsert_guest_session(
-        &self,
-        entry_id: &str,
-        fields: &Map<String, Value>,
-        idempotency_key: &str,
-    ) -> Result<UpsertOutcome, HttpError> {
-        let body = serde_json::json!({ "id": entry_id, "type": "guest_session", "fields": fields });
+    pub(super) async fn upsert(&self, guest: &GuestEntry<'_>) -> Result<UpsertOutcome, HttpError> {
+        let entry_id = guest.entry_id;
+        let body = body(entry_id, guest.fields);
         let collection = self.collection_url()?;
         let entry = entry_url(collection.clone(), entry_id)?;
 
         let created = send(
             &self.metrics,
             SINK,
-            self.authorised(self.http.post(collection), idempotency_key)
+            self.authorised(self.http.post(collection), guest)
                 .json(&body),
         )
         .await?;
@@ -88,8 +82,7 @@ impl CmsClient {
         let updated = send(
             &self.metrics,
             SINK,
-            self.authorised(self.http.put(entry), idempotency_key)
-                .json(&body),
+            self.authorised(self.http.put(entry), guest).json(&body),
         )
         .await?;
         if updated.status.is_success() {
@@ -99,6 +92,27 @@ impl CmsClient {
         }
     }
 
+    /// Upserts with idempotency key `<route>:<event id>` (the pipeline's form): the key's
+    /// tail is the event id sent as `X-Relay-Event-Id`. For callers of this client alone.
+    pub async fn upsert_guest_session(
+        &self,
+        entry_id: &str,
+        fields: &Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<UpsertOutcome, HttpError> {
+        let event_id = idempotency_key
+            .split_once(':')
+            .map_or(idempotency_key, |(_, id)| id);
+        self.upsert(&GuestEntry {
+            entry_id,
+            fields,
+            event_id,
+            event_time_ms: None,
+            idempotency_key,
+        })
+        .await
+    }
+
     fn collection_url(&self) -> Result<Url, HttpError> {
         self.collection.clone()
     }
@@ -106,9 +120,11 @@ impl CmsClient {
     fn authorised(
         &self,
         request: reqwest::RequestBuilder,
-        idempotency_key: &str,
+        guest: &GuestEntry<'_>,
     ) -> reqwest::RequestBuilder {
-        let request = request.header(IDEMPOTENCY_HEADER, idempotency_key);
+        let request = request
+            .header(IDEMPOTENCY_HEADER, guest.idempotency_key)
+            .header(EVENT_ID_HEADER, guest.event_id);
         match &self.api_key {
             Some(key) => request.bearer_auth(key.expose()),
             None => request,
@@ -118,6 +134,10 @@ impl CmsClient {
     fn secrets(&self) -> Vec<&str> {
         self.api_key.iter().map(Secret::expose).collect()
     }
+}
+
+fn body(entry_id: &str, fields: &Map<String, Value>) -> Value {
+    serde_json::json!({ "id": entry_id, "type": "guest_session", "fields": fields })
 }
 
 /// `{collection}/{id}` with the id percent-encoded as one segment (it comes from event
