@@ -190,13 +190,15 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
     if role.runs_ingress() {
         start_ingress(&cfg, &shared, &shutdown_rx, &mut parts)?;
     }
-    if role.runs_listener(&cfg) {
-        start_listener(&cfg, &shared, &shutdown_rx, &mut parts).await?;
-    }
+    let listen_status = if role.runs_listener(&cfg) {
+        Some(start_listener(&cfg, &shared, &shutdown_rx, &mut parts).await?)
+    } else {
+        None
+    };
     if role.runs_worker() {
         start_worker(&cfg, &shared, &shutdown_rx, &mut parts).await?;
     }
-    let console = console_for(&cfg, &shared, role);
+    let console = console_for(&cfg, &shared, role, listen_status);
     let admin_addr = start_admin(&cfg, &shared, console, &shutdown_rx, &mut parts)?;
     Ok(RunningRelay {
         ingress_addr: parts.ingress_addr,
@@ -325,12 +327,13 @@ fn start_ingress(
 }
 
 /// The Notifications API source: subscribed channels' notifications onto the raw topic.
+/// Returns the listener's per-topic status, which the console shows.
 async fn start_listener(
     cfg: &Config,
     shared: &Shared,
     shutdown_rx: &watch::Receiver<bool>,
     parts: &mut Parts,
-) -> Result<(), StartError> {
+) -> Result<Arc<crate::listen::ListenStatus>, StartError> {
     let timeouts = crate::listen::Timeouts {
         shutdown: cfg.shutdown_timeout,
         connect: cfg.http_timeout,
@@ -345,6 +348,7 @@ async fn start_listener(
         codec: shared.codec.clone(),
         topic: shared.topics.raw.clone(),
     };
+    let status = Arc::new(crate::listen::ListenStatus::new(shared.metrics.clone()));
     let task = crate::listen::start(
         &cfg.listen,
         timeouts,
@@ -352,10 +356,11 @@ async fn start_listener(
         raw,
         shared.metrics.clone(),
         shutdown_rx.clone(),
+        Arc::clone(&status),
     )
     .await?;
     parts.supervisor.adopt(Part::Listener, task);
-    Ok(())
+    Ok(status)
 }
 
 /// The worker: the idempotency tail, then two consumer loops (fresh events on the raw
@@ -493,7 +498,12 @@ fn start_admin(
 }
 
 /// The operator console of this process (off without `RELAY_ADMIN_TOKEN`).
-fn console_for(cfg: &Config, shared: &Shared, role: Role) -> crate::console::Console {
+fn console_for(
+    cfg: &Config,
+    shared: &Shared,
+    role: Role,
+    listen_status: Option<Arc<crate::listen::ListenStatus>>,
+) -> crate::console::Console {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -524,7 +534,7 @@ fn console_for(cfg: &Config, shared: &Shared, role: Role) -> crate::console::Con
             None
         },
         listen_configured,
-        listen_status: None,
+        listen_status: listen_status.map(|st| st as Arc<dyn crate::console::ListenStatus>),
     })
 }
 

@@ -1,9 +1,9 @@
 //! The listen page: the Notifications API source as configured, and what this process's
-//! listener reports (channels, topics delivering, reconnects, time disconnected).
+//! listener reports (channels, topics delivering, reconnects, time disconnected, topics
+//! Genesys Cloud rejected with its reason, the last heartbeat).
 //!
-//! Rejected topics and the last heartbeat are not reported by the listener yet: the page
-//! shows that in a marked box, and [`ListenStatus`] is the hook the listener implements
-//! to fill it (the console shows whatever it returns).
+//! [`ListenStatus`] is what the page reads from the listener; a process that runs no
+//! listener has none, and the page says so.
 
 use super::html::{self, esc, num, section, table, Source, Tab};
 use super::metrics_view::Samples;
@@ -18,13 +18,39 @@ pub struct RejectedTopic {
     pub reason: String,
 }
 
-/// What a listener can report beyond its metrics (implemented by the listener once it
-/// keeps this state; until then the console says it is not reported).
+/// What a listener reports beyond its metrics.
 pub trait ListenStatus: Send + Sync {
     /// Topics refused by Genesys Cloud on subscription, with the reason it gave.
     fn rejected(&self) -> Vec<RejectedTopic>;
     /// Unix milliseconds of the last heartbeat or message on any socket.
     fn last_heartbeat_ms(&self) -> Option<i64>;
+}
+
+impl ListenStatus for crate::listen::ListenStatus {
+    fn rejected(&self) -> Vec<RejectedTopic> {
+        self.topics()
+            .into_iter()
+            .filter_map(|(topic, state)| match state {
+                crate::listen::TopicState::Permitted => None,
+                crate::listen::TopicState::Rejected(why) => Some(RejectedTopic {
+                    topic,
+                    reason: if why.missing_permissions.is_empty() {
+                        why.reason
+                    } else {
+                        format!(
+                            "{} (missing permissions: {})",
+                            why.reason,
+                            why.missing_permissions.join(", ")
+                        )
+                    },
+                }),
+            })
+            .collect()
+    }
+
+    fn last_heartbeat_ms(&self) -> Option<i64> {
+        crate::listen::ListenStatus::last_heartbeat_ms(self)
+    }
 }
 
 const REFRESH_SECS: u32 = 5;
@@ -114,10 +140,9 @@ pub(super) fn page(s: &Session<'_>) -> Response<Body> {
             out.push_str(&format!("<p>Last heartbeat: {}</p>", esc(&hb)));
         }
         None => out.push_str(
-            "<div class=\"hook\" id=\"listen-hook\"><b>Not reported by this listener.</b> \
-Rejected topics (with Genesys' reason) and the last heartbeat appear here once the listener \
-implements <code>console::ListenStatus</code>. Until then: topics missing from the table above \
-deliver nothing, and <code>relay_listen_reconnects_total</code> counts resubscriptions.</div>",
+            "<div class=\"hook\" id=\"listen-hook\"><b>This process runs no listener.</b> \
+Rejected topics (with Genesys' reason) and the last heartbeat are shown by the process that \
+runs <code>listen</code> (or <code>serve</code> with topics or queues set).</div>",
         ),
     }
     let dropped: Vec<Vec<String>> = samples
@@ -139,4 +164,42 @@ deliver nothing, and <code>relay_listen_reconnects_total</code> counts resubscri
     let mut frame = s.frame("Listen", Tab::Listen, csrf.as_deref());
     frame.refresh_secs = Some(REFRESH_SECS);
     html_response(StatusCode::OK, html::page(&frame, &out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListenStatus as _;
+    use crate::listen::{ListenStatus, Rejected, Subscribed};
+    use crate::metrics::Metrics;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_listeners_rejections_and_heartbeat_reach_the_page() {
+        let status = ListenStatus::new(Arc::new(Metrics::new()));
+        assert!(status.rejected().is_empty());
+        assert_eq!(super::ListenStatus::last_heartbeat_ms(&status), None);
+        status.record(
+            0,
+            "ch-1",
+            &Subscribed {
+                permitted: vec!["v2.routing.queues.q1.conversations".into()],
+                rejected: vec![(
+                    "v2.routing.queues.q2.conversations".into(),
+                    Rejected {
+                        reason: "notification.unauthorized.topic".into(),
+                        missing_permissions: vec!["routing:queue:view".into()],
+                    },
+                )],
+            },
+        );
+        status.heartbeat();
+        let rejected = status.rejected();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].topic, "v2.routing.queues.q2.conversations");
+        assert_eq!(
+            rejected[0].reason,
+            "notification.unauthorized.topic (missing permissions: routing:queue:view)"
+        );
+        assert!(super::ListenStatus::last_heartbeat_ms(&status).is_some());
+    }
 }

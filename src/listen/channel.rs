@@ -333,7 +333,8 @@ pub(crate) async fn run_group(ctx: GroupCtx, mut topics: watch::Receiver<Vec<Str
         };
         match next_event(cur, &mut topics, &mut shutdown, ctx.settings.idle_timeout).await {
             Event::Text(text) => match classify(&text) {
-                Kind::Metadata | Kind::Control => {}
+                Kind::Metadata => ctx.status.heartbeat(),
+                Kind::Control => {}
                 Kind::Notification => {
                     ctx.forward(text).await;
                     // Time spent waiting for buffer room is not silence on the socket.

@@ -47,6 +47,8 @@ use crate::kafka::{headers, EventProducer};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, RawEvent};
 use api::NotificationsApi;
+#[cfg(test)]
+pub(crate) use api::{Rejected, Subscribed};
 use channel::{GroupCtx, Received};
 
 /// Records being written to Kafka at once; with the buffer, the bound on what was read
@@ -120,21 +122,9 @@ pub(crate) struct RawTopic {
 /// wrong), then runs until `shutdown`; the returned task ends once every socket is closed
 /// and every notification read is acknowledged (or counted dropped). `genesys` is the
 /// listener's own client, so its own request budget (not shared with a worker in `serve`).
+/// Each topic's subscription state and the last heartbeat are recorded in `status`, whose
+/// other end is the operator console's listen page.
 pub(crate) async fn start(
-    settings: &ListenSettings,
-    timeouts: Timeouts,
-    genesys: GenesysClient,
-    raw: RawTopic,
-    metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, ListenError> {
-    let status = Arc::new(ListenStatus::new(Arc::clone(&metrics)));
-    start_with_status(settings, timeouts, genesys, raw, metrics, shutdown, status).await
-}
-
-/// [`start`], recording each topic's subscription state in `status` (for an operator
-/// view that holds the other end).
-pub(crate) async fn start_with_status(
     settings: &ListenSettings,
     timeouts: Timeouts,
     genesys: GenesysClient,

@@ -7,6 +7,7 @@
 //! reason changes, not again at every rotation that re-asks for it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -26,6 +27,8 @@ pub(crate) struct ListenStatus {
     topics: Mutex<BTreeMap<String, TopicState>>,
     /// Channel groups that have had at least one subscription answer.
     answered: watch::Sender<BTreeSet<usize>>,
+    /// Unix ms of the last heartbeat (`channel.metadata`) on any socket; 0 before the first.
+    last_heartbeat_ms: AtomicI64,
     metrics: Arc<Metrics>,
 }
 
@@ -34,15 +37,25 @@ impl ListenStatus {
         ListenStatus {
             topics: Mutex::new(BTreeMap::new()),
             answered: watch::channel(BTreeSet::new()).0,
+            last_heartbeat_ms: AtomicI64::new(0),
             metrics,
         }
     }
 
-    /// Every topic with its latest answer (for an operator view; nothing in the relay
-    /// reads it yet).
-    #[allow(dead_code)]
+    /// Every topic with its latest answer (the operator console's listen page).
     pub(crate) fn topics(&self) -> BTreeMap<String, TopicState> {
         self.lock().clone()
+    }
+
+    /// A heartbeat arrived on one of the sockets.
+    pub(crate) fn heartbeat(&self) {
+        self.last_heartbeat_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Unix ms of the last heartbeat on any socket, if one has arrived.
+    pub(crate) fn last_heartbeat_ms(&self) -> Option<i64> {
+        Some(self.last_heartbeat_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
     }
 
     /// Records group `group`'s subscription answer; logs topics newly rejected.
