@@ -5,7 +5,7 @@
 //! librdkafka refuses a message whose key + value + headers + per-message framing exceed
 //! `message.max.bytes` (default 1,000,000). A raw record is the body (the `payload` field)
 //! plus a bounded overhead, because every other text the relay writes is at most
-//! [`MAX_FIELD_BYTES`] (see `envelope`):
+//! [`MAX_FIELD_BYTES`] (see `crate::event`):
 //! - `RawEvent` fields besides the payload: 8 strings of at most 1 KiB + 2 bytes of length
 //!   each (event id, type, shape, conversation, guest, topic, participant, traceparent),
 //!   2 longs and union tags: under 8.3 KiB; the payload's own length prefix, 5 bytes;
@@ -17,9 +17,9 @@
 //!
 //! That is under 13 KiB; [`RECORD_OVERHEAD_BYTES`] reserves 16 KiB.
 
-use super::envelope::MAX_FIELD_BYTES;
 use super::IngressSettings;
 use crate::config::ConfigError;
+use crate::event::MAX_FIELD_BYTES;
 
 /// Bytes a record may need beyond its body (see the module comment for the sum).
 pub const RECORD_OVERHEAD_BYTES: usize = 16 * 1024;

@@ -8,7 +8,8 @@
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::Secret;
-use genesys_relay::ingress::{parse_event, AuthError, EnvelopeError, WebhookAuth};
+use genesys_relay::event::{parse_event, EnvelopeError};
+use genesys_relay::ingress::{AuthError, WebhookAuth};
 use genesys_relay::kafka::headers;
 use genesys_relay::schema::{Codec, RawEvent};
 use proptest::prelude::*;
@@ -67,7 +68,7 @@ fn assert_fits_a_shape(body: &[u8], event: &RawEvent) {
     .into_iter()
     .flatten()
     {
-        assert!(field.len() <= genesys_relay::ingress::MAX_FIELD_BYTES);
+        assert!(field.len() <= genesys_relay::event::MAX_FIELD_BYTES);
     }
     assert!(!event.event_id.is_empty());
     assert_eq!(

@@ -772,8 +772,8 @@ async fn body_limit_fits_message_max_bytes() {
     );
     let client = reqwest::Client::new();
     let target = url(&relay);
-    let long_id = "e".repeat(genesys_relay::ingress::MAX_FIELD_BYTES);
-    let long_conv = "c".repeat(genesys_relay::ingress::MAX_FIELD_BYTES);
+    let long_id = "e".repeat(genesys_relay::event::MAX_FIELD_BYTES);
+    let long_conv = "c".repeat(genesys_relay::event::MAX_FIELD_BYTES);
     let sized = |len: usize, id: &str| {
         let head = format!(
             r#"{{"eventType":"conversation:updated","eventId":"{id}","data":{{"conversationId":"{long_conv}","guestId":"{long_conv}","pad":""#
@@ -784,7 +784,7 @@ async fn body_limit_fits_message_max_bytes() {
     };
     let traceparent = (
         "traceparent",
-        "t".repeat(genesys_relay::ingress::MAX_FIELD_BYTES),
+        "t".repeat(genesys_relay::event::MAX_FIELD_BYTES),
     );
     let at_max = sized(max, &long_id);
     assert_eq!(at_max.len(), max);
