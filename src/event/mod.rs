@@ -8,6 +8,7 @@
 //! event id on every path. This module imports only the schema and Kafka layers.
 
 mod envelope;
+pub mod id;
 mod raw_topic;
 mod topics;
 

@@ -27,6 +27,9 @@ impl RawRecord {
         if let Some(tp) = &event.traceparent {
             headers.push((headers::TRACEPARENT, tp.clone()));
         }
+        if let Some(id) = &event.eventbridge_id {
+            headers.push((headers::EVENTBRIDGE_ID, id.clone()));
+        }
         Ok(RawRecord {
             key: record_key(event).to_string(),
             value,

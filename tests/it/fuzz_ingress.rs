@@ -197,7 +197,9 @@ proptest! {
         let bytes = serde_json::to_vec(&v).unwrap();
         match check(&bytes) {
             Ok(e) => {
-                prop_assert_eq!(&e.event_id, &id);
+                // The notification's id; EventBridge's is kept beside it.
+                prop_assert_eq!(e.eventbridge_id.as_deref(), Some(id.as_str()));
+                prop_assert_eq!(e.event_id.len(), 64);
                 prop_assert_eq!(e.shape.as_str(), "EVENTBRIDGE");
                 if let Some(t) = time {
                     // Received at 7: later than 7 + 5 min is clamped to 7.
