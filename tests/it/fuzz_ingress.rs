@@ -52,7 +52,7 @@ fn assert_fits_a_shape(body: &[u8], event: &RawEvent) {
         "EVENTBRIDGE" => {
             assert!(non_empty_str(obj.get("id")), "{value}");
             assert!(non_empty_str(obj.get("detail-type")), "{value}");
-            assert_eq!(obj["id"].as_str(), Some(event.event_id.as_str()));
+            assert_eq!(obj["id"].as_str(), event.eventbridge_id.as_deref());
             notification_fits(obj["detail"].as_object().expect("detail is an object"));
         }
         other => panic!("unknown shape {other}"),
