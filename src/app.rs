@@ -28,6 +28,7 @@ use crate::pipeline::{
 use crate::schema::{Codec, SchemaRegistry};
 use crate::shutdown;
 use crate::sinks::{CmsClient, HttpForwarder};
+use crate::supervise::{Part, PartFailed, Supervisor};
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,7 +37,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// The whole configuration of one relay process: each part's settings, read and checked
 /// by that part, plus the few settings every part shares.
@@ -132,6 +132,8 @@ pub enum StartError {
     Schema(#[from] crate::schema::SchemaError),
     #[error("cannot listen: {0}")]
     Bind(#[from] warp::Error),
+    #[error("ingress: {0}")]
+    Ingress(#[from] crate::ingress::ServeError),
     #[error("cannot build HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("listen: {0}")]
@@ -144,7 +146,7 @@ pub struct RunningRelay {
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     shutdown_tx: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    parts: Supervisor,
     producer: Arc<EventProducer>,
 }
 
@@ -154,19 +156,23 @@ impl RunningRelay {
         self.shutdown_tx.clone()
     }
 
-    /// Waits until every part has stopped (after a shutdown signal).
-    pub async fn wait(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+    /// Waits until every part has stopped: after a shutdown signal, or after a part
+    /// failed or ended on its own, which stops the others and is returned (the binary
+    /// exits non-zero with it; see `supervise`).
+    pub async fn wait(self) -> Result<(), PartFailed> {
+        let result = self.parts.wait(&self.shutdown_tx).await;
         self.producer.flush(Duration::from_secs(10)).await;
-        tracing::info!("relay stopped");
+        match &result {
+            Ok(()) => tracing::info!("relay stopped"),
+            Err(e) => tracing::error!(error = %e, "relay stopped after a failure"),
+        }
+        result
     }
 
-    /// Signals shutdown and waits for a graceful stop.
+    /// Signals shutdown and waits for a graceful stop (a failure is logged by `wait`).
     pub async fn stop(self) {
         let _ = self.shutdown_tx.send(true);
-        self.wait().await;
+        let _ = self.wait().await;
     }
 }
 
@@ -191,7 +197,7 @@ pub async fn start(cfg: Config, role: Role) -> Result<RunningRelay, StartError> 
         admin_addr,
         metrics: shared.metrics,
         shutdown_tx,
-        tasks: parts.tasks,
+        parts: parts.supervisor,
         producer: shared.producer,
     })
 }
@@ -256,7 +262,7 @@ fn start_up_metrics() -> Metrics {
 /// What the started parts hand back: their tasks, and what `/readyz` and callers need.
 #[derive(Default)]
 struct Parts {
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: Supervisor,
     consumers_assigned: Vec<Arc<AtomicBool>>,
     ingress_addr: Option<SocketAddr>,
 }
@@ -307,12 +313,10 @@ fn start_ingress(
     )?;
     tracing::info!(%addr, scheme, max_body_bytes, "ingress listening");
     parts.ingress_addr = Some(addr);
-    parts.tasks.push(tokio::spawn(shutdown::drain_within(
-        server,
-        shutdown_rx.clone(),
-        cfg.shutdown_timeout,
-        "ingress",
-    )));
+    parts.supervisor.spawn(
+        Part::Ingress,
+        shutdown::drain_within(server, shutdown_rx.clone(), cfg.shutdown_timeout, "ingress"),
+    );
     Ok(())
 }
 
@@ -341,7 +345,7 @@ async fn start_listener(
         shutdown_rx.clone(),
     )
     .await?;
-    parts.tasks.push(task);
+    parts.supervisor.adopt(Part::Listener, task);
     Ok(())
 }
 
@@ -429,11 +433,16 @@ async fn start_worker(
     // Readiness follows the raw consumer only: with more workers than retry partitions a
     // worker may rightly hold no retry partition.
     parts.consumers_assigned.push(raw.assigned_flag());
-    parts.tasks.extend([
-        tokio::spawn(raw.run(processor.clone(), shutdown_rx.clone())),
-        tokio::spawn(retry.run(processor, shutdown_rx.clone())),
-        tail,
-    ]);
+    let supervisor = &mut parts.supervisor;
+    supervisor.spawn(
+        Part::RawConsumer,
+        raw.run(processor.clone(), shutdown_rx.clone()),
+    );
+    supervisor.spawn(
+        Part::RetryConsumer,
+        retry.run(processor, shutdown_rx.clone()),
+    );
+    supervisor.adopt(Part::IdempotencyTail, tail);
     Ok(())
 }
 
@@ -469,12 +478,10 @@ fn start_admin(
         shutdown::signalled(shutdown_rx.clone()),
     )?;
     tracing::info!(%addr, "admin listening");
-    parts.tasks.push(tokio::spawn(shutdown::drain_within(
-        admin,
-        shutdown_rx.clone(),
-        cfg.shutdown_timeout,
-        "admin",
-    )));
+    parts.supervisor.spawn(
+        Part::Admin,
+        shutdown::drain_within(admin, shutdown_rx.clone(), cfg.shutdown_timeout, "admin"),
+    );
     Ok(addr)
 }
 

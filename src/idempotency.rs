@@ -30,6 +30,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
+/// How often the tail checks that its topic still exists; two answers in a row saying it
+/// does not end the tail (a worker that can no longer learn other workers' marks would
+/// sync again what they synced).
+const TOPIC_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the idempotency tail stopped before shutdown.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TailError {
+    #[error("the idempotency topic {0} no longer exists (deleted?); marks of other workers can no longer be learned")]
+    TopicGone(String),
+}
+
 /// The idempotency memory of one worker process.
 pub(crate) struct IdempotencyStore {
     /// Key -> when it was handled (Unix ms); expires `ttl` after that.
@@ -204,7 +216,7 @@ impl IdempotencyStore {
         kafka: &KafkaSettings,
         shutdown: watch::Receiver<bool>,
         catch_up_limit: Duration,
-    ) -> Result<tokio::task::JoinHandle<()>, rdkafka::error::KafkaError> {
+    ) -> Result<tokio::task::JoinHandle<Result<(), TailError>>, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer = client_config(
             kafka,
             &[
@@ -229,7 +241,7 @@ impl IdempotencyStore {
         let behind = Arc::new(AtomicUsize::new(ends.len()));
         let store = self.clone();
         let task = tokio::spawn(store.tail(
-            consumer,
+            Arc::new(consumer),
             ends,
             caught_up_tx,
             behind.clone(),
@@ -269,14 +281,16 @@ impl IdempotencyStore {
 
     async fn tail(
         self: Arc<Self>,
-        consumer: StreamConsumer,
+        consumer: Arc<StreamConsumer>,
         mut pending: HashMap<i32, i64>,
         caught_up: oneshot::Sender<()>,
         behind: Arc<AtomicUsize>,
         mut shutdown: watch::Receiver<bool>,
-    ) {
+    ) -> Result<(), TailError> {
         let mut caught_up = Some(caught_up);
         let mut applied = 0u64;
+        let mut check = tokio::time::interval(TOPIC_CHECK_INTERVAL);
+        let mut gone_answers = 0;
         loop {
             if pending.is_empty() {
                 if let Some(tx) = caught_up.take() {
@@ -285,8 +299,20 @@ impl IdempotencyStore {
                 }
             }
             let msg = tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => return,
-                m = consumer.recv() => m,
+                _ = shutdown.wait_for(|s| *s) => return Ok(()),
+                _ = check.tick() => None,
+                m = consumer.recv() => Some(m),
+            };
+            let Some(msg) = msg else {
+                match topic_exists(consumer.clone(), self.topic.clone()).await {
+                    Some(false) => gone_answers += 1,
+                    Some(true) => gone_answers = 0,
+                    None => {}
+                }
+                if gone_answers >= 2 {
+                    return Err(TailError::TopicGone(self.topic.clone()));
+                }
+                continue;
             };
             match msg {
                 Ok(m) => {
@@ -317,6 +343,26 @@ impl IdempotencyStore {
             }
         }
     }
+}
+
+/// Whether `topic` exists, per the broker's metadata; `None` when the broker does not
+/// answer (an outage is not a deleted topic).
+async fn topic_exists(consumer: Arc<StreamConsumer>, topic: String) -> Option<bool> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::types::RDKafkaRespErr;
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .ok()?;
+        let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+        Some(match t.error() {
+            None => !t.partitions().is_empty(),
+            Some(e) => e != RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        })
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// How long a mark handled at `handled_at_ms` has left to live at `now_ms` (zero when

@@ -22,6 +22,7 @@
 //! - [`metrics`]: every Prometheus series the relay exports.
 //! - [`admin_server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`shutdown`]: the shutdown signal every part listens to, and bounded draining.
+//! - [`supervise`]: a part that fails or ends early stops the process (non-zero exit).
 //! - `text`: the one UTF-8-safe truncation.
 //! - [`clock`]: wall-clock milliseconds, their ISO 8601 rendering, the doubling write backoff.
 //! - [`operator`]: operator commands (`dlq list`, `dlq replay`): replay library and output.
@@ -47,4 +48,5 @@ pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
 pub mod sinks;
+pub mod supervise;
 mod text;

@@ -202,8 +202,11 @@ async fn run_role(cfg: Config, role: Role) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
     tokio::spawn(shutdown::on_signal(relay.shutdown_sender()));
-    relay.wait().await;
-    Ok(())
+    // A failed part ends the process non-zero, naming the part and the cause.
+    relay
+        .wait()
+        .await
+        .map_err(|e| anyhow::anyhow!("stopped: {e}"))
 }
 
 fn init_logging(format: LogFormat) {

@@ -24,6 +24,9 @@ pub struct Metrics {
     registry: Registry,
     pub(crate) ingress_requests_total: IntCounterVec,
     pub(crate) ingress_request_duration_seconds: Histogram,
+    pub(crate) ingress_connections: IntGauge,
+    pub(crate) ingress_connections_refused_total: IntCounter,
+    pub(crate) ingress_connections_closed_total: IntCounterVec,
     pub(crate) produce_duration_seconds: Histogram,
     pub events_processed_total: IntCounterVec,
     pub(crate) processing_duration_seconds: HistogramVec,
@@ -95,6 +98,27 @@ impl Metrics {
         let ingress_request_duration_seconds = histogram(
             "relay_ingress_request_duration_seconds",
             "Time from request arrival to answer at the ingress.",
+        );
+        let ingress_connections = IntGauge::new(
+            "relay_ingress_connections",
+            "Connections open at the ingress (at most RELAY_INGRESS_MAX_CONNECTIONS).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ingress_connections.clone()))
+            .expect("unique metric");
+        let ingress_connections_refused_total = IntCounter::new(
+            "relay_ingress_connections_refused_total",
+            "Connections closed on accept because RELAY_INGRESS_MAX_CONNECTIONS were open.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(ingress_connections_refused_total.clone()))
+            .expect("unique metric");
+        let ingress_connections_closed_total = counter_vec(
+            "relay_ingress_connections_closed_total",
+            "Connections the ingress closed for a deadline, by reason (header_timeout, body_timeout, idle_timeout).",
+            &["reason"],
         );
         let produce_duration_seconds = histogram(
             "relay_produce_duration_seconds",
@@ -236,8 +260,11 @@ impl Metrics {
         for class in ["retryable", "permanent", "poison", "exhausted"] {
             dlq_total.with_label_values(&[class]);
         }
-        for status in ["202", "400", "401", "413", "415", "503"] {
+        for status in ["202", "400", "401", "408", "413", "415", "503"] {
             ingress_requests_total.with_label_values(&[status]);
+        }
+        for reason in ["header_timeout", "body_timeout", "idle_timeout"] {
+            ingress_connections_closed_total.with_label_values(&[reason]);
         }
         for sink in ["cms", "forward"] {
             sink_request_duration_seconds.with_label_values(&[sink]);
@@ -249,6 +276,9 @@ impl Metrics {
             registry,
             ingress_requests_total,
             ingress_request_duration_seconds,
+            ingress_connections,
+            ingress_connections_refused_total,
+            ingress_connections_closed_total,
             produce_duration_seconds,
             events_processed_total,
             processing_duration_seconds,

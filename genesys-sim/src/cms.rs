@@ -9,24 +9,38 @@
 //! never replayed and are counted under the key `""`, so a test can see a relay that
 //! forgot to send it. `Authorization` is accepted whatever it holds.
 //!
-//! Counting, so a checker can fail: `syncs_by_key` counts accepted writes per key (a
-//! replay is not one), `attempts_by_key` counts every write request per key that reached
-//! the handler (accepted, replayed or rejected), `replays_by_key` the ones answered from
-//! a stored reply (the relay sent a write that had already been done), and
-//! `events_by_relay_event_id` every `POST /v1/events` (the forward backend) per
-//! `X-Relay-Event-Id`, replays included. Requests answered with an injected fault never
-//! reach the handler and are counted only in `requests`.
+//! Counting, so a checker can fail: it counts what the client *sent* and what it was
+//! *answered*, not only what was stored.
+//! - `writes_by_key`: every write request per key, counted on arrival: also those
+//!   answered with an injected fault, and those whose client gave up during `latency_ms`.
+//! - `redundant_by_key`: writes of a key that arrived after an earlier write of that key
+//!   had been answered 2xx (applied or replayed) to the client: sends the client should
+//!   not have made. A retry after a failed answer (error status, reset, no answer) is not
+//!   one, even when that write had been applied. `redundant_writes` lists them with
+//!   their arrival time (Unix ms).
+//! - `answers_by_key`: per key, in order, how each write was answered: `applied`,
+//!   `replayed`, `rejected:<status>`, `injected:<status>` (a fault before the handler),
+//!   `applied_then:<failure>` / `replayed_then:<failure>` (`apply_then_fail_rate`:
+//!   stored, then `status`, `reset` or `no_answer`); `apply_then_fail_by_key` lists the
+//!   failures alone. Writes whose client gave up during the latency have no answer.
+//! - `syncs_by_key`: accepted writes per key (a replay is not one); `attempts_by_key`:
+//!   write requests per key that reached the handler (accepted, replayed or rejected);
+//!   `replays_by_key`: the ones answered from a stored reply, also when that answer was
+//!   then failed; `events_by_relay_event_id`: every `POST /v1/events` (the forward
+//!   backend) that reached the handler, per `X-Relay-Event-Id`, replays included.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use warp::http::{Method, StatusCode};
 
 use super::clock::{iso8601_ms, now_unix_ms};
+use super::exchange::Delivery;
 use super::exchange::{Reply, SimRequest};
-use super::faults::lock;
+use super::faults::{injected, lock, AnswerFailure, Faults};
 use super::{Backend, Routed};
 
 /// The writes log keeps at most this many records (a long benchmark would otherwise
@@ -62,6 +76,14 @@ impl Entry {
     }
 }
 
+/// A write of a key already answered 2xx, when it arrived: lets a test attribute it to
+/// the fault (a killed worker) that preceded it.
+#[derive(Serialize)]
+struct RedundantWrite {
+    key: String,
+    at_ms: u64,
+}
+
 /// One accepted write, in the order the server accepted them.
 #[derive(Serialize)]
 struct WriteRecord {
@@ -70,6 +92,47 @@ struct WriteRecord {
     key: String,
     entry_id: Option<String>,
     at_ms: u64,
+}
+
+/// How one write request was answered (`answers_by_key`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Stored, answered 2xx.
+    Applied,
+    /// Answered 2xx from the stored reply of an earlier write with the key.
+    Replayed,
+    /// Refused by the handler (400, 404, 409): nothing stored.
+    Rejected(StatusCode),
+    /// A fault answered before the handler: nothing stored.
+    Injected(StatusCode),
+    /// Stored, then the answer failed.
+    AppliedThen(AnswerFailure),
+    /// Answered from the stored reply, then the answer failed.
+    ReplayedThen(AnswerFailure),
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failure = |failure: &AnswerFailure| match failure {
+            AnswerFailure::Status => "status",
+            AnswerFailure::Reset => "reset",
+            AnswerFailure::NoAnswer => "no_answer",
+        };
+        match self {
+            Answer::Applied => f.write_str("applied"),
+            Answer::Replayed => f.write_str("replayed"),
+            Answer::Rejected(status) => write!(f, "rejected:{}", status.as_u16()),
+            Answer::Injected(status) => write!(f, "injected:{}", status.as_u16()),
+            Answer::AppliedThen(x) => write!(f, "applied_then:{}", failure(x)),
+            Answer::ReplayedThen(x) => write!(f, "replayed_then:{}", failure(x)),
+        }
+    }
+}
+
+impl Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Default)]
@@ -84,6 +147,16 @@ struct Data {
     replays_by_key: HashMap<String, u64>,
     /// Every `POST /v1/events` per `X-Relay-Event-Id` (`""` when absent), replays included.
     events_by_relay_event_id: HashMap<String, u64>,
+    /// Every write request per key, on arrival.
+    writes_by_key: HashMap<String, u64>,
+    /// Keys with a write answered 2xx to the client.
+    answered_ok: HashSet<String>,
+    /// Writes that arrived after a write of their key had been answered 2xx.
+    redundant_by_key: HashMap<String, u64>,
+    /// The same writes in arrival order, with their time (bounded like `writes`).
+    redundant_writes: Vec<RedundantWrite>,
+    answers_by_key: HashMap<String, Vec<Answer>>,
+    apply_then_fail_by_key: HashMap<String, Vec<AnswerFailure>>,
     events_received: u64,
     writes: Vec<WriteRecord>,
     writes_dropped: u64,
@@ -95,12 +168,29 @@ struct Accepted {
     entry_id: Option<String>,
 }
 
-#[derive(Default)]
 pub(crate) struct Cms {
     data: Mutex<Data>,
+    /// Shared with the request pipeline: `apply_then_fail_rate` is decided here, after
+    /// the write.
+    faults: Arc<Faults>,
+}
+
+fn is_write(route: &Route) -> bool {
+    !matches!(route, Route::GetEntry(_))
+}
+
+fn idempotency_key(req: &SimRequest) -> String {
+    req.header("x-idempotency-key").unwrap_or("").to_string()
 }
 
 impl Cms {
+    pub fn new(faults: Arc<Faults>) -> Self {
+        Cms {
+            data: Mutex::default(),
+            faults,
+        }
+    }
+
     /// The shared write path: replay check, then `apply`, then the counting.
     fn write(
         &self,
@@ -108,7 +198,7 @@ impl Cms {
         method: &'static str,
         apply: impl FnOnce(&mut Data, Value) -> Result<Accepted, Reply>,
     ) -> Reply {
-        let key = req.header("x-idempotency-key").unwrap_or("").to_string();
+        let key = idempotency_key(req);
         // Parse before taking the lock; the error only matters if this is no replay.
         let body = req.json_body();
         let mut data = lock(&self.data);
@@ -119,13 +209,18 @@ impl Cms {
         }
         if !key.is_empty() {
             if let Some(first) = data.replies.get(&key).cloned() {
-                *data.replays_by_key.entry(key).or_default() += 1;
-                return first.with_header("idempotent-replayed", "true".into());
+                *data.replays_by_key.entry(key.clone()).or_default() += 1;
+                let reply = first.with_header("idempotent-replayed", "true".into());
+                return self.answer(&mut data, key, reply, false);
             }
         }
         let accepted = match body.and_then(|body| apply(&mut data, body)) {
             Ok(accepted) => accepted,
-            Err(reply) => return reply,
+            Err(reply) => {
+                let answer = Answer::Rejected(reply.status);
+                data.answers_by_key.entry(key).or_default().push(answer);
+                return reply;
+            }
         };
         if !key.is_empty() {
             data.replies.insert(key.clone(), accepted.reply.clone());
@@ -135,14 +230,50 @@ impl Cms {
             data.writes.push(WriteRecord {
                 method,
                 path: req.path.clone(),
-                key,
+                key: key.clone(),
                 entry_id: accepted.entry_id,
                 at_ms: now_unix_ms(),
             });
         } else {
             data.writes_dropped += 1;
         }
-        accepted.reply
+        self.answer(&mut data, key, accepted.reply, true)
+    }
+
+    /// The answer to a write that was stored (`applied`) or replayed: as is, or failed by
+    /// `apply_then_fail_rate`. Records which, and whether the client got a 2xx.
+    fn answer(&self, data: &mut Data, key: String, reply: Reply, applied: bool) -> Reply {
+        let Some((failure, status, hold)) = self.faults.take_apply_then_fail() else {
+            let answer = if applied {
+                Answer::Applied
+            } else {
+                Answer::Replayed
+            };
+            data.answers_by_key
+                .entry(key.clone())
+                .or_default()
+                .push(answer);
+            data.answered_ok.insert(key);
+            return reply;
+        };
+        let answer = if applied {
+            Answer::AppliedThen(failure)
+        } else {
+            Answer::ReplayedThen(failure)
+        };
+        data.answers_by_key
+            .entry(key.clone())
+            .or_default()
+            .push(answer);
+        data.apply_then_fail_by_key
+            .entry(key)
+            .or_default()
+            .push(failure);
+        match failure {
+            AnswerFailure::Status => injected(status),
+            AnswerFailure::Reset => reply.with_delivery(Delivery::Reset),
+            AnswerFailure::NoAnswer => reply.with_delivery(Delivery::Hang(hold)),
+        }
     }
 }
 
@@ -308,6 +439,32 @@ impl Backend for Cms {
         }
     }
 
+    fn arrived(&self, route: &Route, req: &SimRequest) {
+        if !is_write(route) {
+            return;
+        }
+        let key = idempotency_key(req);
+        let mut data = lock(&self.data);
+        *data.writes_by_key.entry(key.clone()).or_default() += 1;
+        if !key.is_empty() && data.answered_ok.contains(&key) {
+            *data.redundant_by_key.entry(key.clone()).or_default() += 1;
+            if data.redundant_writes.len() < MAX_WRITES_LOGGED {
+                let at_ms = now_unix_ms();
+                data.redundant_writes.push(RedundantWrite { key, at_ms });
+            }
+        }
+    }
+
+    fn faulted(&self, route: &Route, req: &SimRequest, status: StatusCode) {
+        if is_write(route) {
+            lock(&self.data)
+                .answers_by_key
+                .entry(idempotency_key(req))
+                .or_default()
+                .push(Answer::Injected(status));
+        }
+    }
+
     fn control(&self, _req: &SimRequest) -> Option<Reply> {
         None
     }
@@ -331,6 +488,17 @@ impl Backend for Cms {
             "events_by_relay_event_id".into(),
             json!(counts(&data.events_by_relay_event_id)),
         );
+        stats.insert("writes_by_key".into(), json!(counts(&data.writes_by_key)));
+        stats.insert(
+            "redundant_by_key".into(),
+            json!(counts(&data.redundant_by_key)),
+        );
+        stats.insert("redundant_writes".into(), json!(data.redundant_writes));
+        let answers: BTreeMap<&String, &Vec<Answer>> = data.answers_by_key.iter().collect();
+        stats.insert("answers_by_key".into(), json!(answers));
+        let failed: BTreeMap<&String, &Vec<AnswerFailure>> =
+            data.apply_then_fail_by_key.iter().collect();
+        stats.insert("apply_then_fail_by_key".into(), json!(failed));
         stats.insert("entries".into(), json!(entries));
         stats.insert("events_received".into(), json!(data.events_received));
         stats.insert("writes".into(), json!(data.writes));

@@ -8,6 +8,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use warp::http::{HeaderMap, Method, StatusCode};
 
+pub(crate) use super::faults::Delivery;
+pub(crate) use super::server::ResetConnection;
+
 /// One HTTP request as the simulators see it.
 #[derive(Debug)]
 pub(crate) struct SimRequest {
@@ -75,6 +78,8 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub headers: Vec<(&'static str, String)>,
+    /// Whether the client gets it at all (an apply-then-fail fault says otherwise).
+    pub delivery: Delivery,
 }
 
 impl Reply {
@@ -83,7 +88,13 @@ impl Reply {
             status,
             body,
             headers: Vec::new(),
+            delivery: Delivery::Normal,
         }
+    }
+
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
     }
 
     pub fn ok(body: Value) -> Self {
@@ -134,6 +145,10 @@ impl Reply {
             if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }
+        }
+        if self.delivery == Delivery::Reset {
+            // The accept loop sees the marker and resets the connection instead.
+            response.extensions_mut().insert(ResetConnection);
         }
         response
     }

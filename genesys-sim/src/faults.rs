@@ -3,6 +3,12 @@
 //! Faults are what let a test prove the relay retries, backs off and never syncs
 //! twice; the counts are what it checks afterwards. Both live behind plain mutexes
 //! that are held only for a few map operations, never across an `.await`.
+//!
+//! Two kinds of fault: the ones decided *before* the handler (`fail_next`,
+//! `rate_limit_next`, `error_rate`), which change nothing, and `apply_then_fail_rate`
+//! (CMS and forward backend), decided *after* a write was applied: the client then gets
+//! a [`AnswerFailure`] instead of the 2xx, which is how a real sink makes a client send
+//! a write that was already done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -17,6 +23,40 @@ use super::exchange::Reply;
 
 const DEFAULT_ERROR_STATUS: u16 = 503;
 const DEFAULT_RETRY_AFTER_S: u64 = 1;
+/// How long a `no_answer` write is held before the simulator gives up on it: far above
+/// any client timeout a test sets, so the client always times out first.
+const DEFAULT_HANG_MS: u64 = 30_000;
+
+/// What the client gets instead of the 2xx of a write that was applied.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AnswerFailure {
+    /// An error status (`error_status`, 503 by default) with the simulator's error body.
+    Status,
+    /// The TCP connection is reset (RST) before any byte of the answer.
+    Reset,
+    /// Nothing: the answer is held for `apply_then_fail_hang_ms`, past the client's timeout.
+    NoAnswer,
+}
+
+impl AnswerFailure {
+    const ALL: [AnswerFailure; 3] = [
+        AnswerFailure::Status,
+        AnswerFailure::Reset,
+        AnswerFailure::NoAnswer,
+    ];
+}
+
+/// How one answer leaves the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Written as usual.
+    Normal,
+    /// The connection is reset instead (see `server`).
+    Reset,
+    /// Held this long, then written (the client has given up by then).
+    Hang(Duration),
+}
 
 /// Locks a mutex, recovering the data if a previous holder panicked: a simulator
 /// should keep answering rather than cascade one bug into every later request.
@@ -43,6 +83,12 @@ pub(crate) struct FaultSettings {
     pub ws_drop_next: u64,
     /// Genesys only: send `v2.system.socket_closing` after each of the next N deliveries.
     pub socket_closing_next: u64,
+    /// CMS and forward backend: the share of accepted writes (applied or replayed) whose
+    /// answer then fails, one of `apply_then_fail_modes` chosen at random per request.
+    pub apply_then_fail_rate: f64,
+    pub apply_then_fail_modes: Vec<AnswerFailure>,
+    /// How long a `no_answer` failure holds the answer.
+    pub apply_then_fail_hang_ms: u64,
 }
 
 impl Default for FaultSettings {
@@ -58,6 +104,9 @@ impl Default for FaultSettings {
             rate_limit_per_minute: None,
             ws_drop_next: 0,
             socket_closing_next: 0,
+            apply_then_fail_rate: 0.0,
+            apply_then_fail_modes: AnswerFailure::ALL.to_vec(),
+            apply_then_fail_hang_ms: DEFAULT_HANG_MS,
         }
     }
 }
@@ -77,6 +126,9 @@ struct FaultPatch {
     rate_limit_per_minute: Option<u64>,
     ws_drop_next: Option<u64>,
     socket_closing_next: Option<u64>,
+    apply_then_fail_rate: Option<f64>,
+    apply_then_fail_modes: Option<Vec<AnswerFailure>>,
+    apply_then_fail_hang_ms: Option<u64>,
 }
 
 /// Fault configuration plus the countdowns it drives.
@@ -103,6 +155,18 @@ impl Faults {
                 return Err("error_rate must be between 0 and 1".into());
             }
         }
+        if let Some(rate) = patch.apply_then_fail_rate {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err("apply_then_fail_rate must be between 0 and 1".into());
+            }
+        }
+        if patch
+            .apply_then_fail_modes
+            .as_ref()
+            .is_some_and(Vec::is_empty)
+        {
+            return Err("apply_then_fail_modes must name at least one mode".into());
+        }
         if patch.rate_limit_per_minute == Some(0) {
             return Err("rate_limit_per_minute must be at least 1".into());
         }
@@ -123,6 +187,13 @@ impl Faults {
         s.rate_limit_per_minute = patch.rate_limit_per_minute.or(s.rate_limit_per_minute);
         s.ws_drop_next = patch.ws_drop_next.unwrap_or(s.ws_drop_next);
         s.socket_closing_next = patch.socket_closing_next.unwrap_or(s.socket_closing_next);
+        s.apply_then_fail_rate = patch.apply_then_fail_rate.unwrap_or(s.apply_then_fail_rate);
+        if let Some(modes) = patch.apply_then_fail_modes {
+            s.apply_then_fail_modes = modes;
+        }
+        s.apply_then_fail_hang_ms = patch
+            .apply_then_fail_hang_ms
+            .unwrap_or(s.apply_then_fail_hang_ms);
         Ok(s.clone())
     }
 
@@ -167,28 +238,54 @@ impl Faults {
     }
 }
 
+impl Faults {
+    /// Decides, after a write was accepted, whether its answer fails, and how: the failure,
+    /// the status a `Status` failure answers, and the hold of a `NoAnswer` one.
+    pub fn take_apply_then_fail(&self) -> Option<(AnswerFailure, StatusCode, Duration)> {
+        let s = lock(&self.settings);
+        let mut rng = rand::thread_rng();
+        if s.apply_then_fail_rate <= 0.0 || rng.gen::<f64>() >= s.apply_then_fail_rate {
+            return None;
+        }
+        let mode = s.apply_then_fail_modes[rng.gen_range(0..s.apply_then_fail_modes.len())];
+        let status =
+            StatusCode::from_u16(s.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        Some((
+            mode,
+            status,
+            Duration::from_millis(s.apply_then_fail_hang_ms),
+        ))
+    }
+}
+
 fn take_one(countdown: &mut u64) -> bool {
     let due = *countdown > 0;
     *countdown = countdown.saturating_sub(1);
     due
 }
 
-fn injected(status: StatusCode) -> Reply {
+pub(crate) fn injected(status: StatusCode) -> Reply {
     Reply::genesys_error(status, "sim.fault", "failure injected by the simulator")
 }
 
-/// Counts of answered requests: route template -> status -> count.
+/// Counts of answered requests: route template -> status (or `reset` / `no_answer` for an
+/// answer the client never got) -> count.
 #[derive(Debug, Default)]
 pub(crate) struct RequestStats {
-    counts: Mutex<HashMap<String, HashMap<u16, u64>>>,
+    counts: Mutex<HashMap<String, HashMap<String, u64>>>,
 }
 
 impl RequestStats {
-    pub fn record(&self, route: String, status: StatusCode) {
+    pub fn record(&self, route: String, status: StatusCode, delivery: Delivery) {
+        let label = match delivery {
+            Delivery::Normal => status.as_u16().to_string(),
+            Delivery::Reset => "reset".to_string(),
+            Delivery::Hang(_) => "no_answer".to_string(),
+        };
         *lock(&self.counts)
             .entry(route)
             .or_default()
-            .entry(status.as_u16())
+            .entry(label)
             .or_default() += 1;
     }
 
@@ -204,7 +301,7 @@ impl RequestStats {
             .map(|(route, by_status)| {
                 let statuses = by_status
                     .iter()
-                    .map(|(status, n)| (status.to_string(), *n))
+                    .map(|(status, n)| (status.clone(), *n))
                     .collect();
                 (route, statuses)
             })
@@ -236,11 +333,29 @@ mod tests {
     }
 
     #[test]
+    fn apply_then_fail_uses_only_the_configured_modes() {
+        let faults = Faults::default();
+        assert!(faults.take_apply_then_fail().is_none(), "off by default");
+        faults
+            .patch(br#"{"apply_then_fail_rate": 1, "apply_then_fail_modes": ["reset"]}"#)
+            .unwrap_or_default();
+        for _ in 0..20 {
+            let mode = faults.take_apply_then_fail().map(|f| f.0);
+            assert_eq!(mode, Some(AnswerFailure::Reset));
+        }
+    }
+
+    #[test]
     fn invalid_patches_change_nothing() {
         let faults = Faults::default();
         assert!(faults.patch(br#"{"error_rate": 2}"#).is_err());
         assert!(faults.patch(br#"{"fail_nxt": 2}"#).is_err());
         assert!(faults.patch(b"not json").is_err());
+        assert!(faults.patch(br#"{"apply_then_fail_rate": -0.1}"#).is_err());
+        assert!(faults
+            .patch(br#"{"apply_then_fail_modes": ["lost"]}"#)
+            .is_err());
+        assert!(faults.patch(br#"{"apply_then_fail_modes": []}"#).is_err());
         assert_eq!(faults.snapshot(), FaultSettings::default());
     }
 }

@@ -100,7 +100,8 @@ pub async fn start_genesys(
 
 /// Starts the CMS simulator on `addr` (port 0 picks a free port).
 pub async fn start_cms(addr: SocketAddr) -> std::io::Result<SimServer> {
-    serve(addr, cms::Cms::default(), Arc::new(Faults::default())).await
+    let faults = Arc::new(Faults::default());
+    serve(addr, cms::Cms::new(Arc::clone(&faults)), faults).await
 }
 
 /// Starts the schema registry simulator on `addr` (port 0 picks a free port): the
@@ -134,6 +135,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     type Route: Send;
     fn route(&self, req: &SimRequest) -> Routed<Self::Route>;
     fn handle(&self, route: Self::Route, req: &SimRequest) -> Reply;
+    /// A request for `route` arrived (before any latency or fault): lets an API count
+    /// every request a client sent, also those it never answers.
+    fn arrived(&self, _route: &Self::Route, _req: &SimRequest) {}
+    /// `route`'s request was answered with an injected fault instead of the handler.
+    fn faulted(&self, _route: &Self::Route, _req: &SimRequest, _status: StatusCode) {}
     /// Extra `/__sim/...` routes of this API; `None` when the path is not one of them.
     fn control(&self, req: &SimRequest) -> Option<Reply>;
     /// API-specific fields of `GET /__sim/stats`.
@@ -178,10 +184,16 @@ async fn serve<B: Backend>(
              query: String,
              headers: HeaderMap,
              body: Bytes| async move {
-                // Held until the reply is built, so shutdown waits for this request.
-                let _in_flight = in_flight;
+                // `in_flight` is held until the reply is built, so shutdown waits for
+                // this request.
                 let req = SimRequest::new(method, path.as_str(), query, headers, body);
-                Ok::<_, Infallible>(dispatch(&sim, req).await.into_response())
+                let reply = dispatch(&sim, req).await;
+                if let exchange::Delivery::Hang(hold) = reply.delivery {
+                    // No answer within any client timeout; shutdown need not wait for it.
+                    drop(in_flight);
+                    tokio::time::sleep(hold).await;
+                }
+                Ok::<_, Infallible>(reply.into_response())
             },
         );
     let serving = server::spawn(listener, warp::service(filter), in_flight);
@@ -197,13 +209,19 @@ async fn dispatch<B: Backend>(sim: &Sim<B>, req: SimRequest) -> Reply {
         return control(sim, &req);
     }
     let routed = sim.backend.route(&req);
+    if let Routed::Found { route, .. } = &routed {
+        sim.backend.arrived(route, &req);
+    }
     let latency = sim.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     // A faulted request never reaches the handler, so it cannot change any state.
     let (template, reply) = match (sim.faults.take_fault(), routed) {
-        (Some(fault), Routed::Found { template, .. }) => (template.to_string(), fault),
+        (Some(fault), Routed::Found { template, route }) => {
+            sim.backend.faulted(&route, &req, fault.status);
+            (template.to_string(), fault)
+        }
         (Some(fault), Routed::WrongMethod { path }) => (format!("{} {path}", req.method), fault),
         (Some(fault), Routed::NotFound) => (unmatched(&req.method), fault),
         (None, Routed::Found { template, route }) => {
@@ -215,7 +233,7 @@ async fn dispatch<B: Backend>(sim: &Sim<B>, req: SimRequest) -> Reply {
         ),
         (None, Routed::NotFound) => (unmatched(&req.method), Reply::not_found("no such route")),
     };
-    sim.requests.record(template, reply.status);
+    sim.requests.record(template, reply.status, reply.delivery);
     reply
 }
 

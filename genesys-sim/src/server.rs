@@ -7,20 +7,30 @@
 //! gracefully, waits for requests still being handled (up to a grace period), then
 //! aborts whatever connections remain: after [`Serving::stop`] returns nothing is
 //! answered any more.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+//!
+//! A response carrying the [`ResetConnection`] marker is never written: its connection is
+//! closed with `SO_LINGER` 0, so the client gets a TCP reset (RST) instead of an answer,
+//! as when a sink's process or a proxy in front of it dies mid-request.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, timeout, Instant};
 use warp::hyper::server::conn::Http;
-use warp::hyper::service::Service;
+use warp::hyper::service::{service_fn, Service};
 use warp::hyper::{Body, Request, Response};
+
+/// Response extension: reset the connection instead of writing this response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResetConnection;
 
 /// How long shutdown waits for requests in flight.
 const GRACE: Duration = Duration::from_secs(5);
@@ -155,15 +165,97 @@ async fn drain(connections: &mut JoinSet<()>, in_flight: &InFlight) {
 
 async fn serve_connection<S>(stream: TcpStream, service: S, mut closing: watch::Receiver<bool>)
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
+    let reset = Arc::new(Notify::new());
+    let stream = Resettable {
+        stream,
+        reset: Arc::new(AtomicBool::new(false)),
+    };
+    let reset_flag = Arc::clone(&stream.reset);
+    let wants_reset = Arc::clone(&reset);
+    let service = service_fn(move |req| {
+        let answer = service.clone().call(req);
+        let wants_reset = Arc::clone(&wants_reset);
+        async move {
+            let response = answer.await?;
+            if response.extensions().get::<ResetConnection>().is_some() {
+                wants_reset.notify_one();
+                // Never answered: the connection is dropped under this request.
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
     let connection = Http::new().serve_connection(stream, service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
+        _ = reset.notified() => {
+            reset_flag.store(true, Ordering::SeqCst);
+            return;
+        }
         _ = closing.wait_for(|closing| *closing) => {}
     }
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;
+}
+
+/// A connection's socket that can be closed with a reset instead of a FIN.
+struct Resettable {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Drop for Resettable {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::SeqCst) {
+            // Linger 0: closing sends RST and discards unsent data, without blocking.
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl AsyncRead for Resettable {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Resettable {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }

@@ -8,13 +8,21 @@
 //!   same size, whatever the phase.
 //! - When Genesys says the window is spent (count >= allowed) or answers 429, nothing is
 //!   sent until the window resets (or `Retry-After` passes, capped).
-//! - A caller never waits longer than `max_wait` inside a worker lane: a later slot is
-//!   answered with [`Slot::Defer`], and the event becomes a retry record due at that
-//!   slot. Deferred slots are staggered one interval apart, so deferred events come back
-//!   spread at the budget's own rate instead of all at once.
+//! - Over budget is backpressure, not churn: a caller whose slot is taken by others
+//!   queues for its turn (first come, first served) and waits in its lane; slots are
+//!   handed out at most `max_wait` ahead, so a busy budget holds lanes, the consumer's
+//!   in-flight limit fills and the consumer pauses. Only when Genesys itself stopped
+//!   the budget (a pause past `max_wait`) is a caller answered [`Slot::Defer`]: its event
+//!   becomes one retry record due at a promised slot. Deferred slots are staggered one
+//!   interval apart and are not re-deferred by the queue when they come back (they queue
+//!   like any caller), so an event is deferred at most once per pause, never cycled.
+//! - A slot granted before a pause does not outrun it: the caller checks for a pause
+//!   again just before sending ([`RequestBudget::pause_before_sending`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex as TurnLock;
 
 use reqwest::header::HeaderMap;
 
@@ -43,12 +51,27 @@ struct State {
     deferred_horizon: Instant,
 }
 
+/// What the budget decides for one caller at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// A slot within `max_wait`, taken: send after this wait.
+    Grant(Duration),
+    /// Slots are taken further than `max_wait` ahead by other callers: ask again after
+    /// this long (the queue moves one slot per interval).
+    Queue(Duration),
+    /// Genesys stopped the budget past `max_wait`: come back after this long.
+    Defer(Duration),
+}
+
 /// One per process; see the module doc.
 #[derive(Debug)]
 pub(crate) struct RequestBudget {
     configured_per_minute: u32,
     max_wait: Duration,
     state: Mutex<State>,
+    /// Held by the caller at the head of the queue while it waits for a slot within
+    /// `max_wait`; tokio's mutex is fair, so callers get their turn in arrival order.
+    turn: TurnLock<()>,
 }
 
 fn interval_for(per_minute: u32) -> Duration {
@@ -67,6 +90,7 @@ impl RequestBudget {
                 paused_until: now,
                 deferred_horizon: now,
             }),
+            turn: TurnLock::new(()),
         }
     }
 
@@ -74,22 +98,50 @@ impl RequestBudget {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the next slot if it comes within `max_wait`, else promises a later one.
-    pub(crate) fn acquire(&self) -> Slot {
-        self.acquire_at(Instant::now())
+    /// Takes the next slot, waiting in turn while others hold the slots of the next
+    /// `max_wait`; answers [`Slot::Defer`] only when Genesys paused the budget past
+    /// `max_wait`. The wait returned is what is left after the queue: the caller
+    /// sleeps it.
+    pub(crate) async fn acquire(&self) -> Slot {
+        let _turn = self.turn.lock().await;
+        loop {
+            match self.decide_at(Instant::now()) {
+                Decision::Grant(wait) => return Slot::Wait(wait),
+                Decision::Defer(after) => return Slot::Defer(after),
+                Decision::Queue(after) => tokio::time::sleep(after).await,
+            }
+        }
     }
 
-    fn acquire_at(&self, now: Instant) -> Slot {
+    /// A granted slot comes before a pause Genesys imposed after it was granted (slots
+    /// are handed out up to `max_wait` ahead): just before sending, the caller asks
+    /// again. [`Slot::Wait`] with the pause left (zero when none), or [`Slot::Defer`] when
+    /// the pause is longer than `max_wait`.
+    pub(crate) fn pause_before_sending(&self) -> Slot {
+        let now = Instant::now();
+        let left = self.lock().paused_until.saturating_duration_since(now);
+        if left > self.max_wait {
+            Slot::Defer(left)
+        } else {
+            Slot::Wait(left)
+        }
+    }
+
+    fn decide_at(&self, now: Instant) -> Decision {
         let mut s = self.lock();
         let slot = now.max(s.next_free).max(s.paused_until);
         let wait = slot - now;
         if wait <= self.max_wait {
             s.next_free = slot + s.interval;
-            return Slot::Wait(wait);
+            return Decision::Grant(wait);
         }
-        let promised = slot.max(s.deferred_horizon + s.interval);
-        s.deferred_horizon = promised;
-        Slot::Defer(promised - now)
+        if s.paused_until.saturating_duration_since(now) > self.max_wait {
+            let promised = slot.max(s.deferred_horizon + s.interval);
+            s.deferred_horizon = promised;
+            return Decision::Defer(promised - now);
+        }
+        // Only other callers' slots are in the way: wait until ours is within max_wait.
+        Decision::Queue(wait - self.max_wait)
     }
 
     /// Learns from an answer's `inin-ratelimit-*` headers: a lower `allowed` lowers the
@@ -136,18 +188,89 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     #[test]
-    fn slots_are_paced_and_far_ones_are_deferred_and_staggered() {
+    fn slots_are_paced_and_a_busy_budget_queues_instead_of_deferring() {
         let b = RequestBudget::new(60, Duration::from_secs(2));
         let t0 = Instant::now();
-        assert_eq!(b.acquire_at(t0), Slot::Wait(Duration::ZERO));
-        assert_eq!(b.acquire_at(t0), Slot::Wait(Duration::from_secs(1)));
-        assert_eq!(b.acquire_at(t0), Slot::Wait(Duration::from_secs(2)));
-        // The next slot is 3 s away: deferred, and each deferral one interval later.
-        assert_eq!(b.acquire_at(t0), Slot::Defer(Duration::from_secs(3)));
-        assert_eq!(b.acquire_at(t0), Slot::Defer(Duration::from_secs(4)));
-        // A slot within max_wait is still granted in place.
-        let later = t0 + Duration::from_secs(3);
-        assert_eq!(b.acquire_at(later), Slot::Wait(Duration::ZERO));
+        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::ZERO));
+        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::from_secs(1)));
+        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::from_secs(2)));
+        // The next slot is 3 s away, taken by nobody but the queue: wait 1 s, not a
+        // retry record.
+        assert_eq!(b.decide_at(t0), Decision::Queue(Duration::from_secs(1)));
+        assert_eq!(b.decide_at(t0), Decision::Queue(Duration::from_secs(1)));
+        // A second later that slot is within max_wait and granted in place.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(b.decide_at(later), Decision::Grant(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_pause_past_max_wait_defers_staggered_and_a_returning_event_is_not_deferred_again() {
+        let b = RequestBudget::new(60, Duration::from_secs(2));
+        let t0 = Instant::now();
+        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::ZERO));
+        b.pause(Duration::from_secs(10));
+        let now = Instant::now();
+        let d1 = b.decide_at(now);
+        let d2 = b.decide_at(now);
+        let (Decision::Defer(a), Decision::Defer(c)) = (d1, d2) else {
+            panic!("{d1:?} {d2:?}");
+        };
+        assert!(
+            a >= Duration::from_secs(9) && c == a + Duration::from_secs(1),
+            "{a:?} {c:?}"
+        );
+        // Back at its promised slot, with the pause over and slots taken by others, the
+        // event queues (at most `interval` per caller ahead of it), it is not deferred.
+        let back = now + c;
+        for _ in 0..5 {
+            b.decide_at(back);
+        }
+        assert!(matches!(b.decide_at(back), Decision::Queue(_)));
+    }
+
+    #[test]
+    fn a_slot_granted_before_a_pause_waits_for_it_before_sending() {
+        let b = RequestBudget::new(60, Duration::from_secs(5));
+        let t0 = Instant::now();
+        // Granted 3 s ahead, then Genesys says the window is spent for 2 s.
+        b.decide_at(t0);
+        b.decide_at(t0);
+        assert_eq!(b.pause_before_sending(), Slot::Wait(Duration::ZERO));
+        b.pause(Duration::from_secs(2));
+        assert!(matches!(b.pause_before_sending(), Slot::Wait(d) if d > Duration::from_secs(1)));
+        b.pause(Duration::from_secs(30));
+        assert!(matches!(b.pause_before_sending(), Slot::Defer(d) if d > Duration::from_secs(29)));
+    }
+
+    #[tokio::test]
+    async fn queued_callers_are_served_in_turn_at_the_paced_rate() {
+        // 600 per minute = one slot per 100 ms; slots at most 100 ms ahead.
+        let b = std::sync::Arc::new(RequestBudget::new(600, Duration::from_millis(100)));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                match b.acquire().await {
+                    Slot::Wait(w) => tokio::time::sleep(w).await,
+                    Slot::Defer(d) => panic!("deferred {d:?}"),
+                }
+                started.elapsed()
+            }));
+        }
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.push(t.await.unwrap());
+        }
+        sent.sort();
+        let last = *sent.last().unwrap();
+        assert!(
+            last >= Duration::from_millis(900) && last < Duration::from_millis(1500),
+            "{sent:?}"
+        );
+        for pair in sent.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(80), "{sent:?}");
+        }
     }
 
     #[test]
@@ -159,7 +282,9 @@ mod tests {
         h.insert("inin-ratelimit-reset", HeaderValue::from_static("30"));
         assert_eq!(b.observe(&h), Some(0));
         assert_eq!(b.lock().interval, Duration::from_secs(1));
-        assert!(matches!(b.acquire(), Slot::Defer(d) if d >= Duration::from_secs(29)));
+        assert!(
+            matches!(b.decide_at(Instant::now()), Decision::Defer(d) if d >= Duration::from_secs(29))
+        );
     }
 
     #[test]
@@ -177,8 +302,8 @@ mod tests {
             HeaderValue::from_static("18446744073709551615"),
         );
         b.observe(&h);
-        match b.acquire() {
-            Slot::Defer(d) => assert!(d <= MAX_PAUSE + Duration::from_secs(61), "{d:?}"),
+        match b.decide_at(Instant::now()) {
+            Decision::Defer(d) => assert!(d <= MAX_PAUSE + Duration::from_secs(61), "{d:?}"),
             other => panic!("{other:?}"),
         }
     }

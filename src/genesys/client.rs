@@ -2,7 +2,8 @@
 //! triggers) and the handling every one of them shares: each request takes a slot of the
 //! process's [`RequestBudget`] first, a 401 refreshes the token and retries once, a 429
 //! pauses the budget for `Retry-After` (capped) and retries through it a couple of times;
-//! a slot too far away comes back as [`HttpError::Deferred`] instead of a held lane.
+//! a busy budget holds the lane in its turn; only a budget Genesys paused past
+//! `RELAY_GENESYS_BUDGET_MAX_WAIT` comes back as [`HttpError::Deferred`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -180,7 +181,8 @@ impl GenesysClient {
     /// Waits for a budget slot, or hands back a deferral when the slot is too far away
     /// and the policy does not wait for such slots.
     async fn take_slot(&self, policy: CallPolicy) -> Result<(), HttpError> {
-        let wait = match self.budget.acquire() {
+        let queued = Instant::now();
+        let wait = match self.budget.acquire().await {
             Slot::Wait(wait) => wait,
             Slot::Defer(wait) if policy.wait_for_far_slot => wait,
             Slot::Defer(retry_after) => {
@@ -192,9 +194,23 @@ impl GenesysClient {
         };
         self.metrics
             .genesys_budget_wait_seconds
-            .observe(wait.as_secs_f64());
+            .observe((queued.elapsed() + wait).as_secs_f64());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+        }
+        // Genesys may have paused the budget (window spent, 429) while this slot waited.
+        match self.budget.pause_before_sending() {
+            Slot::Defer(retry_after) if !policy.wait_for_far_slot => {
+                return Err(HttpError::Deferred {
+                    service: SERVICE,
+                    retry_after,
+                })
+            }
+            Slot::Wait(pause) | Slot::Defer(pause) => {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
         }
         Ok(())
     }

@@ -10,10 +10,12 @@
 
 mod auth;
 mod body_limit;
+mod server;
 mod settings;
 
 pub use auth::{AuthError, BasicAuth, IngressAuth, Presented, WebhookAuth, REPLAY_WINDOW_SECS};
 pub use body_limit::{max_body_bytes, RECORD_OVERHEAD_BYTES};
+pub use server::{ConnectionLimits, ServeError};
 pub use settings::IngressSettings;
 
 use crate::clock::now_ms;
@@ -41,14 +43,9 @@ pub(crate) struct Ingress {
     auth: Option<IngressAuth>,
     secret_header: String,
     max_body_bytes: usize,
-    tls: Option<TlsFiles>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    limits: ConnectionLimits,
     metrics: Arc<Metrics>,
-}
-
-/// The PEM certificate chain and key, read at start-up.
-struct TlsFiles {
-    cert: Vec<u8>,
-    key: Vec<u8>,
 }
 
 /// Checks the ingress settings without building anything: credentials (required unless
@@ -64,27 +61,51 @@ pub(crate) fn check_settings(
     Ok(())
 }
 
-fn read_tls(settings: &IngressSettings) -> Result<Option<TlsFiles>, ConfigError> {
+/// The TLS server configuration from the PEM files, or why they cannot serve, naming
+/// the setting.
+fn read_tls(
+    settings: &IngressSettings,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ConfigError> {
     let Some((cert, key)) = &settings.tls else {
         return Ok(None);
     };
+    let invalid = |name: &str, reason: String| ConfigError::Invalid {
+        name: name.into(),
+        reason,
+    };
     let read = |name: &str, path: &std::path::Path| {
-        let bytes = std::fs::read(path).map_err(|e| ConfigError::Invalid {
-            name: name.into(),
-            reason: format!("cannot read {}: {e}", path.display()),
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| invalid(name, format!("cannot read {}: {e}", path.display())))?;
         if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            return Err(ConfigError::Invalid {
-                name: name.into(),
-                reason: format!("{} is not PEM", path.display()),
-            });
+            return Err(invalid(name, format!("{} is not PEM", path.display())));
         }
         Ok(bytes)
     };
-    Ok(Some(TlsFiles {
-        cert: read("RELAY_TLS_CERT", cert)?,
-        key: read("RELAY_TLS_KEY", key)?,
-    }))
+    let cert_pem = read("RELAY_TLS_CERT", cert)?;
+    let key_pem = read("RELAY_TLS_KEY", key)?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("RELAY_TLS_CERT", format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "RELAY_TLS_CERT",
+            format!("{} holds no certificate", cert.display()),
+        ));
+    }
+    let private_key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| invalid("RELAY_TLS_KEY", format!("{}: {e}", key.display())))?
+        .ok_or_else(|| {
+            invalid(
+                "RELAY_TLS_KEY",
+                format!("{} holds no private key", key.display()),
+            )
+        })?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .map_err(|e| invalid("RELAY_TLS_KEY", format!("does not fit RELAY_TLS_CERT: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
 }
 
 impl Ingress {
@@ -104,6 +125,7 @@ impl Ingress {
             secret_header: settings.secret_header.to_ascii_lowercase(),
             max_body_bytes: max_body_bytes(settings, message_max_bytes)?,
             tls: read_tls(settings)?,
+            limits: settings.limits,
             metrics,
         })
     }
@@ -128,27 +150,31 @@ impl Ingress {
     }
 
     /// Binds `addr` (HTTPS when TLS is configured) and serves until `shutdown` resolves;
-    /// in-flight requests finish first. Returns the bound address and the server future.
+    /// in-flight requests finish first. Connections are capped and bounded in time
+    /// (`server`). Returns the bound address and the server future.
     pub(crate) fn bind(
         self: Arc<Self>,
         addr: SocketAddr,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(SocketAddr, BoxFuture<'static, ()>), warp::Error> {
-        match &self.tls {
-            None => {
-                let (addr, server) = warp::serve(self.clone().routes())
-                    .try_bind_with_graceful_shutdown(addr, shutdown)?;
-                Ok((addr, server.boxed()))
-            }
-            Some(tls) => {
-                let (addr, server) = warp::serve(self.clone().routes())
-                    .tls()
-                    .cert(&tls.cert)
-                    .key(&tls.key)
-                    .try_bind_with_graceful_shutdown(addr, shutdown)?;
-                Ok((addr, server.boxed()))
-            }
-        }
+    ) -> Result<(SocketAddr, BoxFuture<'static, ()>), ServeError> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (bound, server) = server::bind(
+            addr,
+            warp::service(self.clone().routes()),
+            self.tls.clone(),
+            self.limits,
+            self.metrics.clone(),
+            rx,
+        )?;
+        // The server ends only after the signal (and the drain): join, not select.
+        let server = async move {
+            let signal = async move {
+                shutdown.await;
+                let _ = tx.send(true);
+            };
+            tokio::join!(server, signal);
+        };
+        Ok((bound, server.boxed()))
     }
 
     /// Whether the ingress serves HTTPS.
@@ -172,6 +198,16 @@ impl Ingress {
             .observe(started.elapsed().as_secs_f64());
         let mut response =
             warp::reply::with_status(warp::reply::json(&reply), status).into_response();
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a stalled body is not waited for: the connection closes.
+            response
+                .headers_mut()
+                .insert("connection", "close".parse().expect("valid header"));
+            self.metrics
+                .ingress_connections_closed_total
+                .with_label_values(&[server::Deadline::Body.as_str()])
+                .inc();
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 "retry-after",
@@ -198,8 +234,21 @@ impl Ingress {
                 "content type must be application/json".into(),
             );
         }
-        let body = match read_limited(body, headers, self.max_body_bytes).await {
+        let read = read_limited(body, headers, self.max_body_bytes);
+        let body = match tokio::time::timeout(self.limits.body_read_timeout, read)
+            .await
+            .unwrap_or(Err(BodyError::TimedOut))
+        {
             Ok(b) => b,
+            Err(BodyError::TimedOut) => {
+                return rejected(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "body not received within {:?}",
+                        self.limits.body_read_timeout
+                    ),
+                )
+            }
             Err(BodyError::TooLarge) => {
                 return rejected(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -283,6 +332,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 enum BodyError {
     TooLarge,
+    /// Not read within `RELAY_INGRESS_BODY_TIMEOUT`.
+    TimedOut,
     Read(warp::Error),
 }
 

@@ -29,6 +29,8 @@ pub struct IngressSettings {
     /// `RELAY_MAX_BODY_BYTES`; unset = the largest body the producer's
     /// `message.max.bytes` can carry (see `body_limit`).
     pub(crate) max_body_bytes: Option<usize>,
+    /// `RELAY_INGRESS_*`: the connection cap and deadlines (`server`).
+    pub(crate) limits: super::ConnectionLimits,
 }
 
 impl IngressSettings {
@@ -47,6 +49,7 @@ impl IngressSettings {
             auth_none: v.one_of("RELAY_WEBHOOK_AUTH", &[("required", false), ("none", true)])?,
             tls,
             max_body_bytes: v.parse_opt("RELAY_MAX_BODY_BYTES")?,
+            limits: super::ConnectionLimits::read(v)?,
         })
     }
 

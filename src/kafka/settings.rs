@@ -128,6 +128,8 @@ mod tests {
         assert_eq!(k.topic_prefix, "genesys");
         assert_eq!(k.message_max_bytes, 1_000_000);
         assert_eq!(k.topic_min_insync_replicas, None);
+        // EventBridge API destinations give up after 5 s: a 503 must come before that.
+        assert!(k.produce_timeout < std::time::Duration::from_secs(5));
     }
 
     #[test]

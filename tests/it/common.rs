@@ -647,6 +647,51 @@ pub fn syncs_by_key(stats: &serde_json::Value) -> HashMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// A per-key count map of the CMS simulator's stats (`writes_by_key`, `redundant_by_key`...).
+pub fn per_key(stats: &serde_json::Value, field: &str) -> std::collections::BTreeMap<String, u64> {
+    stats[field]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Redundant sends: per idempotency key, the writes the CMS / forward backend received
+/// after an earlier write of that key had been answered 2xx to the relay (a retry after
+/// a failed answer is not one). What the relay *sent*, not what the sink stored: the
+/// sink answers a known key from its stored reply, so `syncs_by_key` cannot show these.
+pub fn redundant_sends(stats: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    assert!(
+        stats.get("redundant_by_key").is_some(),
+        "the CMS simulator reports no redundant_by_key"
+    );
+    per_key(stats, "redundant_by_key")
+}
+
+/// Asserts the relay sent no write of a key after that key's write was answered 2xx.
+pub fn assert_nothing_sent_twice(stats: &serde_json::Value) {
+    let redundant = redundant_sends(stats);
+    let detail: Vec<String> = redundant
+        .keys()
+        .take(10)
+        .map(|k| {
+            format!(
+                "{k}: {} writes, answered {}",
+                stats["writes_by_key"][k], stats["answers_by_key"][k]
+            )
+        })
+        .collect();
+    assert!(
+        redundant.is_empty(),
+        "{} keys sent again after a 2xx ({} redundant sends): {detail:?}",
+        redundant.len(),
+        redundant.values().sum::<u64>()
+    );
+}
+
 /// The value of one sample in a Prometheus text exposition, e.g. `relay_dlq_total{class="poison"}`.
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()

@@ -1,6 +1,6 @@
 //! The at-least-once and no-double-send promises of docs/processing.md under
 //! rebalances, full caches, panics, oversized hand-offs and hostile settings. Each test
-//! counts what the relay *sent* (CMS `attempts_by_key` / `events_by_relay_event_id`,
+//! counts what the relay *sent* (CMS `writes_by_key`, `redundant_by_key`, `events_by_relay_event_id`,
 //! records per `relay-event-id` on the enriched topic), not only what a sink accepted.
 
 use crate::common::*;
@@ -150,7 +150,8 @@ async fn a_member_joining_mid_run_never_makes_a_record_handled_twice() {
     // Let both export their lag once more after the last rebalance.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (m1, m2) = (first.metrics.render(), second.metrics.render());
-    let forwarded = counts(&sims.cms_stats().await, "events_by_relay_event_id");
+    let cms = sims.cms_stats().await;
+    let forwarded = counts(&cms, "events_by_relay_event_id");
     let on_topic = per_event_id(&broker, &enriched, n + 20);
     let twice_forwarded: Vec<_> = forwarded.iter().filter(|(_, c)| **c != 1).collect();
     let twice_on_topic: Vec<_> = on_topic.iter().filter(|(_, c)| **c != 1).collect();
@@ -167,6 +168,7 @@ async fn a_member_joining_mid_run_never_makes_a_record_handled_twice() {
         twice_forwarded.is_empty(),
         "forwarded more than once: {twice_forwarded:?}"
     );
+    assert_nothing_sent_twice(&cms);
     assert!(
         twice_on_topic.is_empty(),
         "enriched more than once: {twice_on_topic:?}"
@@ -226,7 +228,7 @@ async fn a_full_idempotency_cache_still_knows_recent_events() {
     })
     .await;
     let m = relay.metrics.render();
-    let attempts = counts(&sims.cms_stats().await, "attempts_by_key");
+    let attempts = counts(&sims.cms_stats().await, "writes_by_key");
     let resent: Vec<_> = newest
         .iter()
         .map(|i| format!("conversation_enrich:cap-{i}"))

@@ -45,27 +45,12 @@ fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
         .map(|p| p.leader())
 }
 
-/// CMS writes beyond the first for an idempotency key. The simulator's per-key replay
-/// counter (`replays_by_key`) is used when it has one; otherwise every write request to
-/// the entries API (any status, replays included) beyond one per accepted key counts.
-/// Each event here has its own guest and the CMS injects no faults, so a guest sync is
-/// exactly one accepted write: any further request is a redundant send.
+/// Redundant CMS sends: writes of an idempotency key that arrived after a write of that
+/// key had been answered 2xx (the simulator's `redundant_by_key`). What the relay sent,
+/// whatever the sink answered: a replayed write counts, a retry after a failed answer does
+/// not (this CMS injects no faults, so there is none here).
 fn redundant_cms_sends(cms: &serde_json::Value) -> u64 {
-    // A write request for a key the CMS already accepted is a replay: a send the relay
-    // should not have made. (`attempts_by_key` also counts the PUT that follows a 409, which
-    // is one sync made of two requests, since events of one conversation share an entry.)
-    if let Some(replays) = cms["replays_by_key"].as_object() {
-        return replays.values().map(|n| n.as_u64().unwrap_or(0)).sum();
-    }
-    let requests = &cms["requests"];
-    let total: u64 = ["POST /v1/entries", "PUT /v1/entries/{id}"]
-        .iter()
-        .filter_map(|route| requests[route].as_object())
-        .flat_map(|by_status| by_status.values())
-        .map(|n| n.as_u64().unwrap_or(0))
-        .sum();
-    let accepted = syncs_by_key(cms).values().sum::<u64>();
-    total.saturating_sub(accepted)
+    redundant_sends(cms).values().sum()
 }
 
 #[derive(Default)]

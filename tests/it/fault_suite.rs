@@ -1,33 +1,46 @@
 //! The fault suite: a run of N guest-sync events while everything that can go wrong does,
-//! then exact accounting of every event the ingress answered 202.
+//! then exact accounting of every event the ingress answered 202, against the rules of
+//! docs/processing.md.
 //!
 //! Faults during the run:
-//! - the CMS answers 5xx to 30% of requests at random (`error_rate`);
-//! - Genesys answers bursts of 429 with `Retry-After` (`rate_limit_next`, every few seconds);
-//! - Genesys tokens expire every 3 seconds (`token_ttl_s`);
-//! - worker processes (`genesys-relay worker`, two at a time) are killed with SIGKILL three
-//!   times and replaced;
-//! - the broker (a dedicated Kafka node) is stopped and restarted once between the kills, so
-//!   the ingress loses its broker connection for a while and answers 503; the load generator
-//!   redelivers on 503 until it gets 202, like Genesys Cloud does. The kills after the
-//!   restart rely on the broker's group coordinator alone to hand a dead worker's partitions
-//!   to the survivor.
+//! - the CMS answers 503 to 30% of writes before applying them (`error_rate`), and for
+//!   10% of the writes it applies it then fails the answer (`apply_then_fail_rate`: a
+//!   503, a TCP reset, or no answer before the relay's `RELAY_HTTP_TIMEOUT`);
+//! - for three seconds the CMS answers only after 4 s, above the relay's 3 s timeout;
+//! - Genesys answers bursts of 429 with `Retry-After` (`rate_limit_next`, every 4 s), and
+//!   its tokens expire every 3 s (`token_ttl_s`);
+//! - the broker (a dedicated Kafka node) is stopped gracefully and restarted, then later
+//!   SIGKILLed and restarted; the ingress answers 503 meanwhile and the load generator
+//!   redelivers until it gets 202, as Genesys Cloud does;
+//! - in the run with kills, worker processes (`genesys-relay worker`, two at a time) are
+//!   SIGKILLed three times and replaced (two kills after a broker restart, so the group
+//!   rebalances on a restarted broker).
 //!
-//! Pass: every event answered 202 is in the raw topic, and is synced (CMS `syncs_by_key`
-//! has `guest_sync:<eventId>`), skipped (its guest is `gone-*`), or dead-lettered (by
-//! `relay-event-id`); no idempotency key was accepted twice by the CMS; the consumer groups
-//! committed to the end of the raw and retry topics.
+//! Asserted in every run:
+//! - every event answered 202 is in the raw topic, and accepted = synced + skipped +
+//!   dead-lettered, none lost;
+//! - skipped events are exactly the ones whose guest Genesys does not know (`gone-*`),
+//!   never synced, and the Genesys simulator answered at least one 404 per skipped event
+//!   (it counts 404s per route, not per id);
+//! - no event is both synced and dead-lettered, unless every write of its key after the
+//!   applied one got an injected failure (the CMS logs each answer per key);
+//! - dead letters only of the class the injected faults can cause (`exhausted`: all of
+//!   them are retryable; and `permanent` for a second Genesys 401, see
+//!   [`injected_faults_can_cause`]);
+//! - redundant sends (writes of a key the CMS had already answered 2xx; a retry after a
+//!   failed answer is not one): none before the first ownership loss (a worker SIGKILL,
+//!   or a group session a worker lost during a broker outage, read from its log); after
+//!   that, counted per loss (each attributed to the last loss before it) and at most
+//!   in-flight(raw) + in-flight(retry) + the marks written during the idempotency-tail
+//!   lag measured just before that loss (docs/processing.md, "What remains");
+//! - the consumer groups committed to the end of the raw and retry topics.
 //!
-//! Redundant sends (issue 12): CMS writes of an idempotency key the CMS had already
-//! accepted (`replays_by_key`), i.e. sends the relay should not have made. Without worker
-//! kills (`FAULT_SUITE_KILLS=0`) there must be none; with kills at most
-//! `RELAY_MAX_IN_FLIGHT` per kill (what a killed worker had in flight). The suite prints them.
-//!
-//! Size: `FAULT_SUITE_EVENTS` (default 300, which keeps CI under ~3 minutes); the full run
-//! is `FAULT_SUITE_EVENTS=100000 cargo test --release --test it fault_suite:: -- --nocapture`.
+//! Size: `FAULT_SUITE_EVENTS` (default 300); a large run is `FAULT_SUITE_EVENTS=100000
+//! cargo test --release --test it fault_suite:: -- --nocapture --test-threads=1`.
 
 use crate::common::*;
 use genesys_relay::app::{self, Role};
+use genesys_relay::clock::now_ms;
 use genesys_relay::kafka::{headers, read_topic_to_end};
 use genesys_relay::schema::{Codec, RawEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -52,16 +65,185 @@ fn event_count() -> usize {
         .unwrap_or(300)
 }
 
-/// `FAULT_SUITE_KILLS=0` runs the suite without SIGKILLing workers.
-fn with_kills() -> bool {
-    std::env::var("FAULT_SUITE_KILLS").map_or(true, |v| v != "0")
+/// `RELAY_MAX_IN_FLIGHT` of the suite's workers: the bound of each of a worker's two
+/// consumer loops (raw and retry).
+const MAX_IN_FLIGHT: u64 = 32;
+/// `RELAY_HTTP_TIMEOUT` of the suite's workers; the slow-CMS window and `no_answer`
+/// failures stay longer than this.
+const HTTP_TIMEOUT_MS: u64 = 3_000;
+/// A chaos step waits at least this long after the previous one finished: a worker
+/// restarted just before the broker goes down cannot start (it reads topic metadata and
+/// the idempotency topic first) and exits, which a supervisor would restart but this
+/// suite counts as a crash. Broker restarts take 5-25 s here, so the plan's times slip.
+const MIN_STEP_GAP: Duration = Duration::from_secs(8);
+/// How long the CMS answers later than the relay's timeout.
+const SLOW_CMS_WINDOW: Duration = Duration::from_secs(3);
+/// How far before an ownership loss the idempotency-tail lag is looked at.
+const LAG_LOOKBACK_MS: i64 = 10_000;
+/// One step of the chaos schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chaos {
+    KillWorker(usize),
+    BrokerStop,
+    BrokerKill,
+    BrokerUp,
+    CmsSlow,
+    CmsFast,
 }
 
-/// `RELAY_MAX_IN_FLIGHT` of the suite's workers.
-const MAX_IN_FLIGHT: &str = "32";
+/// (second of the run, step). Worker kills only when `kills`.
+fn schedule(kills: bool) -> Vec<(u64, Chaos)> {
+    [
+        (6, Chaos::KillWorker(0)),
+        (10, Chaos::BrokerStop),
+        (14, Chaos::BrokerUp),
+        (18, Chaos::CmsSlow),
+        (21, Chaos::CmsFast),
+        (22, Chaos::KillWorker(1)),
+        (26, Chaos::BrokerKill),
+        (29, Chaos::BrokerUp),
+        (34, Chaos::KillWorker(0)),
+    ]
+    .into_iter()
+    .filter(|(_, step)| kills || !matches!(step, Chaos::KillWorker(_)))
+    .collect()
+}
 
-fn max_in_flight() -> u64 {
-    MAX_IN_FLIGHT.parse().unwrap()
+/// Tails the idempotency topic from the test process like a worker's tail does, and
+/// records (mark timestamp, how late it was read) in Unix ms: the idempotency-tail lag a
+/// surviving worker had, measured from outside (the relay exports no such metric).
+fn tail_lag_monitor(
+    addr: String,
+    topic: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(i64, i64)>> {
+    std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .set("group.id", unique_prefix("tail-lag"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        while genesys_relay::kafka::assign_from_beginning(&consumer, &topic, Duration::from_secs(5))
+            .is_err()
+        {
+            if stop.load(Ordering::Relaxed) {
+                return Vec::new();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut marks = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                if let Some(ts) = m.timestamp().to_millis() {
+                    marks.push((ts, now_ms() - ts));
+                }
+            }
+        }
+        marks
+    })
+}
+
+/// A worker losing its partitions without handing them over cleanly: a SIGKILL, or its
+/// group session expiring (a broker outage longer than the session timeout), read from
+/// librdkafka's `SESSTMOUT` / `MAXPOLL` warnings in the worker logs. Either way, records
+/// it had synced but not yet marked may be sent again by the next owner.
+struct OwnershipLoss {
+    what: String,
+    at_ms: i64,
+    /// Largest idempotency-tail lag of marks written in the `LAG_LOOKBACK_MS` before it.
+    tail_lag_ms: i64,
+    /// Marks (of any worker) written during that lag before the kill.
+    marks_in_lag: u64,
+    bound: u64,
+    redundant: u64,
+}
+
+/// Unix ms of `2026-12-02T06:49:58.586962Z` (the tracing timestamp of a log line).
+fn parse_utc_ms(ts: &str) -> Option<i64> {
+    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000) + ms)
+}
+
+/// Group sessions the workers lost, from their logs: (Unix ms, log file). One per worker
+/// process and second (its raw and retry consumers report it together).
+fn session_losses(dir: &std::path::Path) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let mut last: Option<i64> = None;
+        for line in text.lines() {
+            if !(line.contains("SESSTMOUT") || line.contains("MAXPOLL")) {
+                continue;
+            }
+            // Strip ANSI colour codes; the first word is the timestamp.
+            let mut plain = String::new();
+            let mut in_escape = false;
+            for c in line.chars() {
+                match (in_escape, c) {
+                    (false, '\u{1b}') => in_escape = true,
+                    (true, 'm') => in_escape = false,
+                    (true, _) => {}
+                    (false, c) => plain.push(c),
+                }
+            }
+            let Some(at) = plain.split_whitespace().next().and_then(parse_utc_ms) else {
+                continue;
+            };
+            if last.is_some_and(|l| at - l < 1_000) {
+                continue;
+            }
+            last = Some(at);
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            out.push((at, name));
+        }
+    }
+    out
+}
+
+/// Every injected fault is retryable, so an event they defeat is dead-lettered
+/// `exhausted`. One exception: a Genesys 401 on the try after a token refresh is
+/// `permanent` (the relay takes it for wrong credentials). The 3 s token lifetime makes
+/// that reachable: the relay refreshes 10% (0.3 s) before expiry, and may retry with a
+/// token another task fetched just before, so 0.3 s of scheduling delay on this busy
+/// machine gets a second 401 with valid credentials.
+fn injected_faults_can_cause(letter: &DeadLetter) -> bool {
+    letter.class == "exhausted" || second_genesys_401(letter)
+}
+
+fn second_genesys_401(letter: &DeadLetter) -> bool {
+    letter.class == "permanent"
+        && letter
+            .error
+            .starts_with("genesys answered HTTP 401: {\"code\":\"authentication.required\"")
+}
+
+/// Whether a CMS answer (`answers_by_key`) left the relay without a 2xx.
+fn failed_answer(answer: &str) -> bool {
+    answer.starts_with("injected:") || answer.contains("_then:")
+}
+
+/// Whether a CMS answer stored the write.
+fn applied(answer: &str) -> bool {
+    answer == "applied" || answer.starts_with("applied_then:")
 }
 
 fn guest_of(i: usize) -> String {
@@ -95,7 +277,8 @@ struct Workers {
     _tmp: Option<tempfile::TempDir>,
     slots: Vec<Option<Child>>,
     started: usize,
-    killed: usize,
+    /// Unix ms of every SIGKILL.
+    kills_at: Vec<i64>,
 }
 
 impl Workers {
@@ -123,8 +306,8 @@ impl Workers {
     fn kill(&mut self, slot: usize) {
         if let Some(mut c) = self.slots[slot].take() {
             c.kill().unwrap();
+            self.kills_at.push(now_ms());
             c.wait().unwrap();
-            self.killed += 1;
         }
     }
 
@@ -245,7 +428,14 @@ fn group_members(addr: &str, group: &str) -> String {
 }
 
 /// Event ids (by `relay-event-id`) and error classes of the dead-letter topic.
-fn dead_letters(cfg: &genesys_relay::app::Config, topic: &str) -> HashMap<String, String> {
+/// One dead letter's headers, as the suite checks them.
+struct DeadLetter {
+    class: String,
+    attempt: String,
+    error: String,
+}
+
+fn dead_letters(cfg: &genesys_relay::app::Config, topic: &str) -> HashMap<String, DeadLetter> {
     let mut out = HashMap::new();
     let _ = read_topic_to_end(cfg, topic, |m| {
         let header = |name: &str| {
@@ -257,14 +447,34 @@ fn dead_letters(cfg: &genesys_relay::app::Config, topic: &str) -> HashMap<String
             })
         };
         if let Some(id) = header(headers::EVENT_ID) {
-            out.insert(id, header(headers::ERROR_CLASS).unwrap_or_default());
+            let letter = DeadLetter {
+                class: header(headers::ERROR_CLASS).unwrap_or_default(),
+                attempt: header(headers::ATTEMPT).unwrap_or_default(),
+                error: header(headers::ERROR).unwrap_or_default(),
+            };
+            out.insert(id, letter);
         }
     });
     out
 }
 
+/// In CI: every fault but worker kills; the relay must send nothing twice, except after a
+/// group session that a broker outage cost a worker (the tests' 6 s session is shorter
+/// than a broker restart here), and then within that loss's bound. A 120 s session
+/// avoided the losses, but in two of three such runs nothing reached the restarted broker
+/// afterwards (cause not established), so this run keeps the tests' settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_under_faults_are_all_accounted_for() {
+async fn without_worker_kills_events_are_accounted_for_and_nothing_is_sent_twice() {
+    run(false).await;
+}
+
+/// In CI: every fault, worker SIGKILLs included; redundant sends stay within each kill's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_worker_kills_events_are_accounted_for_and_resends_stay_within_each_kill() {
+    run(true).await;
+}
+
+async fn run(kills: bool) {
     let started = Instant::now();
     let n = event_count();
     let broker = Arc::new(Mutex::new(Broker::dedicated()));
@@ -275,7 +485,7 @@ async fn events_under_faults_are_all_accounted_for() {
         ("RELAY_RETRY_DELAYS", RETRY_DELAYS),
         ("RELAY_PRODUCE_TIMEOUT", "2s"),
         ("RELAY_HTTP_TIMEOUT", "3s"),
-        ("RELAY_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
+        ("RELAY_MAX_IN_FLIGHT", "32"),
         ("RELAY_SHUTDOWN_TIMEOUT", "5s"),
     ];
     let cfg = {
@@ -285,8 +495,19 @@ async fn events_under_faults_are_all_accounted_for() {
     let ingress = app::start(cfg.clone(), Role::Ingress).await.unwrap();
     let target = format!("http://{}/webhooks/genesys", ingress.ingress_addr.unwrap());
 
-    sims.cms_faults(json!({"error_rate": 0.3, "error_status": 503}))
-        .await;
+    sims.cms_faults(json!({
+        "error_rate": 0.3,
+        "error_status": 503,
+        "apply_then_fail_rate": 0.1,
+        "apply_then_fail_hang_ms": 3 * HTTP_TIMEOUT_MS,
+    }))
+    .await;
+    let tail_stop = Arc::new(AtomicBool::new(false));
+    let tail = tail_lag_monitor(
+        addr.clone(),
+        format!("{prefix}.relay.idempotency"),
+        tail_stop.clone(),
+    );
     sims.genesys_faults(json!({"token_ttl_s": 3, "retry_after_s": 1}))
         .await;
 
@@ -311,7 +532,7 @@ async fn events_under_faults_are_all_accounted_for() {
         _tmp: tmp,
         slots: vec![None, None],
         started: 0,
-        killed: 0,
+        kills_at: Vec::new(),
     }));
     {
         let mut w = workers.lock().unwrap();
@@ -326,6 +547,10 @@ async fn events_under_faults_are_all_accounted_for() {
         .build()
         .unwrap();
     let pace = Duration::from_secs(40) / n as u32;
+    // A broker that never comes back must fail the run in minutes, not after every
+    // event's own deadline (seen once: after a SIGKILL restart nothing reached the broker
+    // for 8 minutes although it listened).
+    let load_deadline = Instant::now() + Duration::from_secs(40 + 300);
     let answered_503 = Arc::new(AtomicU64::new(0));
     let send_errors = Arc::new(AtomicU64::new(0));
     let load = {
@@ -342,7 +567,7 @@ async fn events_under_faults_are_all_accounted_for() {
                 tasks.push(tokio::spawn(async move {
                     let _permit = permit;
                     let body = event(i);
-                    let deadline = Instant::now() + Duration::from_secs(120);
+                    let deadline = (Instant::now() + Duration::from_secs(120)).min(load_deadline);
                     while Instant::now() < deadline {
                         match http.post(&target).json(&body).send().await {
                             Ok(r) if r.status() == 202 => return Ok(i),
@@ -387,6 +612,7 @@ async fn events_under_faults_are_all_accounted_for() {
             chaos_log.clone(),
         );
         let sims_genesys = sims.genesys.base_url();
+        let sims_cms = sims.cms.base_url();
         tokio::spawn(async move {
             let t0 = Instant::now();
             let note = |s: String| {
@@ -394,22 +620,10 @@ async fn events_under_faults_are_all_accounted_for() {
                 chaos_log.lock().unwrap().push(s);
             };
             let http = reqwest::Client::new();
-            // (at second, action): two kills after the broker restart, so the group must
-            // rebalance on a restarted broker.
-            let plan: &[(u64, &str)] = &[
-                (8, "kill 0"),
-                (14, "broker down"),
-                (18, "broker up"),
-                (24, "kill 1"),
-                (30, "kill 0"),
-            ];
-            let plan: Vec<(u64, &str)> = plan
-                .iter()
-                .copied()
-                .filter(|(_, action)| with_kills() || !action.starts_with("kill"))
-                .collect();
+            let plan = schedule(kills);
             let mut next = 0;
             let mut last_burst = 0;
+            let mut last_step_done: Option<Instant> = None;
             while !(next == plan.len() && load_done.load(Ordering::Relaxed)) {
                 let now = t0.elapsed().as_secs();
                 if now >= last_burst + 4 {
@@ -421,34 +635,55 @@ async fn events_under_faults_are_all_accounted_for() {
                         .await;
                     note("genesys: next 3 requests answer 429 Retry-After: 1".into());
                 }
-                if next < plan.len() && now >= plan[next].0 {
-                    let action = plan[next].1;
+                // The slow-CMS window lasts its own length; every other step waits the gap.
+                let gap = match plan.get(next) {
+                    Some((_, Chaos::CmsFast)) => SLOW_CMS_WINDOW,
+                    _ => MIN_STEP_GAP,
+                };
+                let gap_over = last_step_done.is_none_or(|done| done.elapsed() >= gap);
+                let due = next < plan.len() && now >= plan[next].0 && gap_over;
+                if due {
+                    let step = plan[next].1;
                     next += 1;
-                    match action {
-                        "kill 0" | "kill 1" => {
-                            let slot = if action == "kill 0" { 0 } else { 1 };
+                    let broker_op = |op: fn(&mut Broker)| {
+                        let b = broker.clone();
+                        tokio::task::spawn_blocking(move || op(&mut b.lock().unwrap()))
+                    };
+                    let cms_latency = |ms: u64| {
+                        http.post(format!("{sims_cms}/__sim/faults"))
+                            .json(&json!({ "latency_ms": ms }))
+                            .send()
+                    };
+                    match step {
+                        Chaos::KillWorker(slot) => {
                             workers.lock().unwrap().kill(slot);
                             note(format!("SIGKILL worker {slot}"));
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             workers.lock().unwrap().spawn(slot);
                             note(format!("worker {slot} restarted"));
                         }
-                        "broker down" => {
-                            let b = broker.clone();
-                            tokio::task::spawn_blocking(move || b.lock().unwrap().stop())
-                                .await
-                                .unwrap();
-                            note("broker stopped".into());
+                        Chaos::BrokerStop => {
+                            broker_op(Broker::stop).await.unwrap();
+                            note("broker stopped (SIGTERM)".into());
                         }
-                        "broker up" => {
-                            let b = broker.clone();
-                            tokio::task::spawn_blocking(move || b.lock().unwrap().restart())
-                                .await
-                                .unwrap();
+                        Chaos::BrokerKill => {
+                            broker_op(Broker::kill).await.unwrap();
+                            note("broker SIGKILLed".into());
+                        }
+                        Chaos::BrokerUp => {
+                            broker_op(Broker::restart).await.unwrap();
                             note("broker restarted".into());
                         }
-                        _ => unreachable!(),
+                        Chaos::CmsSlow => {
+                            cms_latency(HTTP_TIMEOUT_MS + 1_000).await.unwrap();
+                            note("cms: every answer 4 s late (relay timeout 3 s)".into());
+                        }
+                        Chaos::CmsFast => {
+                            cms_latency(0).await.unwrap();
+                            note("cms: no added latency".into());
+                        }
                     }
+                    last_step_done = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -532,6 +767,10 @@ async fn events_under_faults_are_all_accounted_for() {
     }
     let crashed = workers.lock().unwrap().exited();
     let settle_took = started.elapsed() - load_took;
+    tail_stop.store(true, Ordering::Relaxed);
+    let marks = tokio::task::spawn_blocking(move || tail.join().unwrap())
+        .await
+        .unwrap();
 
     // Accounting.
     let cms = sims.cms_stats().await;
@@ -554,11 +793,21 @@ async fn events_under_faults_are_all_accounted_for() {
         .await
         .unwrap()
     };
+    let answers_of = |key: &str| -> Vec<String> {
+        cms["answers_by_key"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut synced = 0;
-    let mut skipped = 0;
+    let mut skipped = Vec::new();
     let mut dead = 0;
-    let mut synced_and_dead = 0;
     let mut synced_and_dead_ids = Vec::new();
+    let mut synced_and_dead_unexplained = Vec::new();
     let mut lost = Vec::new();
     let mut missing_from_raw = Vec::new();
     let mut gone_synced = Vec::new();
@@ -570,7 +819,8 @@ async fn events_under_faults_are_all_accounted_for() {
         if !raw_ids.contains_key(&id) {
             missing_from_raw.push(id.clone());
         }
-        let is_synced = syncs.contains_key(&format!("guest_sync:{id}"));
+        let key = format!("guest_sync:{id}");
+        let is_synced = syncs.contains_key(&key);
         let is_dead = dlq.contains_key(&id);
         let gone = guest_of(i).starts_with("gone-");
         if gone && is_synced {
@@ -579,37 +829,111 @@ async fn events_under_faults_are_all_accounted_for() {
         match (is_synced, is_dead) {
             (true, true) => {
                 synced += 1;
-                synced_and_dead += 1;
+                // Allowed only when the relay never got a 2xx after the write was stored:
+                // every later write of the key got an injected failure. Or when the dead
+                // letter is a second Genesys 401 (see `injected_faults_can_cause`): that
+                // attempt never reached the CMS, and another record of the event (the
+                // ingress's 503 redelivery can write two) synced it.
+                let answers = answers_of(&key);
+                let first_applied = answers.iter().position(|a| applied(a));
+                let explained = first_applied
+                    .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)))
+                    || dlq.get(&id).is_some_and(second_genesys_401);
+                if !explained {
+                    synced_and_dead_unexplained.push(format!("{key}: {answers:?}"));
+                }
                 synced_and_dead_ids.push(id.clone());
             }
             (true, false) => synced += 1,
             (false, true) => dead += 1,
-            (false, false) if gone => skipped += 1,
+            (false, false) if gone => skipped.push(id.clone()),
             (false, false) => lost.push(id.clone()),
         }
     }
     let twice: BTreeMap<&String, &u64> = syncs.iter().filter(|(_, v)| **v != 1).collect();
-    let replays: u64 = cms["replays_by_key"]
+    let writes = per_key(&cms, "writes_by_key");
+    let sent: u64 = writes.values().sum();
+    let replays: u64 = per_key(&cms, "replays_by_key").values().sum();
+    let redundant = redundant_sends(&cms);
+    let redundant_total: u64 = redundant.values().sum();
+    let mut apply_then_fail: BTreeMap<String, u64> = BTreeMap::new();
+    for modes in cms["apply_then_fail_by_key"]
         .as_object()
-        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
-    let attempts: u64 = cms["attempts_by_key"]
-        .as_object()
-        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        for mode in modes.as_array().into_iter().flatten() {
+            *apply_then_fail
+                .entry(mode.as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+    }
     let redelivered_raw = raw_ids.values().filter(|c| **c > 1).count();
     let extra_raw = raw_ids.keys().filter(|k| !accepted.contains(*k)).count();
     let mut dlq_classes: BTreeMap<&str, usize> = BTreeMap::new();
-    for class in dlq.values() {
-        *dlq_classes.entry(class.as_str()).or_default() += 1;
+    for letter in dlq.values() {
+        *dlq_classes.entry(letter.class.as_str()).or_default() += 1;
     }
     let g = sims.genesys_stats().await;
+    let genesys_404 = g["requests"]["GET /api/v2/conversations/{conversationId}"]["404"]
+        .as_u64()
+        .unwrap_or(0);
     let cms_requests = &cms["requests"];
-    let (killed, started_workers) = {
+    let (kills_at, started_workers) = {
         let w = workers.lock().unwrap();
-        (w.killed, w.started)
+        (w.kills_at.clone(), w.started)
     };
 
-    eprintln!("\n=== fault suite accounting ({n} events) ===");
-    let row = |k: &str, v: String| eprintln!("{k:<46} {v:>10}");
+    // Redundant sends per ownership loss: each is attributed to the last loss before it
+    // arrived.
+    let sessions_lost = session_losses(&log_dir);
+    let mut losses: Vec<(i64, String)> = kills_at
+        .iter()
+        .map(|at| (*at, "SIGKILL".to_string()))
+        .chain(
+            sessions_lost
+                .iter()
+                .map(|(at, log)| (*at, format!("session lost ({log})"))),
+        )
+        .collect();
+    losses.sort();
+    let run_started_ms = now_ms() - started.elapsed().as_millis() as i64;
+    let mut budgets: Vec<OwnershipLoss> = losses
+        .into_iter()
+        .map(|(at_ms, what)| {
+            let tail_lag_ms = marks
+                .iter()
+                .filter(|(ts, _)| *ts <= at_ms && *ts >= at_ms - LAG_LOOKBACK_MS)
+                .map(|(_, lag)| *lag)
+                .max()
+                .unwrap_or(0)
+                .max(0);
+            let marks_in_lag = marks
+                .iter()
+                .filter(|(ts, _)| *ts <= at_ms && *ts >= at_ms - tail_lag_ms)
+                .count() as u64;
+            OwnershipLoss {
+                what,
+                at_ms,
+                tail_lag_ms,
+                marks_in_lag,
+                bound: 2 * MAX_IN_FLIGHT + marks_in_lag,
+                redundant: 0,
+            }
+        })
+        .collect();
+    let mut redundant_before_any_loss = Vec::new();
+    for w in cms["redundant_writes"].as_array().into_iter().flatten() {
+        let at = w["at_ms"].as_i64().unwrap_or(0);
+        match budgets.iter_mut().rev().find(|b| b.at_ms <= at) {
+            Some(b) => b.redundant += 1,
+            None => redundant_before_any_loss.push(w["key"].to_string()),
+        }
+    }
+    let max_lag = marks.iter().map(|(_, l)| *l).max().unwrap_or(0);
+
+    eprintln!("\n=== fault suite accounting ({n} events, worker kills: {kills}) ===");
+    let row = |k: &str, v: String| eprintln!("{k:<50} {v:>12}");
     row("events sent", n.to_string());
     row("answered 202", accepted.len().to_string());
     row(
@@ -626,32 +950,67 @@ async fn events_under_faults_are_all_accounted_for() {
         "  202 but missing from raw",
         missing_from_raw.len().to_string(),
     );
-    row("synced (guest_sync:<id> at CMS)", synced.to_string());
-    row("skipped (gone guest)", skipped.to_string());
+    row("synced (guest_sync:<id> stored at CMS)", synced.to_string());
+    row("skipped (gone guest)", skipped.len().to_string());
+    row(
+        "  genesys 404 answers (>= skipped)",
+        genesys_404.to_string(),
+    );
     row("dead-lettered", dead.to_string());
     row("  dlq classes", format!("{dlq_classes:?}"));
     row(
         "  synced and also dead-lettered",
-        synced_and_dead.to_string(),
+        synced_and_dead_ids.len().to_string(),
+    );
+    row(
+        "    of which not explained by injected failures",
+        synced_and_dead_unexplained.len().to_string(),
     );
     row("lost", lost.len().to_string());
     row(
-        "idempotency keys accepted more than once",
+        "idempotency keys stored more than once",
         twice.len().to_string(),
     );
     row("gone guests synced", gone_synced.len().to_string());
-    row("CMS write requests (attempts)", attempts.to_string());
+    row("CMS write requests sent by the relay", sent.to_string());
     row(
-        "redundant sends (writes of an accepted key)",
+        "  applied, then answer failed",
+        format!("{apply_then_fail:?}"),
+    );
+    row(
+        "  answered from a stored reply (replays)",
         replays.to_string(),
     );
     row(
-        "  allowed: SIGKILLs x max in flight",
-        (killed as u64 * max_in_flight()).to_string(),
+        "  redundant (a write of a key answered 2xx)",
+        redundant_total.to_string(),
     );
     row(
-        "workers started / SIGKILLed",
-        format!("{started_workers} / {killed}"),
+        "    before any ownership loss (must be 0)",
+        redundant_before_any_loss.len().to_string(),
+    );
+    for b in &budgets {
+        eprintln!(
+            "    after {} at +{:.1}s: {} redundant <= bound {} = 2 x {MAX_IN_FLIGHT} in flight + {} marks written during the {} ms tail lag",
+            b.what,
+            (b.at_ms - run_started_ms) as f64 / 1000.0,
+            b.redundant,
+            b.bound,
+            b.marks_in_lag,
+            b.tail_lag_ms
+        );
+    }
+    row(
+        "idempotency-tail lag, max over the run",
+        format!("{max_lag} ms ({} marks)", marks.len()),
+    );
+    row(
+        "workers started / SIGKILLed / sessions lost",
+        format!(
+            "{started_workers} / {} / {}",
+            kills_at.len(),
+            sessions_lost.len()
+        ),
     );
     row(
         "workers that exited on their own",
@@ -663,8 +1022,8 @@ async fn events_under_faults_are_all_accounted_for() {
         g["requests"]["GET /api/v2/conversations/{conversationId}"]["429"].to_string(),
     );
     row(
-        "cms POST /v1/entries 503s",
-        cms_requests["POST /v1/entries"]["503"].to_string(),
+        "cms POST /v1/entries answers",
+        cms_requests["POST /v1/entries"].to_string(),
     );
     row("consumer groups settled", settled.to_string());
     row("load phase", format!("{load_took:.1?}"));
@@ -705,13 +1064,10 @@ async fn events_under_faults_are_all_accounted_for() {
         }
         for id in &synced_and_dead_ids {
             let key = format!("guest_sync:{id}");
-            let writes: Vec<&serde_json::Value> = cms["writes"]
-                .as_array()
-                .map(|w| w.iter().filter(|x| x["key"] == key.as_str()).collect())
-                .unwrap_or_default();
             eprintln!(
-                "  {key}: attempts {} replays {} accepted writes {writes:?}",
-                cms["attempts_by_key"][&key], cms["replays_by_key"][&key]
+                "  {key}: writes {} answers {:?}",
+                cms["writes_by_key"][&key],
+                answers_of(&key)
             );
         }
     }
@@ -740,32 +1096,91 @@ async fn events_under_faults_are_all_accounted_for() {
         .unwrap();
         eprintln!("lost events in retry topics: {found:?}");
     }
+    for (id, letter) in dlq.iter().filter(|(_, l)| l.class != "exhausted").take(10) {
+        eprintln!(
+            "dead letter {id}: class {} attempt {}: {}",
+            letter.class, letter.attempt, letter.error
+        );
+    }
+    if redundant_total > 0 {
+        let detail: Vec<String> = redundant
+            .keys()
+            .take(20)
+            .map(|k| format!("{k}: {:?}", answers_of(k)))
+            .collect();
+        eprintln!("redundant sends: {detail:?}");
+    }
     let logs = workers.lock().unwrap().logs();
     assert!(
         crashed.is_empty(),
         "workers exited on their own: {crashed:?}\n{logs}"
     );
+    assert!(settled, "consumer groups did not reach the end\n{logs}");
     assert!(
         missing_from_raw.is_empty(),
         "answered 202 but not in the raw topic: {missing_from_raw:?}"
     );
     assert!(lost.is_empty(), "lost events: {lost:?}\n{logs}");
-    assert!(twice.is_empty(), "idempotency keys synced twice: {twice:?}");
-    assert!(
-        replays <= killed as u64 * max_in_flight(),
-        "{replays} redundant sends with {killed} worker kills (at most {MAX_IN_FLIGHT} each)"
-    );
+    assert_eq!(accepted.len(), n);
+    assert_eq!(synced + skipped.len() + dead, accepted.len());
     assert!(
         gone_synced.is_empty(),
         "gone guests synced: {gone_synced:?}"
     );
     assert!(
-        !syncs.contains_key(""),
+        genesys_404 >= skipped.len() as u64,
+        "{} events skipped as gone but Genesys answered only {genesys_404} 404s",
+        skipped.len()
+    );
+    assert!(
+        synced_and_dead_unexplained.is_empty(),
+        "synced and dead-lettered although the relay was answered 2xx after the write: {synced_and_dead_unexplained:?}"
+    );
+    let unexpected: Vec<String> = dlq
+        .iter()
+        .filter(|(_, l)| !injected_faults_can_cause(l))
+        .map(|(id, l)| format!("{id}: {} attempt {}: {}", l.class, l.attempt, l.error))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "dead letters the injected faults cannot cause: {unexpected:?}"
+    );
+    assert!(twice.is_empty(), "idempotency keys stored twice: {twice:?}");
+    assert!(
+        !writes.contains_key(""),
         "a CMS write without an idempotency key"
     );
-    assert!(settled, "consumer groups did not reach the end\n{logs}");
-    assert_eq!(synced + skipped + dead, accepted.len());
-    assert_eq!(accepted.len(), n);
+    assert!(
+        !apply_then_fail.is_empty() && replays > 0,
+        "the apply-then-fail fault never fired, or was never followed by a replay"
+    );
+    assert!(
+        redundant_before_any_loss.is_empty(),
+        "{} redundant sends with no worker killed and no session lost before them: {:?}",
+        redundant_before_any_loss.len(),
+        &redundant_before_any_loss[..redundant_before_any_loss.len().min(20)]
+    );
+    for b in &budgets {
+        assert!(
+            b.redundant <= b.bound,
+            "{} redundant sends after {} (bound {} = 2 x {MAX_IN_FLIGHT} in flight + {} marks written during the {} ms tail lag)",
+            b.redundant,
+            b.what,
+            b.bound,
+            b.marks_in_lag,
+            b.tail_lag_ms
+        );
+    }
 
     ingress.stop().await;
+}
+
+#[test]
+fn log_timestamps_parse_to_unix_ms() {
+    assert_eq!(parse_utc_ms("1970-01-01T00:00:01.5Z"), Some(1_500));
+    assert_eq!(
+        parse_utc_ms("2026-12-02T06:49:58.586962Z"),
+        Some(1_796_194_198_586)
+    );
+    assert_eq!(parse_utc_ms("not a time"), None);
 }

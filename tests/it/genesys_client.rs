@@ -614,29 +614,42 @@ async fn concurrent_lookups_of_one_conversation_make_one_request_and_the_cache_s
 }
 
 #[tokio::test]
-async fn a_budget_slot_too_far_away_is_a_deferral_not_a_wait() {
+async fn a_busy_budget_holds_the_lane_and_only_a_genesys_pause_is_a_deferral() {
     let fake = Fake::new();
     let base = start(fake.clone());
     let metrics = Arc::new(Metrics::new());
-    // 6 per minute = one slot every 10 s; at most 1 s of waiting in a lane.
+    // 30 per minute = one slot every 2 s; at most 1 s of slots handed out ahead.
     let cfg = GenesysConfig {
-        rate_limit_per_minute: 6,
+        rate_limit_per_minute: 30,
         budget_max_wait: Duration::from_secs(1),
         ..config(&base, &base)
     };
     let client = GenesysClient::new(cfg, http(Duration::from_secs(5)), metrics.clone());
     client.conversation("c-1").await.unwrap().unwrap();
+    // The next slot is 2 s away, further than max_wait, taken by nobody but the queue:
+    // the call waits its turn in the lane instead of becoming a retry record.
     let started = Instant::now();
-    let err = client.conversation("c-2").await.unwrap_err();
+    client.conversation("c-2").await.unwrap().unwrap();
+    let waited = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "no wait in the lane"
+        waited >= Duration::from_millis(1800) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // Genesys stops the budget for 30 s (a 429 with Retry-After): the retry's slot is
+    // past max_wait, so the call comes back as a deferral, without waiting the pause.
+    fake.script(&[(429, Some("30"))]);
+    let started = Instant::now();
+    let err = client.conversation("c-3").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no wait for the pause in the lane: {:?}",
+        started.elapsed()
     );
     assert!(err.is_deferral() && err.is_retriable(), "{err:?}");
     let retry_after = err.retry_after().unwrap();
     assert!(
-        retry_after > Duration::from_secs(8) && retry_after <= Duration::from_secs(10),
+        retry_after > Duration::from_secs(25) && retry_after <= Duration::from_secs(32),
         "{retry_after:?}"
     );
-    assert_eq!(fake.log().len(), 1, "nothing sent for a deferred call");
+    assert_eq!(fake.log().len(), 3, "nothing sent during the pause");
 }

@@ -2,6 +2,7 @@
 //! Each module is an area; `common` holds the shared fixtures (broker, relay settings,
 //! Kafka read-back, simulators).
 
+mod backpressure;
 mod common;
 mod correctness;
 mod deploy_files;
@@ -19,6 +20,9 @@ mod schema_registry;
 mod secrets;
 mod shutdown;
 mod sim;
+mod sim_cms_faults;
 mod sinks;
+mod slowloris;
+mod supervision;
 mod triggers_cli;
 mod worker;

@@ -295,7 +295,7 @@ async fn fifty_customer_starts_of_five_conversations_make_five_gets() {
 
 /// Genesys allows 60 requests per minute per token here; the relay is configured to
 /// spend 60 per minute. 70 events, each needing a conversation GET, take about 70 s:
-/// they cross a rate-limit window, most wait as retry records for their budget slot, and
+/// they cross a rate-limit window, wait their turn for a budget slot in their lanes, and
 /// no request is ever refused for exceeding the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_keeps_the_relay_under_the_genesys_rate_limit() {
@@ -353,9 +353,9 @@ async fn the_budget_keeps_the_relay_under_the_genesys_rate_limit() {
         EVENTS as u64
     );
     assert_eq!(dlq_total(&m), 0.0, "nothing dead-lettered");
-    assert!(syncs_by_key(&sims.cms_stats().await)
-        .values()
-        .all(|n| *n == 1));
+    let stats = sims.cms_stats().await;
+    assert!(syncs_by_key(&stats).values().all(|n| *n == 1));
+    assert_nothing_sent_twice(&stats);
     relay.stop().await;
 }
 

@@ -78,10 +78,15 @@ async fn two_503s_then_success_syncs_once_after_tiered_delays() {
         took >= Duration::from_millis(900),
         "two tiers of 300 ms and 600 ms were waited ({took:?})"
     );
+    // What the relay sent: the two writes answered 503, then one answered 2xx, and
+    // nothing after it.
+    let stats = sims.cms_stats().await;
+    assert_eq!(syncs_by_key(&stats).get("guest_sync:evt-1"), Some(&1));
     assert_eq!(
-        syncs_by_key(&sims.cms_stats().await).get("guest_sync:evt-1"),
-        Some(&1)
+        stats["answers_by_key"]["guest_sync:evt-1"],
+        json!(["injected:503", "injected:503", "applied"])
     );
+    assert_nothing_sent_twice(&stats);
 
     for (tier, delay_ms) in [(1, 300), (2, 600)] {
         let recs = read_async(
@@ -122,6 +127,8 @@ async fn two_503s_then_success_syncs_once_after_tiered_delays() {
         ),
         2.0
     );
+    // Seconds later still nothing sent after the 2xx.
+    assert_nothing_sent_twice(&sims.cms_stats().await);
     relay.stop().await;
 }
 
@@ -422,5 +429,6 @@ async fn a_restart_with_pending_retries_loses_none_and_fires_none_early() {
         errors[errors.len() - 1]
     );
     assert!(syncs_by_key(&stats).values().all(|n| *n == 1));
+    assert_nothing_sent_twice(&stats);
     relay.stop().await;
 }

@@ -120,8 +120,10 @@ async fn sigterm_under_load_drains_commits_and_loses_nothing() {
     let m = successor.metrics.render();
     successor.stop().await;
     assert!(all, "every accepted event is synced");
-    let syncs = syncs_by_key(&sims.cms_stats().await);
-    assert!(syncs.values().all(|n| *n == 1), "no event synced twice");
+    let stats = sims.cms_stats().await;
+    let syncs = syncs_by_key(&stats);
+    assert!(syncs.values().all(|n| *n == 1), "no event stored twice");
+    assert_nothing_sent_twice(&stats);
     let duplicates = metric_value(
         &m,
         "relay_events_processed_total{outcome=\"duplicate\",route=\"guest_sync\"}",
