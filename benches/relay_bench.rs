@@ -30,7 +30,7 @@ use common::{free_port, unique_prefix, Broker};
 use genesys_relay::app::Config;
 use genesys_relay::app::{self, Role};
 use genesys_relay::clock::now_ms;
-use genesys_relay::ingress::{parse_event, record_key};
+use genesys_relay::event::{parse_event, record_key};
 use genesys_relay::kafka::{ensure_topics, headers, EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
 use genesys_relay::schema::Codec;

@@ -232,6 +232,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// The raw topic as the ingress and the listener write it.
+    fn raw_topic(&self) -> crate::event::RawTopic {
+        crate::event::RawTopic {
+            producer: self.producer.clone(),
+            codec: self.codec.clone(),
+            topic: self.topics.raw.clone(),
+        }
+    }
+
     async fn build(cfg: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(start_up_metrics());
         let topics = cfg.topics();
@@ -306,9 +315,7 @@ fn start_ingress(
     let ingress = Arc::new(Ingress::new(
         &cfg.ingress,
         cfg.kafka.message_max_bytes,
-        shared.producer.clone(),
-        shared.codec.clone(),
-        shared.topics.raw.clone(),
+        shared.raw_topic(),
         shared.metrics.clone(),
     )?);
     let scheme = if ingress.is_tls() { "https" } else { "http" };
@@ -343,17 +350,12 @@ async fn start_listener(
         shared.http.clone(),
         shared.metrics.clone(),
     );
-    let raw = crate::listen::RawTopic {
-        producer: shared.producer.clone(),
-        codec: shared.codec.clone(),
-        topic: shared.topics.raw.clone(),
-    };
     let status = Arc::new(crate::listen::ListenStatus::new(shared.metrics.clone()));
     let task = crate::listen::start(
         &cfg.listen,
         timeouts,
         genesys,
-        raw,
+        shared.raw_topic(),
         shared.metrics.clone(),
         shutdown_rx.clone(),
         Arc::clone(&status),

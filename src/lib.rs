@@ -6,8 +6,11 @@
 //!   wiring of every role (`serve`, `ingress`, `listen`, `worker`) in one place.
 //! - [`config`]: the one `RELAY_*` settings table, the reader and validation helpers every part
 //!   reads its own typed settings with (the floor: imports nothing from the crate).
-//! - [`ingress`]: the webhook endpoint: authenticates, parses the envelope, writes the raw topic.
-//! - [`listen`]: the Notifications API source (`listen`): channels, WebSockets, raw topic.
+//! - [`event`]: the event floor: delivery shapes and their parser, SDK topic patterns, event
+//!   ids (one per notification whatever the path), record keys, the one raw-topic write.
+//! - [`ingress`]: the webhook endpoint: authenticates, hands the body to [`event`], answers.
+//! - [`listen`]: the Notifications API source (`listen`): channels, WebSockets, hands each
+//!   notification to [`event`].
 //! - [`schema`]: Avro records and their wire formats (single-object or schema registry).
 //! - [`kafka`]: topics, the acknowledged producer, relay headers, the at-least-once consumer loop.
 //! - [`pipeline`]: the worker's settings and processor: route table, route handlers, the pure
@@ -34,6 +37,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod event;
 pub mod genesys;
 pub mod idempotency;
 pub mod ingress;

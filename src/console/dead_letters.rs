@@ -484,7 +484,7 @@ fn record_view(s: &Session<'_>, msg: &OwnedMessage) -> String {
             for (k, v) in [
                 ("event_id", esc(&ev.event_id)),
                 ("event_type", esc(&ev.event_type)),
-                ("shape", esc(&ev.shape)),
+                ("shape", esc(ev.shape.as_str())),
                 ("topic_name", opt(&ev.topic_name)),
                 ("conversation_id", opt(&ev.conversation_id)),
                 ("participant_id", opt(&ev.participant_id)),
@@ -799,7 +799,7 @@ mod tests {
         let ev = RawEvent {
             event_id: "e".into(),
             event_type: "t".into(),
-            shape: "ENVELOPE".into(),
+            shape: crate::schema::Shape::Envelope,
             conversation_id: None,
             guest_id: None,
             event_time_ms: None,
@@ -808,10 +808,11 @@ mod tests {
             traceparent: None,
             topic_name: None,
             participant_id: None,
+            eventbridge_id: None,
         };
         let bytes = codec.encode(&ev).unwrap();
         assert!(
-            schema_version(&bytes).starts_with("RawEvent v2 (current)"),
+            schema_version(&bytes).starts_with("RawEvent v3 (current)"),
             "{}",
             schema_version(&bytes)
         );

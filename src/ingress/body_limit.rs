@@ -5,21 +5,22 @@
 //! librdkafka refuses a message whose key + value + headers + per-message framing exceed
 //! `message.max.bytes` (default 1,000,000). A raw record is the body (the `payload` field)
 //! plus a bounded overhead, because every other text the relay writes is at most
-//! [`MAX_FIELD_BYTES`] (see `envelope`):
-//! - `RawEvent` fields besides the payload: 8 strings of at most 1 KiB + 2 bytes of length
-//!   each (event id, type, shape, conversation, guest, topic, participant, traceparent),
-//!   2 longs and union tags: under 8.3 KiB; the payload's own length prefix, 5 bytes;
+//! [`MAX_FIELD_BYTES`] (see `crate::event`):
+//! - `RawEvent` fields besides the payload: 9 strings of at most 1 KiB + 2 bytes of length
+//!   each (event id, type, shape, conversation, guest, topic, participant, traceparent,
+//!   EventBridge id), 2 longs and union tags: under 9.3 KiB; the payload's own length prefix, 5 bytes;
 //! - framing: single-object header 10 bytes (Confluent 5);
 //! - key: a conversation id or event id, at most 1 KiB;
-//! - headers: `relay-event-id` and `traceparent` (1 KiB each) on the raw record, plus the
+//! - headers: `relay-event-id`, `traceparent` and `relay-eventbridge-id` (1 KiB each) on
+//!   the raw record, plus the
 //!   retry/DLQ headers added on hand-off (`relay-error` <= 1 KiB, the others under 400 bytes);
 //! - librdkafka's per-message v2 framing, under 100 bytes.
 //!
-//! That is under 13 KiB; [`RECORD_OVERHEAD_BYTES`] reserves 16 KiB.
+//! That is under 15 KiB; [`RECORD_OVERHEAD_BYTES`] reserves 16 KiB.
 
-use super::envelope::MAX_FIELD_BYTES;
 use super::IngressSettings;
 use crate::config::ConfigError;
+use crate::event::MAX_FIELD_BYTES;
 
 /// Bytes a record may need beyond its body (see the module comment for the sum).
 pub const RECORD_OVERHEAD_BYTES: usize = 16 * 1024;
@@ -105,7 +106,7 @@ mod tests {
         let event = RawEvent {
             event_id: max.clone(),
             event_type: max.clone(),
-            shape: "EVENTBRIDGE".into(),
+            shape: crate::schema::Shape::EventBridge,
             conversation_id: Some(max.clone()),
             guest_id: Some(max.clone()),
             event_time_ms: Some(i64::MIN),
@@ -114,11 +115,13 @@ mod tests {
             traceparent: Some(max.clone()),
             topic_name: Some(max.clone()),
             participant_id: Some(max.clone()),
+            eventbridge_id: Some(max.clone()),
         };
         let value = Codec::single_object().encode(&event).unwrap();
         let key = MAX_FIELD_BYTES;
-        // relay-event-id, traceparent, relay-error at 1 KiB; 8 short relay-* headers.
-        let headers = 3 * (MAX_FIELD_BYTES + 32) + 8 * 64;
+        // relay-event-id, traceparent, relay-eventbridge-id, relay-error at 1 KiB; 8 short
+        // relay-* headers.
+        let headers = 4 * (MAX_FIELD_BYTES + 32) + 8 * 64;
         let framing = 100;
         let record = value.len() + key + headers + framing;
         assert!(

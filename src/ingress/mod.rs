@@ -10,22 +10,19 @@
 
 mod auth;
 mod body_limit;
-mod envelope;
 mod server;
 mod settings;
-mod topics;
 
 pub use auth::{AuthError, BasicAuth, IngressAuth, Presented, WebhookAuth, REPLAY_WINDOW_SECS};
 pub use body_limit::{max_body_bytes, RECORD_OVERHEAD_BYTES};
-pub use envelope::{parse_event, record_key, EnvelopeError, MAX_FIELD_BYTES, MAX_FUTURE_MS};
 pub use server::{ConnectionLimits, ServeError};
 pub use settings::IngressSettings;
 
 use crate::clock::now_ms;
 use crate::config::ConfigError;
-use crate::kafka::{headers, EventProducer, ProduceError};
+use crate::event::{parse_event, RawTopic};
+use crate::kafka::ProduceError;
 use crate::metrics::Metrics;
-use crate::schema::Codec;
 use bytes::Buf;
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
@@ -42,9 +39,7 @@ const RETRY_AFTER_SECS: &str = "1";
 
 /// Everything a request needs; shared by all requests.
 pub(crate) struct Ingress {
-    producer: Arc<EventProducer>,
-    codec: Codec,
-    topic: String,
+    raw: RawTopic,
     auth: Option<IngressAuth>,
     secret_header: String,
     max_body_bytes: usize,
@@ -117,9 +112,7 @@ impl Ingress {
     pub(crate) fn new(
         settings: &IngressSettings,
         message_max_bytes: usize,
-        producer: Arc<EventProducer>,
-        codec: Codec,
-        raw_topic: String,
+        raw: RawTopic,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
         let auth = settings.auth()?;
@@ -127,9 +120,7 @@ impl Ingress {
             tracing::warn!("RELAY_WEBHOOK_AUTH=none: the ingress accepts unauthenticated requests");
         }
         Ok(Ingress {
-            producer,
-            codec,
-            topic: raw_topic,
+            raw,
             auth,
             secret_header: settings.secret_header.to_ascii_lowercase(),
             max_body_bytes: max_body_bytes(settings, message_max_bytes)?,
@@ -291,19 +282,13 @@ impl Ingress {
             Ok(e) => e,
             Err(e) => return rejected(StatusCode::BAD_REQUEST, e.to_string()),
         };
-        let value = match self.codec.encode(&event) {
-            Ok(v) => v,
+        let record = match self.raw.record(&event) {
+            Ok(r) => r,
             Err(e) => return rejected(StatusCode::BAD_REQUEST, e.to_string()),
         };
-        let mut record_headers = vec![(headers::EVENT_ID, event.event_id.as_str())];
-        if let Some(tp) = &event.traceparent {
-            record_headers.push((headers::TRACEPARENT, tp));
-        }
-        match self
-            .producer
-            .send(&self.topic, record_key(&event), &value, &record_headers)
-            .await
-        {
+        // The ingress's failure policy: a refusal is answered (503, or 413 for size) and
+        // the sender redelivers; nothing is retried here.
+        match self.raw.write(&record).await {
             Ok(_) => (
                 StatusCode::ACCEPTED,
                 serde_json::json!({"status": "accepted", "eventId": event.event_id}),
@@ -314,7 +299,7 @@ impl Ingress {
                 KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
                 | KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessageSize),
             )) => {
-                tracing::warn!(event_id = %event.event_id, bytes = value.len(), "record too large for the broker; answering 413");
+                tracing::warn!(event_id = %event.event_id, bytes = record.value.len(), "record too large for the broker; answering 413");
                 rejected(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "the event is too large for the broker's message size limit".into(),

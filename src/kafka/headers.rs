@@ -16,6 +16,9 @@ pub const ERROR_CLASS: &str = "relay-error-class";
 pub const ERROR: &str = "relay-error";
 pub const TRACEPARENT: &str = "traceparent";
 pub const REPLAYED_FROM: &str = "relay-replayed-from";
+/// On raw records of EventBridge deliveries: EventBridge's own event `id`, for tracing a
+/// delivery back to EventBridge (the event id is the notification's, the same on every path).
+pub const EVENTBRIDGE_ID: &str = "relay-eventbridge-id";
 /// On idempotency marks: the worker process that wrote the mark (a random id per process),
 /// so its own tail does not apply the mark a second time.
 pub const MARK_WRITER: &str = "relay-mark-writer";

@@ -2,8 +2,8 @@
 //! opened outward (no public endpoint needed), subscribed to `RELAY_LISTEN_TOPICS` and the
 //! queue conversation topics of `RELAY_LISTEN_QUEUES`, and every notification read from
 //! their WebSockets is written to the raw topic exactly as the ingress writes a delivery:
-//! the same [`crate::ingress::parse_event`] (so the same event id rule), the same record
-//! key, `acks=all` through the shared [`EventProducer`].
+//! the same [`crate::event::parse_event`] (so the same event id rule), the same record
+//! and headers, through the same [`crate::event::RawTopic::write`] (`acks=all`).
 //!
 //! Invariant: a notification read from a socket is either acknowledged by Kafka or
 //! counted in `relay_listen_dropped_total` (which only a shutdown with an unreachable
@@ -41,11 +41,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep, Instant};
 
 use crate::clock::DoublingBackoff;
+use crate::event::{parse_event, RawTopic};
 use crate::genesys::{GenesysClient, HttpError};
-use crate::ingress::{parse_event, record_key};
-use crate::kafka::{headers, EventProducer};
 use crate::metrics::Metrics;
-use crate::schema::{Codec, RawEvent};
+use crate::schema::RawEvent;
 use api::NotificationsApi;
 #[cfg(test)]
 pub(crate) use api::{Rejected, Subscribed};
@@ -92,9 +91,7 @@ pub enum ListenError {
 
 /// Everything the Kafka writer needs.
 struct Writer {
-    producer: Arc<EventProducer>,
-    codec: Codec,
-    topic: String,
+    raw: RawTopic,
     metrics: Arc<Metrics>,
     /// Set by the supervisor when shutdown starts: past it, what Kafka has not taken is
     /// given up (and counted) instead of retried.
@@ -109,13 +106,6 @@ pub(crate) struct Timeouts {
     pub(crate) shutdown: Duration,
     /// `RELAY_HTTP_TIMEOUT`: the WebSocket connect timeout.
     pub(crate) connect: Duration,
-}
-
-/// Where notifications are written: the raw topic, through the shared producer and codec.
-pub(crate) struct RawTopic {
-    pub(crate) producer: Arc<EventProducer>,
-    pub(crate) codec: Codec,
-    pub(crate) topic: String,
 }
 
 /// Starts listening: resolves and plans the topics (a start-up error names what is
@@ -179,9 +169,7 @@ pub(crate) async fn start(
     }
     let give_up_at = Arc::new(OnceLock::new());
     let writer = Writer {
-        producer: raw.producer,
-        codec: raw.codec,
-        topic: raw.topic,
+        raw,
         metrics: metrics.clone(),
         give_up_at: Arc::clone(&give_up_at),
     };
@@ -414,7 +402,7 @@ impl Writer {
     /// One record, retried with backoff until Kafka acknowledges it; after a shutdown
     /// it is given up (and counted) once `RELAY_SHUTDOWN_TIMEOUT` has passed.
     async fn write(&self, event: RawEvent) {
-        let value = match self.codec.encode(&event) {
+        let record = match self.raw.record(&event) {
             Ok(v) => v,
             Err(error) => {
                 tracing::error!(%error, event_id = %event.event_id, "cannot encode a notification");
@@ -425,14 +413,11 @@ impl Writer {
                 return;
             }
         };
-        let record_headers = [(headers::EVENT_ID, event.event_id.as_str())];
+        // The listener's failure policy: Genesys does not redeliver a notification, so
+        // the record is retried until Kafka takes it (or shutdown gives up).
         let mut backoff = DoublingBackoff::new(WRITE_BACKOFF_MAX);
         loop {
-            match self
-                .producer
-                .send(&self.topic, record_key(&event), &value, &record_headers)
-                .await
-            {
+            match self.raw.write(&record).await {
                 Ok(_) => {
                     self.metrics
                         .listen_notifications_total

@@ -12,6 +12,7 @@
 
 use super::OperatorError;
 use crate::app::Config;
+use crate::event::{write_raw, RawRecord};
 use crate::idempotency::IdempotencyKey;
 use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{read_topic_to_end, EventProducer};
@@ -284,15 +285,17 @@ pub async fn replay_dead_letters(
             .as_deref()
             .map(|k| std::str::from_utf8(k).unwrap_or_default())
             .unwrap_or_default();
-        let mut hdrs: Vec<(&str, &str)> = vec![(headers::REPLAYED_FROM, from.as_str())];
+        let mut hdrs = vec![(headers::REPLAYED_FROM, from.clone())];
         if let Some(id) = &r.letter.event_id {
-            hdrs.push((headers::EVENT_ID, id));
+            hdrs.push((headers::EVENT_ID, id.clone()));
         }
         if let Some(tp) = &r.traceparent {
-            hdrs.push((headers::TRACEPARENT, tp));
+            hdrs.push((headers::TRACEPARENT, tp.clone()));
         }
-        producer
-            .send(&topics.raw, key, &r.value, &hdrs)
+        // Replay's failure policy: the dead letter's bytes go back unchanged; a refusal
+        // stops the replay and reports how far it got.
+        let record = RawRecord::republished(key.to_string(), r.value.clone(), hdrs);
+        write_raw(producer, &topics.raw, &record)
             .await
             .map_err(|source| OperatorError::Produce {
                 topic: topics.raw.clone(),

@@ -4,15 +4,15 @@
 
 use serde_json::{Map, Value};
 
-use crate::schema::RawEvent;
+use crate::schema::{RawEvent, Shape};
 
 /// The event's body: the notification's `eventBody`, or the envelope's `data`.
 pub(crate) fn event_body(event: &RawEvent) -> Option<Value> {
     let mut payload: Value = serde_json::from_str(&event.payload).ok()?;
-    let body = match event.shape.as_str() {
-        "EVENTBRIDGE" => payload.get_mut("detail")?.get_mut("eventBody")?.take(),
-        "NOTIFICATION" => payload.get_mut("eventBody")?.take(),
-        _ => payload.get_mut("data")?.take(),
+    let body = match event.shape {
+        Shape::EventBridge => payload.get_mut("detail")?.get_mut("eventBody")?.take(),
+        Shape::Notification => payload.get_mut("eventBody")?.take(),
+        Shape::Envelope => payload.get_mut("data")?.take(),
     };
     Some(body)
 }

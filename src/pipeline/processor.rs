@@ -1,6 +1,10 @@
 //! Handles one record end to end: decode, route, idempotency check, run the route, and
 //! hand failures off; it returns only when the record may be committed (or at shutdown).
 //!
+//! An event is a duplicate when its idempotency key is marked, or, for an EventBridge
+//! delivery, the key its EventBridge `id` gave before the id became the notification's
+//! (marks live one TTL, so that second look matters only across an upgrade).
+//!
 //! A failed event whose idempotency key got marked meanwhile (another attempt of the same
 //! event synced it, e.g. a redelivery after a worker was killed) is counted `duplicate`
 //! instead of being retried or dead-lettered: an event is never both synced and in the
@@ -91,8 +95,20 @@ impl Processor {
             }
         };
         let key = IdempotencyKey::new(route.as_str(), &event.event_id);
+        // Before schema v3 an EventBridge event's id was EventBridge's own `id`; a mark
+        // under that key (written by the previous relay within one TTL) is this event too.
+        let legacy = event
+            .eventbridge_id
+            .as_deref()
+            .map(|id| IdempotencyKey::new(route.as_str(), id));
+        let seen = || {
+            self.idempotency.seen(key.as_str())
+                || legacy
+                    .as_ref()
+                    .is_some_and(|l| self.idempotency.seen(l.as_str()))
+        };
         let _claim = self.idempotency.claim(key.as_str()).await;
-        if self.idempotency.seen(key.as_str()) {
+        if seen() {
             self.count(route.as_str(), EventOutcome::Duplicate);
             return Handled::Done;
         }
@@ -105,7 +121,7 @@ impl Processor {
             }
             // Another attempt of this event synced it while this one ran: neither a retry
             // nor a dead letter is due.
-            Err(_) if self.idempotency.seen(key.as_str()) => {
+            Err(_) if seen() => {
                 self.count(route.as_str(), EventOutcome::Duplicate);
                 Handled::Done
             }

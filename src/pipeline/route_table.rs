@@ -234,13 +234,14 @@ fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Shape;
     use serde_json::json;
 
-    fn event(t: &str, shape: &str, payload: Value, conv: Option<&str>) -> RawEvent {
+    fn event(t: &str, shape: Shape, payload: Value, conv: Option<&str>) -> RawEvent {
         RawEvent {
             event_id: "e".into(),
             event_type: t.into(),
-            shape: shape.into(),
+            shape,
             conversation_id: conv.map(Into::into),
             guest_id: None,
             event_time_ms: None,
@@ -249,11 +250,17 @@ mod tests {
             traceparent: None,
             topic_name: None,
             participant_id: None,
+            eventbridge_id: None,
         }
     }
 
     fn legacy(t: &str, conv: Option<&str>) -> RawEvent {
-        event(t, "ENVELOPE", json!({"eventType": t, "data": {}}), conv)
+        event(
+            t,
+            Shape::Envelope,
+            json!({"eventType": t, "data": {}}),
+            conv,
+        )
     }
 
     #[test]
@@ -279,14 +286,14 @@ mod tests {
         let t = RouteTable::new(&[], false);
         let attrs = event(
             "v2.detail.events.conversation.{id}.attributes",
-            "EVENTBRIDGE",
+            Shape::EventBridge,
             json!({"detail": {"eventBody": {"attributes": {"a": "1"}}}}),
             Some("c"),
         );
         assert_eq!(t.route(&attrs), Ok(Route::GuestSync));
         let start = event(
             "v2.detail.events.conversation.{id}.customer.start",
-            "NOTIFICATION",
+            Shape::Notification,
             json!({"eventBody": {"conversationId": "c"}}),
             Some("c"),
         );
@@ -322,7 +329,7 @@ mod tests {
         let queue = |participants: Value| {
             event(
                 "v2.routing.queues.{id}.conversations",
-                "NOTIFICATION",
+                Shape::Notification,
                 json!({"topicName": "v2.routing.queues.q.conversations", "eventBody": {"id": "c", "participants": participants}}),
                 Some("c"),
             )

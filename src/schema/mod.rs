@@ -17,7 +17,9 @@
 mod records;
 mod registry;
 
-pub use records::{ConversationParticipant, EnrichedConversation, IdempotencyMark, RawEvent};
+pub use records::{
+    ConversationParticipant, EnrichedConversation, IdempotencyMark, RawEvent, Shape,
+};
 pub(crate) use registry::SchemaRegistry;
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
@@ -185,7 +187,7 @@ mod tests {
         RawEvent {
             event_id: "e-1".into(),
             event_type: "conversation:updated".into(),
-            shape: "ENVELOPE".into(),
+            shape: Shape::Envelope,
             conversation_id: Some("c-1".into()),
             guest_id: None,
             event_time_ms: Some(1_700_000_000_000),
@@ -194,6 +196,7 @@ mod tests {
             traceparent: None,
             topic_name: None,
             participant_id: None,
+            eventbridge_id: None,
         }
     }
 

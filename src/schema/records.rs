@@ -39,13 +39,54 @@ macro_rules! avro_record {
     };
 }
 
+/// The delivery shape of a [`RawEvent`]. The Avro field stays a string (`as_str`), so
+/// records written before the enum keep decoding and the schema is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// An Amazon EventBridge event; the notification is its `detail`.
+    EventBridge,
+    /// A Genesys notification `{topicName, eventBody}` (Data Action, WebSocket).
+    Notification,
+    /// The legacy envelope `{eventType, data}` (and seed 002's bare conversation start).
+    Envelope,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 3] = [Shape::EventBridge, Shape::Notification, Shape::Envelope];
+
+    /// The name written to the record.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Shape::EventBridge => "EVENTBRIDGE",
+            Shape::Notification => "NOTIFICATION",
+            Shape::Envelope => "ENVELOPE",
+        }
+    }
+}
+
+impl Serialize for Shape {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Shape::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown shape {name:?}")))
+    }
+}
+
 /// One webhook delivery as accepted by the ingress (`genesys.events.raw`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawEvent {
     pub event_id: String,
     pub event_type: String,
-    /// `EVENTBRIDGE`, `NOTIFICATION` or `ENVELOPE` (legacy).
-    pub shape: String,
+    /// How the event was delivered; a string on the wire (schema compatibility).
+    pub shape: Shape,
     pub conversation_id: Option<String>,
     pub guest_id: Option<String>,
     pub event_time_ms: Option<i64>,
@@ -60,10 +101,18 @@ pub struct RawEvent {
     /// `eventBody.participantId` when the event names one (schema v2).
     #[serde(default)]
     pub participant_id: Option<String>,
+    /// EventBridge's own `id` (EVENTBRIDGE shape, schema v3). Before v3 it was the event
+    /// id of an EventBridge event, so the worker also checks the idempotency key it gives.
+    #[serde(default)]
+    pub eventbridge_id: Option<String>,
 }
-// v1: the schema before `topic_name` and `participant_id`, still readable because records
-// written with it can sit on retry and dead-letter topics.
-avro_record!(RawEvent, "raw_event.avsc", ["raw_event.v1.avsc"]);
+// v1: the schema before `topic_name` and `participant_id`; v2: before `eventbridge_id`.
+// Still readable because records written with them can sit on retry and dead-letter topics.
+avro_record!(
+    RawEvent,
+    "raw_event.avsc",
+    ["raw_event.v1.avsc", "raw_event.v2.avsc"]
+);
 
 /// One participant of an [`EnrichedConversation`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

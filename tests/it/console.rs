@@ -152,7 +152,7 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
     .await;
     b.text_when("#last-error", |t| t.contains("400")).await;
     b.text_when("#schema-version", |t| {
-        t.starts_with("RawEvent v2 (current)")
+        t.starts_with("RawEvent v3 (current)")
     })
     .await;
     b.text_when("#payload", |t| t.contains("g-2")).await;

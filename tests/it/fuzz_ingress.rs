@@ -8,7 +8,8 @@
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::config::Secret;
-use genesys_relay::ingress::{parse_event, AuthError, EnvelopeError, WebhookAuth};
+use genesys_relay::event::{parse_event, EnvelopeError};
+use genesys_relay::ingress::{AuthError, WebhookAuth};
 use genesys_relay::kafka::headers;
 use genesys_relay::schema::{Codec, RawEvent};
 use proptest::prelude::*;
@@ -51,7 +52,7 @@ fn assert_fits_a_shape(body: &[u8], event: &RawEvent) {
         "EVENTBRIDGE" => {
             assert!(non_empty_str(obj.get("id")), "{value}");
             assert!(non_empty_str(obj.get("detail-type")), "{value}");
-            assert_eq!(obj["id"].as_str(), Some(event.event_id.as_str()));
+            assert_eq!(obj["id"].as_str(), event.eventbridge_id.as_deref());
             notification_fits(obj["detail"].as_object().expect("detail is an object"));
         }
         other => panic!("unknown shape {other}"),
@@ -67,7 +68,7 @@ fn assert_fits_a_shape(body: &[u8], event: &RawEvent) {
     .into_iter()
     .flatten()
     {
-        assert!(field.len() <= genesys_relay::ingress::MAX_FIELD_BYTES);
+        assert!(field.len() <= genesys_relay::event::MAX_FIELD_BYTES);
     }
     assert!(!event.event_id.is_empty());
     assert_eq!(
@@ -196,7 +197,9 @@ proptest! {
         let bytes = serde_json::to_vec(&v).unwrap();
         match check(&bytes) {
             Ok(e) => {
-                prop_assert_eq!(&e.event_id, &id);
+                // The notification's id; EventBridge's is kept beside it.
+                prop_assert_eq!(e.eventbridge_id.as_deref(), Some(id.as_str()));
+                prop_assert_eq!(e.event_id.len(), 64);
                 prop_assert_eq!(e.shape.as_str(), "EVENTBRIDGE");
                 if let Some(t) = time {
                     // Received at 7: later than 7 + 5 min is clamped to 7.

@@ -442,9 +442,14 @@ async fn every_shape_is_written_with_the_right_id_type_key_and_time() {
     let after = now_ms();
     let raw = raw_by_id(&broker, &prefix, 7);
 
-    let (key, e) = &raw["6a7e8feb-b491-4cf7-a9f1-bf3703467718"];
+    // An EventBridge event's id is its notification's; EventBridge's own id rides along.
+    let (key, e) = &raw[&answered[0]];
     assert_eq!(key, CONV);
-    assert_eq!(e.shape, "EVENTBRIDGE");
+    assert_eq!(
+        e.eventbridge_id.as_deref(),
+        Some("6a7e8feb-b491-4cf7-a9f1-bf3703467718")
+    );
+    assert_eq!(e.shape.as_str(), "EVENTBRIDGE");
     assert_eq!(
         e.event_type,
         "v2.detail.events.conversation.{id}.customer.start"
@@ -454,16 +459,20 @@ async fn every_shape_is_written_with_the_right_id_type_key_and_time() {
     assert_eq!(e.event_time_ms, Some(1_795_595_400_123));
     assert_eq!(e.payload, eventbridge, "the body exactly as delivered");
 
-    let (key, e) = &raw["eb-queue-1"];
+    let (key, e) = &raw[&answered[1]];
+    assert_eq!(e.eventbridge_id.as_deref(), Some("eb-queue-1"));
     assert_eq!(key, "conv-from-object", "a conversation object's id");
     assert_eq!(e.event_type, "v2.routing.queues.{id}.conversations");
     assert_eq!(e.event_time_ms, Some(1_795_595_460_250));
 
-    let notification_id = sha256_hex(&[attr_topic.as_bytes(), attr_body.as_bytes()]);
+    let notification_id = genesys_relay::event::id::notification_id(
+        &attr_topic,
+        &serde_json::from_str(&attr_body).unwrap(),
+    );
     assert_eq!(answered[2], notification_id);
     let (key, e) = &raw[&notification_id];
     assert_eq!(key, CONV);
-    assert_eq!(e.shape, "NOTIFICATION");
+    assert_eq!(e.shape.as_str(), "NOTIFICATION");
     assert_eq!(
         e.event_type,
         "v2.detail.events.conversation.{id}.attributes"
@@ -483,7 +492,7 @@ async fn every_shape_is_written_with_the_right_id_type_key_and_time() {
     assert_eq!(key, "conv-000", "seed 000: data.id is the conversation");
     assert_eq!(e.guest_id.as_deref(), Some("guest-000"));
     assert_eq!(e.event_type, "conversation:updated");
-    assert_eq!(e.shape, "ENVELOPE");
+    assert_eq!(e.shape.as_str(), "ENVELOPE");
     assert_eq!(e.event_time_ms, Some(1_795_507_200_000));
 
     let (key, e) = &raw["evt-004"];
@@ -776,8 +785,8 @@ async fn body_limit_fits_message_max_bytes() {
     );
     let client = reqwest::Client::new();
     let target = url(&relay);
-    let long_id = "e".repeat(genesys_relay::ingress::MAX_FIELD_BYTES);
-    let long_conv = "c".repeat(genesys_relay::ingress::MAX_FIELD_BYTES);
+    let long_id = "e".repeat(genesys_relay::event::MAX_FIELD_BYTES);
+    let long_conv = "c".repeat(genesys_relay::event::MAX_FIELD_BYTES);
     let sized = |len: usize, id: &str| {
         let head = format!(
             r#"{{"eventType":"conversation:updated","eventId":"{id}","data":{{"conversationId":"{long_conv}","guestId":"{long_conv}","pad":""#
@@ -788,7 +797,7 @@ async fn body_limit_fits_message_max_bytes() {
     };
     let traceparent = (
         "traceparent",
-        "t".repeat(genesys_relay::ingress::MAX_FIELD_BYTES),
+        "t".repeat(genesys_relay::event::MAX_FIELD_BYTES),
     );
     let at_max = sized(max, &long_id);
     assert_eq!(at_max.len(), max);

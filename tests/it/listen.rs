@@ -1220,3 +1220,166 @@ async fn start_up_fails_when_the_oauth_client_has_no_room() {
     assert_eq!(stats["channels"], 19, "{stats}");
     assert_eq!(stats["channels_replaced"], 0, "{stats}");
 }
+
+/// Posts `body` text to the ingress with the webhook secret; asserts 202.
+async fn post_raw(sims: &Sims, relay: &RunningRelay, body: &str) {
+    let r = sims
+        .http
+        .post(format!(
+            "http://{}/webhooks/genesys",
+            relay.ingress_addr.unwrap()
+        ))
+        .header("content-type", "application/json")
+        .header("x-relay-secret", "one-id-secret")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+/// One queue conversation notification, as the three paths deliver it (each formatted
+/// its own way): EventBridge `detail`, a trigger Data Action body (the notification with
+/// other key order, whitespace, `1.0` for `1` and a `\u` escape) and the WebSocket.
+fn one_event_three_ways(eventbridge_id: &str) -> (Value, String, String) {
+    let conv = "c0ffee00-0000-4000-8000-0000000001d0";
+    let topic = queue_topic();
+    let websocket = json!({
+        "topicName": topic,
+        "version": "2",
+        "eventBody": {"id": conv, "participants": [{"id": "p-1d", "purpose": "customer",
+            "attributes": {"cart_value": "42.50", "items": 1}}]},
+        "metadata": {"CorrelationId": "ws"}
+    });
+    let data_action = format!(
+        "{{ \"metadata\": {{\"CorrelationId\": \"da\"}},\n  \"eventBody\": {{ \"participants\": [ {{ \"attributes\": {{ \"items\": 1.0, \"cart_value\": \"42.5\\u0030\" }}, \"purpose\": \"customer\", \"id\": \"p-1d\" }} ], \"id\": \"{conv}\" }},\n  \"topicName\": \"{topic}\", \"version\": \"2\" }}"
+    );
+    let eventbridge = json!({
+        "version": "0", "id": eventbridge_id,
+        "detail-type": "v2.routing.queues.{id}.conversations",
+        "source": "aws.partner/genesys.com/cloud/org/relay", "account": "123456789012",
+        "time": "2026-11-25T08:30:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"topicName": topic, "version": "2", "eventBody": websocket["eventBody"].clone(),
+            "metadata": {"CorrelationId": "eb"}, "timestamp": "2026-11-25T08:30:00.500Z"}
+    })
+    .to_string();
+    (websocket, data_action, eventbridge)
+}
+
+/// The same Genesys notification through EventBridge, a Data Action and the WebSocket
+/// reaches the CMS once: one id whatever the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_through_three_paths_syncs_once() {
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    known_queue(&sims).await;
+    let prefix = unique_prefix("listen-one-id");
+    let topic = queue_topic();
+    let relay = start_role(
+        Role::Serve,
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[
+            ("RELAY_LISTEN_TOPICS", topic.as_str()),
+            ("RELAY_WEBHOOK_SECRET", "one-id-secret"),
+        ],
+    )
+    .await;
+    assert!(wait_sockets(&sims, 1).await);
+    let (websocket, data_action, eventbridge) = one_event_three_ways("eb-0001");
+    post_raw(&sims, &relay, &eventbridge).await;
+    post_raw(&sims, &relay, &data_action).await;
+    assert_eq!(post(&sims, "/__sim/notify", &websocket).await["queued"], 1);
+    let processed = |outcome: &str| {
+        metric_value(
+            &relay.metrics.render(),
+            &format!("relay_events_processed_total{{outcome=\"{outcome}\",route=\"guest_sync\"}}"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            processed("synced") + processed("duplicate") >= 3.0
+        })
+        .await,
+        "synced {}, duplicate {}",
+        processed("synced"),
+        processed("duplicate")
+    );
+    let stats = sims.cms_stats().await;
+    eprintln!("three paths, CMS: {}", stats["attempts_by_key"]);
+    let attempts: u64 = stats["attempts_by_key"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(attempts, 1, "one CMS write for one event: {stats}");
+    assert_eq!(syncs_by_key(&stats).len(), 1);
+    assert_eq!((processed("synced"), processed("duplicate")), (1.0, 2.0));
+    relay.stop().await;
+}
+
+/// Across the upgrade: the previous relay synced an EventBridge event under its
+/// EventBridge `id`; the redelivery now gets the notification's id and is still
+/// recognised (the record carries the old id), so it is not synced again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eventbridge_event_synced_under_its_old_id_is_not_synced_again() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("listen-upgrade");
+    // The mark the previous relay wrote: `<route>:<EventBridge id>`.
+    let mark = genesys_relay::schema::IdempotencyMark {
+        handled_at_ms: genesys_relay::clock::now_ms(),
+        event_time_ms: None,
+        guest_id: None,
+    };
+    let value = Codec::single_object().encode(&mark).unwrap();
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    let topics = Topics::new(&prefix, 3);
+    genesys_relay::kafka::ensure_topics(
+        &genesys_relay::app::Config::from_vars(&relay_vars_at(&broker.addr(), &prefix, &[]))
+            .unwrap(),
+        &topics,
+    )
+    .await
+    .unwrap();
+    p.send(
+        BaseRecord::to(&format!("{prefix}.relay.idempotency"))
+            .key("guest_sync:eb-upgrade-1")
+            .payload(&value),
+    )
+    .unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+    let relay = start_role(
+        Role::Serve,
+        &broker.addr(),
+        &sims,
+        &prefix,
+        &[("RELAY_WEBHOOK_SECRET", "one-id-secret")],
+    )
+    .await;
+    let (_, _, eventbridge) = one_event_three_ways("eb-upgrade-1");
+    post_raw(&sims, &relay, &eventbridge).await;
+    let processed = |outcome: &str| {
+        metric_value(
+            &relay.metrics.render(),
+            &format!("relay_events_processed_total{{outcome=\"{outcome}\",route=\"guest_sync\"}}"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            processed("synced") + processed("duplicate") >= 1.0
+        })
+        .await
+    );
+    let stats = sims.cms_stats().await;
+    assert_eq!(processed("duplicate"), 1.0, "{stats}");
+    assert_eq!(processed("synced"), 0.0);
+    assert!(syncs_by_key(&stats).is_empty(), "synced again: {stats}");
+    relay.stop().await;
+}

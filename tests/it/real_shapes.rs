@@ -11,7 +11,7 @@ use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::kafka::{EventProducer, Topics};
 use genesys_relay::metrics::Metrics;
-use genesys_relay::schema::{Codec, EnrichedConversation, RawEvent};
+use genesys_relay::schema::{Codec, EnrichedConversation, RawEvent, Shape};
 use rdkafka::Message;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ fn eventbridge(id: &str, topic: &str, generic: &str, body: Value) -> Value {
 
 /// What the ingress records for a delivery, beside the body.
 struct Recorded<'a> {
-    shape: &'a str,
+    shape: Shape,
     event_type: &'a str,
     topic: Option<&'a str>,
     conversation: Option<&'a str>,
@@ -56,7 +56,7 @@ fn raw(event_id: &str, r: Recorded<'_>, payload: &Value) -> RawEvent {
     RawEvent {
         event_id: event_id.into(),
         event_type: r.event_type.into(),
-        shape: r.shape.into(),
+        shape: r.shape,
         conversation_id: r.conversation.map(Into::into),
         guest_id: None,
         event_time_ms: Some(r.event_time_ms),
@@ -65,6 +65,7 @@ fn raw(event_id: &str, r: Recorded<'_>, payload: &Value) -> RawEvent {
         traceparent: None,
         topic_name: r.topic.map(Into::into),
         participant_id: r.participant.map(Into::into),
+        eventbridge_id: None,
     }
 }
 
@@ -159,7 +160,7 @@ async fn attributes_from_events_sync_typed_fields_without_genesys_calls_and_lega
             raw(
                 "eb-1",
                 Recorded {
-                    shape: "EVENTBRIDGE",
+                    shape: Shape::EventBridge,
                     event_type: ATTRIBUTES_TYPE,
                     topic: Some(&topic),
                     conversation: Some(conv),
@@ -171,7 +172,7 @@ async fn attributes_from_events_sync_typed_fields_without_genesys_calls_and_lega
             raw(
                 "q-1",
                 Recorded {
-                    shape: "NOTIFICATION",
+                    shape: Shape::Notification,
                     event_type: "v2.routing.queues.{id}.conversations",
                     topic: Some(queue_topic),
                     conversation: Some(queue_conv),
@@ -183,7 +184,7 @@ async fn attributes_from_events_sync_typed_fields_without_genesys_calls_and_lega
             raw(
                 "eb-bad",
                 Recorded {
-                    shape: "EVENTBRIDGE",
+                    shape: Shape::EventBridge,
                     event_type: ATTRIBUTES_TYPE,
                     topic: None,
                     conversation: Some(bad_conv),
@@ -262,7 +263,7 @@ async fn fifty_customer_starts_of_five_conversations_make_five_gets() {
             let body = json!({"eventTime": 1_764_059_400_000_i64 + i as i64, "conversationId": conv,
                               "participantId": format!("p-{i}"), "mediaType": "MESSAGE", "direction": "INBOUND"});
             let payload = json!({"topicName": topic, "version": "2", "eventBody": body, "metadata": {"CorrelationId": "c"}});
-            raw(&format!("start-{i}"), Recorded { shape: "NOTIFICATION", event_type: START_TYPE, topic: Some(&topic), conversation: Some(&conv), participant: Some(&format!("p-{i}")), event_time_ms: 1_764_059_400_000 + i as i64 }, &payload)
+            raw(&format!("start-{i}"), Recorded { shape: Shape::Notification, event_type: START_TYPE, topic: Some(&topic), conversation: Some(&conv), participant: Some(&format!("p-{i}")), event_time_ms: 1_764_059_400_000 + i as i64 }, &payload)
         })
         .collect();
     produce(&cfg, &events).await;

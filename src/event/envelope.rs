@@ -3,24 +3,26 @@
 //!
 //! - the **Amazon EventBridge event** `{version, id, detail-type, source, account, time,
 //!   region, resources, detail}` (AWS "event structure reference"); Genesys Cloud puts the
-//!   notification in `detail`; the event id is EventBridge's own `id` (a UUID per event);
+//!   notification in `detail`; EventBridge's own `id` (a UUID per EventBridge event) is kept
+//!   as `eventbridge_id`, for tracing and for the idempotency key it gave before;
 //! - the **Genesys notification** `{topicName, version, eventBody, metadata}` (Notifications
-//!   API, Process Automation trigger -> Data Action); the event id is SHA-256 of `topicName`
-//!   followed by the exact `eventBody` text, so identical deliveries share an id
-//!   (`metadata.CorrelationId` is not unique per event and is only kept in the payload);
+//!   API, Process Automation trigger -> Data Action).
+//!
+//! A notification's event id is the same on every path ([`super::id`]): SHA-256 of
+//! `topicName` and the RFC 8785 canonical `eventBody`, so the same event delivered through
+//! EventBridge, a Data Action and the WebSocket syncs once (`metadata.CorrelationId` is not
+//! unique per event and is only kept in the payload). The other shapes:
 //! - the **legacy envelope** `{eventType, eventId?, timestamp, data}` of the replaced seed
 //!   services, and seed 002's bare conversation start `{conversationId, timestamp}`.
 //!
 //! Invariants: the same body always gives the same event id, type, key and time (the
 //! `listen` source calls [`parse_event`] on each WebSocket message for that reason);
 //! every text field written to the record is bounded ([`MAX_FIELD_BYTES`]), so a record is
-//! never much larger than its body (see `ingress::body_limit`); a bad body is an
+//! never much larger than its body (the ingress's body limit counts on it); a bad body is an
 //! [`EnvelopeError`] naming the field, never a panic.
 
-use super::topics;
-use crate::schema::RawEvent;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use super::{id, topics};
+use crate::schema::{RawEvent, Shape};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -49,19 +51,6 @@ pub enum EnvelopeError {
     TooLong(&'static str),
 }
 
-/// The raw text of the fields whose exact bytes matter (the notification id hashes them).
-#[derive(Deserialize)]
-struct RawFields<'a> {
-    #[serde(borrow, rename = "eventBody")]
-    event_body: Option<&'a RawValue>,
-    #[serde(borrow)]
-    detail: Option<&'a RawValue>,
-}
-
-fn raw_fields(json: &str) -> Result<RawFields<'_>, EnvelopeError> {
-    serde_json::from_str(json).map_err(|e| EnvelopeError::Json(e.to_string()))
-}
-
 /// Parses and checks `body`. `received_at_ms` and `traceparent` come from the request
 /// (or, for the `listen` source, from the WebSocket message's arrival).
 pub fn parse_event(
@@ -79,10 +68,9 @@ pub fn parse_event(
     // An over-long traceparent is dropped (it is a tracing hint), never a reason to refuse.
     let traceparent = traceparent.filter(|t| t.len() <= MAX_FIELD_BYTES);
     let mut event = if obj.contains_key("detail-type") || obj.contains_key("detail") {
-        eventbridge(obj, &payload)?
+        eventbridge(obj)?
     } else if obj.contains_key("topicName") || obj.contains_key("eventBody") {
-        let raw = raw_fields(&payload)?;
-        notification(obj, raw.event_body, Shape::Notification)?
+        notification(obj, Shape::Notification)?
     } else if obj.contains_key("eventType") || obj.contains_key("data") {
         envelope(obj, body)?
     } else if obj.contains_key("conversationId") {
@@ -97,23 +85,17 @@ pub fn parse_event(
     Ok(event)
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
-    EventBridge,
-    Notification,
-}
-
 /// An event with the fields every shape fills; `parse_event` adds the request's own.
 fn event(
     event_id: String,
     event_type: String,
-    shape: &str,
+    shape: Shape,
     event_time_ms: Option<i64>,
 ) -> RawEvent {
     RawEvent {
         event_id,
         event_type,
-        shape: shape.into(),
+        shape,
         conversation_id: None,
         guest_id: None,
         event_time_ms,
@@ -122,23 +104,20 @@ fn event(
         traceparent: None,
         topic_name: None,
         participant_id: None,
+        eventbridge_id: None,
     }
 }
 
 /// `{version, id, detail-type, source, ..., detail: <notification>}`.
-fn eventbridge(obj: &Map<String, Value>, payload: &str) -> Result<RawEvent, EnvelopeError> {
+fn eventbridge(obj: &Map<String, Value>) -> Result<RawEvent, EnvelopeError> {
     let id = bounded("id", required_str(obj, "id")?)?;
     required_str(obj, "detail-type")?;
     let detail = obj
         .get("detail")
         .and_then(Value::as_object)
         .ok_or(EnvelopeError::WrongType("detail", "an object"))?;
-    let raw_detail = raw_fields(payload)?
-        .detail
-        .ok_or(EnvelopeError::WrongType("detail", "an object"))?;
-    let raw_body = raw_fields(raw_detail.get())?.event_body;
-    let mut event = notification(detail, raw_body, Shape::EventBridge)?;
-    event.event_id = id.to_string();
+    let mut event = notification(detail, Shape::EventBridge)?;
+    event.eventbridge_id = Some(id.to_string());
     if event.event_time_ms.is_none() {
         // `detail.timestamp` is when Genesys published the event; EventBridge's `time`
         // is the last resort.
@@ -149,46 +128,32 @@ fn eventbridge(obj: &Map<String, Value>, payload: &str) -> Result<RawEvent, Enve
 }
 
 /// `{topicName, version, eventBody, metadata}`, alone or as an EventBridge `detail`.
-fn notification(
-    obj: &Map<String, Value>,
-    raw_body: Option<&RawValue>,
-    shape: Shape,
-) -> Result<RawEvent, EnvelopeError> {
+fn notification(obj: &Map<String, Value>, shape: Shape) -> Result<RawEvent, EnvelopeError> {
     let (topic_field, body_field, time_field) = match shape {
         Shape::EventBridge => (
             "detail.topicName",
             "detail.eventBody",
             "detail.eventBody.eventTime",
         ),
-        Shape::Notification => ("topicName", "eventBody", "eventBody.eventTime"),
+        Shape::Notification | Shape::Envelope => ("topicName", "eventBody", "eventBody.eventTime"),
     };
     let topic_name = bounded(topic_field, required_str_at(obj, "topicName", topic_field)?)?;
     let body_value = obj
         .get("eventBody")
         .filter(|b| b.is_object())
         .ok_or(EnvelopeError::WrongType(body_field, "an object"))?;
-    let raw_body = raw_body.ok_or(EnvelopeError::WrongType(body_field, "an object"))?;
     let info = topics::classify(topic_name);
-    let event_id = {
-        let mut h = Sha256::new();
-        h.update(topic_name.as_bytes());
-        h.update(raw_body.get().as_bytes());
-        hex::encode(h.finalize())
-    };
+    let event_id = id::notification_id(topic_name, body_value);
     let conversation_id = match str_at(body_value, &["conversationId"]) {
         Some(id) => Some(id),
         None if info.body_is_conversation => str_at(body_value, &["id"]),
         None => None,
     }
     .or(info.conversation_id);
-    let shape_name = match shape {
-        Shape::EventBridge => "EVENTBRIDGE",
-        Shape::Notification => "NOTIFICATION",
-    };
     let mut event = event(
         event_id,
         info.event_type,
-        shape_name,
+        shape,
         time_ms(body_value.get("eventTime"), time_field)?,
     );
     event.conversation_id = bounded_opt("conversationId", conversation_id)?;
@@ -216,7 +181,7 @@ fn envelope(obj: &Map<String, Value>, body: &[u8]) -> Result<RawEvent, EnvelopeE
     let mut event = event(
         event_id,
         event_type.to_string(),
-        "ENVELOPE",
+        Shape::Envelope,
         time_ms(obj.get("timestamp"), "timestamp")?,
     );
     // Seed 000 sends `data: {id, guest: {id}}` where `data.id` is the conversation id.
@@ -238,7 +203,7 @@ fn conversation_start(obj: &Map<String, Value>, body: &[u8]) -> Result<RawEvent,
     let mut event = event(
         body_hash(body),
         "conversation:created".into(),
-        "ENVELOPE",
+        Shape::Envelope,
         time_ms(obj.get("timestamp"), "timestamp")?,
     );
     event.conversation_id = Some(conversation_id.to_string());
@@ -358,8 +323,17 @@ mod tests {
             r#"{{"version":"0","id":"eb-1","detail-type":"v2.detail.events.conversation.{{id}}.customer.start","source":"aws.partner/genesys.com/cloud/org/relay","account":"123456789012","time":"2026-11-25T08:30:00Z","region":"us-east-1","resources":[],"detail":{{"topicName":"v2.detail.events.conversation.{CONV}.customer.start","version":"2","eventBody":{{"eventTime":1795595400123,"conversationId":"{CONV}","participantId":"p-1","mediaType":"MESSAGE"}},"metadata":{{"CorrelationId":"c"}},"timestamp":"2026-11-25T08:30:00.500Z"}}}}"#
         );
         let e = parse_event(body.as_bytes(), NOW, None).unwrap();
-        assert_eq!(e.shape, "EVENTBRIDGE");
-        assert_eq!(e.event_id, "eb-1");
+        assert_eq!(e.shape, Shape::EventBridge);
+        assert_eq!(e.eventbridge_id.as_deref(), Some("eb-1"));
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            e.event_id,
+            id::notification_id(
+                &format!("v2.detail.events.conversation.{CONV}.customer.start"),
+                &json["detail"]["eventBody"]
+            ),
+            "the notification's id, not EventBridge's"
+        );
         assert_eq!(
             e.event_type,
             "v2.detail.events.conversation.{id}.customer.start"
@@ -391,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn notification_id_hashes_topic_and_raw_body_text() {
+    fn notification_id_hashes_topic_and_canonical_body() {
         let topic = format!("v2.detail.events.conversation.{CONV}.attributes");
         let raw_body = format!(
             r#"{{ "eventTime": 1795595400000, "conversationId": "{CONV}", "participantId": "p-2", "attributes": {{"cart_value": "42.5"}} }}"#
@@ -400,12 +374,16 @@ mod tests {
             r#"{{"topicName":"{topic}","version":"2","eventBody":{raw_body},"metadata":{{"CorrelationId":"not-unique"}}}}"#
         );
         let e = parse_event(body.as_bytes(), NOW, None).unwrap();
-        assert_eq!(e.shape, "NOTIFICATION");
+        assert_eq!(e.shape, Shape::Notification);
+        let canonical = format!(
+            r#"{{"attributes":{{"cart_value":"42.5"}},"conversationId":"{CONV}","eventTime":1795595400000,"participantId":"p-2"}}"#
+        );
         assert_eq!(
             e.event_id,
-            sha(&[&topic, &raw_body]),
-            "the exact eventBody text"
+            sha(&[&topic, &canonical]),
+            "the RFC 8785 form of eventBody"
         );
+        assert_eq!(e.eventbridge_id, None);
         assert_eq!(
             e.event_type,
             "v2.detail.events.conversation.{id}.attributes"
@@ -418,6 +396,27 @@ mod tests {
             parse_event(again.as_bytes(), NOW, None).unwrap().event_id,
             e.event_id
         );
+    }
+
+    /// One notification through the three paths, each formatted its own way: one id.
+    #[test]
+    fn one_notification_one_id_on_every_path() {
+        let topic = format!("v2.detail.events.conversation.{CONV}.attributes");
+        let websocket = format!(
+            r#"{{"topicName":"{topic}","version":"2","eventBody":{{"eventTime":1795595400000,"conversationId":"{CONV}","participantId":"p-2","attributes":{{"cart_value":"42.5","n":1}}}},"metadata":{{"CorrelationId":"a"}}}}"#
+        );
+        let data_action = format!(
+            "{{\"eventBody\": {{\"attributes\": {{\"n\": 1.0, \"cart_value\": \"4\\u0032.5\"}},\n  \"participantId\": \"p-2\", \"conversationId\": \"{CONV}\", \"eventTime\": 1795595400000}}, \"topicName\": \"{topic}\"}}"
+        );
+        let eventbridge = format!(
+            r#"{{"version":"0","id":"eb-9","detail-type":"v2.detail.events.conversation.{{id}}.attributes","source":"aws.partner/genesys.com/cloud/org/relay","account":"1","time":"2026-11-25T08:30:00Z","region":"us-east-1","resources":[],"detail":{{"metadata":{{"CorrelationId":"b"}},"eventBody":{{"participantId":"p-2","eventTime":1.7955954e12,"attributes":{{"n":1,"cart_value":"42.5"}},"conversationId":"{CONV}"}},"version":"2","topicName":"{topic}","timestamp":"2026-11-25T08:30:00.500Z"}}}}"#
+        );
+        let ids: Vec<String> = [&websocket, &data_action, &eventbridge]
+            .iter()
+            .map(|b| parse_event(b.as_bytes(), NOW, None).unwrap().event_id)
+            .collect();
+        assert_eq!(ids[0], ids[1], "WebSocket and Data Action");
+        assert_eq!(ids[0], ids[2], "WebSocket and EventBridge");
     }
 
     #[test]
@@ -447,7 +446,7 @@ mod tests {
         assert_eq!(e.event_type, "conversation:created");
         assert_eq!(e.conversation_id.as_deref(), Some("c-2"));
         assert_eq!(e.event_id, hex::encode(Sha256::digest(body)));
-        assert_eq!(e.shape, "ENVELOPE");
+        assert_eq!(e.shape, Shape::Envelope);
     }
 
     #[test]
