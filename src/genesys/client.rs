@@ -109,20 +109,8 @@ impl GenesysClient {
         next_uri: Option<&str>,
         page_size: u32,
     ) -> Result<Value, HttpError> {
-        let url = match next_uri {
-            Some(next) => Url::parse(&self.api_base)
-                .and_then(|base| base.join(next))
-                .map_err(|e| HttpError::InvalidRequest(format!("nextUri {next:?}: {e}")))?,
-            None => {
-                let mut url = api_url(
-                    &self.api_base,
-                    &["api", "v2", "processautomation", "triggers"],
-                )?;
-                url.query_pairs_mut()
-                    .append_pair("pageSize", &page_size.to_string());
-                url
-            }
-        };
+        let path = ["api", "v2", "processautomation", "triggers"];
+        let url = self.page_url(next_uri, &path, page_size)?;
         let (answer, token) = self.call("triggers", Method::GET, url, None, LANE).await?;
         answer.success(SERVICE, &[&token])?.json("trigger listing")
     }
@@ -135,22 +123,31 @@ impl GenesysClient {
         next_uri: Option<&str>,
         page_size: u32,
     ) -> Result<Value, HttpError> {
-        let url = match next_uri {
-            Some(next) => Url::parse(&self.api_base)
-                .and_then(|base| base.join(next))
-                .map_err(|e| HttpError::InvalidRequest(format!("nextUri {next:?}: {e}")))?,
-            None => {
-                let mut url = api_url(
-                    &self.api_base,
-                    &["api", "v2", "processautomation", "triggers", "topics"],
-                )?;
-                url.query_pairs_mut()
-                    .append_pair("pageSize", &page_size.to_string());
-                url
-            }
-        };
+        let path = ["api", "v2", "processautomation", "triggers", "topics"];
+        let url = self.page_url(next_uri, &path, page_size)?;
         let (answer, token) = self.call("triggers", Method::GET, url, None, LANE).await?;
         answer.success(SERVICE, &[&token])?.json("trigger topics")
+    }
+
+    /// The first page of a listing (`path?pageSize=N`), or a later page by the listing's
+    /// own `nextUri`, which Genesys gives relative to the API base.
+    fn page_url(
+        &self,
+        next_uri: Option<&str>,
+        path: &[&str],
+        page_size: u32,
+    ) -> Result<Url, HttpError> {
+        match next_uri {
+            Some(next) => Url::parse(&self.api_base)
+                .and_then(|base| base.join(next))
+                .map_err(|e| HttpError::InvalidRequest(format!("nextUri {next:?}: {e}"))),
+            None => {
+                let mut url = api_url(&self.api_base, path)?;
+                url.query_pairs_mut()
+                    .append_pair("pageSize", &page_size.to_string());
+                Ok(url)
+            }
+        }
     }
 
     /// `POST /api/v2/processautomation/triggers` (body: SDK model `CreateTriggerRequest`).
