@@ -1,5 +1,5 @@
 //! Start-up fails fast and says why when Kafka cannot be used: brokers that refuse the
-//! connection, a wrong SASL/PLAIN password. Each run is the real binary against a real
+//! connection, a wrong SASL/PLAIN password, a TLS handshake that cannot succeed. Each run is the real binary against a real
 //! broker (or a port nothing listens on); the output is what an operator would see.
 
 use crate::common::{free_port, unique_prefix, Broker};
@@ -132,5 +132,24 @@ fn a_wrong_sasl_plain_password_fails_start_up_naming_authentication() {
     assert!(
         !out.contains("wrong\"") && !out.contains("=wrong"),
         "the password reached the log:\n{out}"
+    );
+}
+
+/// TLS set on the client, a plaintext listener on the broker: the handshake cannot
+/// succeed, and the start-up error says it was TLS, not a refused connection.
+#[test]
+fn a_tls_handshake_that_fails_fails_start_up_naming_tls() {
+    let broker = Broker::start();
+    let (exited, ok, ran, out) = run_ingress(&[
+        ("RELAY_KAFKA_BROKERS", broker.addr()),
+        ("RELAY_KAFKA_SECURITY_PROTOCOL", "SSL".into()),
+        ("RELAY_TOPIC_PREFIX", unique_prefix("tls")),
+    ]);
+    assert!(exited, "still running after {ran:?}; output:\n{out}");
+    assert!(!ok, "start-up succeeded over a failed handshake:\n{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&broker.addr()) && last.contains("TLS failed"),
+        "the final error does not name TLS: {last:?}\n{out}"
     );
 }
