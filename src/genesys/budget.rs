@@ -2,6 +2,13 @@
 //! (`RELAY_GENESYS_RATE_LIMIT` requests per minute) shared by every call, adapted down
 //! by what Genesys reports in `inin-ratelimit-allowed|count|reset` and by 429s.
 //!
+//! A lower `inin-ratelimit-allowed` paces only the endpoint whose answer reported it:
+//! Genesys limits some resources below the token's limit, and one resource's limit must
+//! not set the others' pace, nor be undone by the next answer from a resource without
+//! one. Callers still take their turn in one queue.
+//! Which window an answer reports when both apply is not documented, so a spent window
+//! (count >= allowed) or a 429 pauses every call.
+//!
 //! Invariants:
 //! - Requests are paced one slot apart (60 s / rate, no burst): a process never sends
 //!   more than its rate in any minute, so it stays inside a server's fixed window of the
@@ -19,6 +26,7 @@
 //! - A slot granted before a pause does not outrun it: the caller checks for a pause
 //!   again just before sending ([`RequestBudget::pause_before_sending`]).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,12 +47,21 @@ pub(crate) enum Slot {
     Defer(Duration),
 }
 
+/// The pace of one endpoint that Genesys limits below the configured rate.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    interval: Duration,
+    next_free: Instant,
+}
+
 #[derive(Debug)]
 struct State {
-    /// Slot interval at the current effective rate.
+    /// Slot interval at the configured rate.
     interval: Duration,
     /// The earliest time the next request may go.
     next_free: Instant,
+    /// Endpoints whose answers reported a limit below the configured rate.
+    endpoints: HashMap<&'static str, Pace>,
     /// Nothing goes before this (window spent, or a 429).
     paused_until: Instant,
     /// The last slot promised to a deferred request.
@@ -87,6 +104,7 @@ impl RequestBudget {
             state: Mutex::new(State {
                 interval: interval_for(per_minute),
                 next_free: now,
+                endpoints: HashMap::new(),
                 paused_until: now,
                 deferred_horizon: now,
             }),
@@ -102,10 +120,10 @@ impl RequestBudget {
     /// `max_wait`; answers [`Slot::Defer`] only when Genesys paused the budget past
     /// `max_wait`. The wait returned is what is left after the queue: the caller
     /// sleeps it.
-    pub(crate) async fn acquire(&self) -> Slot {
+    pub(crate) async fn acquire(&self, endpoint: &'static str) -> Slot {
         let _turn = self.turn.lock().await;
         loop {
-            match self.decide_at(Instant::now()) {
+            match self.decide_at(Instant::now(), endpoint) {
                 Decision::Grant(wait) => return Slot::Wait(wait),
                 Decision::Defer(after) => return Slot::Defer(after),
                 Decision::Queue(after) => tokio::time::sleep(after).await,
@@ -127,12 +145,25 @@ impl RequestBudget {
         }
     }
 
-    fn decide_at(&self, now: Instant) -> Decision {
+    fn decide_at(&self, now: Instant, endpoint: &'static str) -> Decision {
         let mut s = self.lock();
-        let slot = now.max(s.next_free).max(s.paused_until);
+        let own = s.endpoints.get(endpoint).copied();
+        let slot = now
+            .max(s.next_free)
+            .max(s.paused_until)
+            .max(own.map_or(now, |p| p.next_free));
         let wait = slot - now;
         if wait <= self.max_wait {
             s.next_free = slot + s.interval;
+            if let Some(pace) = own {
+                s.endpoints.insert(
+                    endpoint,
+                    Pace {
+                        next_free: slot + pace.interval,
+                        ..pace
+                    },
+                );
+            }
             return Decision::Grant(wait);
         }
         if s.paused_until.saturating_duration_since(now) > self.max_wait {
@@ -144,10 +175,11 @@ impl RequestBudget {
         Decision::Queue(wait - self.max_wait)
     }
 
-    /// Learns from an answer's `inin-ratelimit-*` headers: a lower `allowed` lowers the
-    /// rate, a spent window pauses until `reset`. Returns the requests left in the window
-    /// when the headers say.
-    pub(crate) fn observe(&self, headers: &HeaderMap) -> Option<u64> {
+    /// Learns from an answer of `endpoint`'s `inin-ratelimit-*` headers: an `allowed`
+    /// below the configured rate paces that endpoint (the configured rate or more lifts
+    /// it), a spent window pauses every call until `reset`. Returns the requests left in
+    /// the window when the headers say.
+    pub(crate) fn observe(&self, endpoint: &'static str, headers: &HeaderMap) -> Option<u64> {
         let number =
             |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
         let allowed = number("inin-ratelimit-allowed");
@@ -156,10 +188,17 @@ impl RequestBudget {
         let now = Instant::now();
         let mut s = self.lock();
         if let Some(allowed) = allowed.filter(|a| *a > 0) {
-            let per_minute = u32::try_from(allowed)
-                .unwrap_or(u32::MAX)
-                .min(self.configured_per_minute);
-            s.interval = interval_for(per_minute);
+            let per_minute = u32::try_from(allowed).unwrap_or(u32::MAX);
+            if per_minute < self.configured_per_minute {
+                let interval = interval_for(per_minute);
+                let pace = s.endpoints.entry(endpoint).or_insert(Pace {
+                    interval,
+                    next_free: now,
+                });
+                pace.interval = interval;
+            } else {
+                s.endpoints.remove(endpoint);
+            }
         }
         let remaining = allowed.zip(count).map(|(a, c)| a.saturating_sub(c));
         if remaining == Some(0) {
@@ -187,31 +226,36 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
+    const E: &str = "conversation";
+
     #[test]
     fn slots_are_paced_and_a_busy_budget_queues_instead_of_deferring() {
         let b = RequestBudget::new(60, Duration::from_secs(2));
         let t0 = Instant::now();
-        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::ZERO));
-        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::from_secs(1)));
-        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::from_secs(2)));
+        assert_eq!(b.decide_at(t0, E), Decision::Grant(Duration::ZERO));
+        assert_eq!(b.decide_at(t0, E), Decision::Grant(Duration::from_secs(1)));
+        assert_eq!(b.decide_at(t0, E), Decision::Grant(Duration::from_secs(2)));
         // The next slot is 3 s away, taken by nobody but the queue: wait 1 s, not a
         // retry record.
-        assert_eq!(b.decide_at(t0), Decision::Queue(Duration::from_secs(1)));
-        assert_eq!(b.decide_at(t0), Decision::Queue(Duration::from_secs(1)));
+        assert_eq!(b.decide_at(t0, E), Decision::Queue(Duration::from_secs(1)));
+        assert_eq!(b.decide_at(t0, E), Decision::Queue(Duration::from_secs(1)));
         // A second later that slot is within max_wait and granted in place.
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(b.decide_at(later), Decision::Grant(Duration::from_secs(2)));
+        assert_eq!(
+            b.decide_at(later, E),
+            Decision::Grant(Duration::from_secs(2))
+        );
     }
 
     #[test]
     fn a_pause_past_max_wait_defers_staggered_and_a_returning_event_is_not_deferred_again() {
         let b = RequestBudget::new(60, Duration::from_secs(2));
         let t0 = Instant::now();
-        assert_eq!(b.decide_at(t0), Decision::Grant(Duration::ZERO));
+        assert_eq!(b.decide_at(t0, E), Decision::Grant(Duration::ZERO));
         b.pause(Duration::from_secs(10));
         let now = Instant::now();
-        let d1 = b.decide_at(now);
-        let d2 = b.decide_at(now);
+        let d1 = b.decide_at(now, E);
+        let d2 = b.decide_at(now, E);
         let (Decision::Defer(a), Decision::Defer(c)) = (d1, d2) else {
             panic!("{d1:?} {d2:?}");
         };
@@ -223,9 +267,9 @@ mod tests {
         // event queues (at most `interval` per caller ahead of it), it is not deferred.
         let back = now + c;
         for _ in 0..5 {
-            b.decide_at(back);
+            b.decide_at(back, E);
         }
-        assert!(matches!(b.decide_at(back), Decision::Queue(_)));
+        assert!(matches!(b.decide_at(back, E), Decision::Queue(_)));
     }
 
     #[test]
@@ -233,8 +277,8 @@ mod tests {
         let b = RequestBudget::new(60, Duration::from_secs(5));
         let t0 = Instant::now();
         // Granted 3 s ahead, then Genesys says the window is spent for 2 s.
-        b.decide_at(t0);
-        b.decide_at(t0);
+        b.decide_at(t0, E);
+        b.decide_at(t0, E);
         assert_eq!(b.pause_before_sending(), Slot::Wait(Duration::ZERO));
         b.pause(Duration::from_secs(2));
         assert!(matches!(b.pause_before_sending(), Slot::Wait(d) if d > Duration::from_secs(1)));
@@ -251,7 +295,7 @@ mod tests {
         for _ in 0..10 {
             let b = b.clone();
             tasks.push(tokio::spawn(async move {
-                match b.acquire().await {
+                match b.acquire(E).await {
                     Slot::Wait(w) => tokio::time::sleep(w).await,
                     Slot::Defer(d) => panic!("deferred {d:?}"),
                 }
@@ -280,10 +324,10 @@ mod tests {
         h.insert("inin-ratelimit-allowed", HeaderValue::from_static("60"));
         h.insert("inin-ratelimit-count", HeaderValue::from_static("60"));
         h.insert("inin-ratelimit-reset", HeaderValue::from_static("30"));
-        assert_eq!(b.observe(&h), Some(0));
-        assert_eq!(b.lock().interval, Duration::from_secs(1));
+        assert_eq!(b.observe(E, &h), Some(0));
+        assert_eq!(b.lock().endpoints[E].interval, Duration::from_secs(1));
         assert!(
-            matches!(b.decide_at(Instant::now()), Decision::Defer(d) if d >= Duration::from_secs(29))
+            matches!(b.decide_at(Instant::now(), E), Decision::Defer(d) if d >= Duration::from_secs(29))
         );
     }
 
@@ -301,10 +345,43 @@ mod tests {
             "inin-ratelimit-reset",
             HeaderValue::from_static("18446744073709551615"),
         );
-        b.observe(&h);
-        match b.decide_at(Instant::now()) {
+        b.observe(E, &h);
+        match b.decide_at(Instant::now(), E) {
             Decision::Defer(d) => assert!(d <= MAX_PAUSE + Duration::from_secs(61), "{d:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn one_endpoints_lower_limit_paces_it_alone_and_is_not_undone_by_another() {
+        let b = RequestBudget::new(600, Duration::from_secs(10));
+        let limited = |allowed: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("inin-ratelimit-allowed", HeaderValue::from_static(allowed));
+            h.insert("inin-ratelimit-count", HeaderValue::from_static("1"));
+            h
+        };
+        // Conversations are limited to 60 per minute; channels report the token's 600.
+        b.observe(E, &limited("60"));
+        b.observe("channels", &limited("600"));
+        let t0 = Instant::now();
+        assert_eq!(b.decide_at(t0, E), Decision::Grant(Duration::ZERO));
+        // The next conversation call waits a second. Callers take their turn in one
+        // queue, so a channel call behind it goes after it, and the channel calls after
+        // that go at the token's pace (100 ms apart), not at the conversations' second.
+        assert_eq!(b.decide_at(t0, E), Decision::Grant(Duration::from_secs(1)));
+        assert_eq!(
+            b.decide_at(t0, "channels"),
+            Decision::Grant(Duration::from_millis(1100))
+        );
+        assert_eq!(
+            b.decide_at(t0, "channels"),
+            Decision::Grant(Duration::from_millis(1200))
+        );
+        // The channel answer did not lift the conversations' pace.
+        assert_eq!(b.lock().endpoints[E].interval, Duration::from_secs(1));
+        // An answer at the configured rate lifts it.
+        b.observe(E, &limited("600"));
+        assert!(!b.lock().endpoints.contains_key(E));
     }
 }

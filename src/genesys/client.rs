@@ -177,9 +177,9 @@ impl GenesysClient {
 
     /// Waits for a budget slot, or hands back a deferral when the slot is too far away
     /// and the policy does not wait for such slots.
-    async fn take_slot(&self, policy: CallPolicy) -> Result<(), HttpError> {
+    async fn take_slot(&self, endpoint: &'static str, policy: CallPolicy) -> Result<(), HttpError> {
         let queued = Instant::now();
-        let wait = match self.budget.acquire().await {
+        let wait = match self.budget.acquire(endpoint).await {
             Slot::Wait(wait) => wait,
             Slot::Defer(wait) if policy.wait_for_far_slot => wait,
             Slot::Defer(retry_after) => {
@@ -243,7 +243,7 @@ impl GenesysClient {
             // The slot first: a token fetched before a wait for the budget could expire
             // during it (a 401, and after the refresh possibly another), and a deferred
             // call must cost nothing, not even a token.
-            self.take_slot(policy).await?;
+            self.take_slot(endpoint, policy).await?;
             let token = self.tokens.token().await?;
             let mut request = self
                 .http
@@ -261,7 +261,7 @@ impl GenesysClient {
                     return Err(err);
                 }
             };
-            if let Some(remaining) = self.budget.observe(response.headers()) {
+            if let Some(remaining) = self.budget.observe(endpoint, response.headers()) {
                 self.metrics
                     .genesys_ratelimit_remaining
                     .set(i64::try_from(remaining).unwrap_or(i64::MAX));
