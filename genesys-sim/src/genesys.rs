@@ -14,7 +14,7 @@
 //! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`]
 //! and [`super::notifications`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,6 +54,8 @@ struct Data {
     tokens: HashMap<String, Instant>,
     /// Customer attributes a test set with `PUT /__sim/conversations/{id}/attributes`.
     attributes: HashMap<String, Map<String, Value>>,
+    /// Conversation ids answered 404, so a test can match each skip to its answer.
+    conversations_not_found: BTreeSet<String>,
     triggers: Triggers,
     workflows: Workflows,
     budget: Budget,
@@ -194,10 +196,11 @@ Err(Reply::genesys_error(
     /// `GET /api/v2/conversations/{id}`: ids starting `gone-` do not exist (404), as a
     /// conversation past its retention would not.
     fn conversation(&self, id: &str) -> Reply {
+        let mut data = lock(&self.data);
         if id.starts_with("gone-") {
+            data.conversations_not_found.insert(id.to_string());
             return Reply::not_found(&format!("conversation {id} not found"));
         }
-        let data = lock(&self.data);
         Reply::ok(synth::conversation(id, data.attributes.get(id)))
     }
 
@@ -453,6 +456,10 @@ impl Backend for Genesys {
         stats.insert("tokens_issued".into(), json!(data.tokens_issued));
         stats.insert("triggers".into(), json!(data.triggers.len()));
         stats.insert("attribute_overrides".into(), json!(data.attributes.len()));
+        stats.insert(
+            "conversations_not_found".into(),
+            json!(data.conversations_not_found),
+        );
         stats.insert(
             "rate_limited".into(),
             json!(data.budget.refused + data.resource_budget.refused),

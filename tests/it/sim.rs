@@ -318,6 +318,11 @@ async fn customer_attributes_are_strings_gone_ids_404_and_overrides_win() {
     let gone = body(gone).await;
     assert_eq!(gone["status"], 404);
     assert_eq!(gone["code"], "not.found");
+    // Each id answered 404 is listed, so a skip can be matched to its answer.
+    assert_eq!(
+        stats(&client, &sim).await["conversations_not_found"],
+        json!(["gone-1"])
+    );
 
     let put = client
         .put(format!(
