@@ -1,10 +1,16 @@
-//! Idempotency memory: which (route, event id) pairs were already synced, and the newest
-//! event time synced per guest. Kept in bounded moka caches and made durable on the
-//! compacted `<prefix>.relay.idempotency` topic, which every worker tails from the
-//! beginning, so a restarted or rebalanced worker knows what any worker already synced.
+//! Idempotency memory: the terminal outcome of each (route, event id) pair — synced, or
+//! dead-lettered — and the newest event time synced per guest. Kept in bounded moka caches
+//! and made durable on the compacted `<prefix>.relay.idempotency` topic, which every worker
+//! tails from the beginning, so a restarted or rebalanced worker knows what any worker
+//! already synced or dead-lettered.
 //!
-//! A mark is written only after the sync succeeded. A crash between the two leads to one
-//! more sync attempt with the same `X-Idempotency-Key`, which the sink deduplicates.
+//! A synced mark is written only after the sync succeeded. A crash between the two leads
+//! to one more sync attempt with the same `X-Idempotency-Key`, which the sink deduplicates.
+//! A dead-lettered mark is written only after the dead letter was acknowledged: a crash
+//! between a mark and its dead letter would lose the event.
+//!
+//! Precedence: a synced mark supersedes a dead-lettered mark of the same key (a replay
+//! synced it), never the reverse (the event is at the sink whatever a later attempt did).
 //!
 //! Invariants: a full cache evicts the least recently used mark, never a mark
 //! just written (moka's default TinyLFU admission would refuse most new marks, since each
@@ -19,7 +25,7 @@ use crate::kafka::{
     RelayClientContext,
 };
 use crate::metrics::Metrics;
-use crate::schema::{Codec, IdempotencyMark};
+use crate::schema::{Codec, IdempotencyMark, MarkOutcome};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use moka::Expiry;
@@ -45,8 +51,8 @@ pub(crate) enum TailError {
 
 /// The idempotency memory of one worker process.
 pub(crate) struct IdempotencyStore {
-    /// Key -> when it was handled (Unix ms); expires `ttl` after that.
-    handled: Cache<String, i64>,
+    /// Key -> its mark; expires `ttl` after it was handled.
+    handled: Cache<String, Marked>,
     ttl: Duration,
     guest_times: Cache<String, i64>,
     producer: Arc<EventProducer>,
@@ -57,6 +63,14 @@ pub(crate) struct IdempotencyStore {
     writer: String,
     /// Keys being handled right now, see [`IdempotencyStore::claim`].
     claims: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What the memory keeps of one mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marked {
+    /// Unix ms; the mark expires `ttl` after it.
+    handled_at_ms: i64,
+    outcome: MarkOutcome,
 }
 
 /// Exclusive handling of one idempotency key in this process; released on drop.
@@ -148,12 +162,25 @@ impl IdempotencyStore {
     }
 
     /// Whether `key` was already synced; counts a hit.
-    pub(crate) fn seen(&self, key: &str) -> bool {
-        let hit = self.handled.contains_key(key);
+    pub(crate) async fn seen(&self, key: &str) -> bool {
+        let hit = self.outcome(key).await == Some(MarkOutcome::Synced);
         if hit {
             self.metrics.idempotency_hits_total.inc();
         }
         hit
+    }
+
+    /// Whether `key` was dead-lettered and not synced since.
+    pub(crate) async fn dead_lettered(&self, key: &str) -> bool {
+        self.outcome(key).await == Some(MarkOutcome::DeadLettered)
+    }
+
+    async fn outcome(&self, key: &str) -> Option<MarkOutcome> {
+        // Presence first: a key never marked costs no read (which would count as a use).
+        if !self.handled.contains_key(key) {
+            return None;
+        }
+        self.handled.get(key).await.map(|m| m.outcome)
     }
 
     /// Makes `key` remembered and durable, and for a guest sync the guest's newest event
@@ -171,12 +198,34 @@ impl IdempotencyStore {
             handled_at_ms: now_ms(),
             event_time_ms,
             guest_id: guest_id.map(str::to_string),
+            outcome: MarkOutcome::Synced,
         };
-        // A fixed record against a compiled-in schema cannot fail to encode.
-        let value = self.codec.encode(&mark).expect("IdempotencyMark encodes");
         // Remembered here even when the write fails: the sync happened, so this process
         // must not send it again; only other processes (and a restart) miss the mark.
-        self.apply(key, &mark).await;
+        self.write(key, &mark).await
+    }
+
+    /// Makes `key` remembered and durable as dead-lettered. Call only once the dead letter
+    /// is acknowledged. A key already marked synced keeps its mark and nothing is written:
+    /// the compacted topic keeps only a key's last record, which must not be this one.
+    pub(crate) async fn remember_dead_lettered(&self, key: &str) -> Result<(), ProduceError> {
+        if self.outcome(key).await == Some(MarkOutcome::Synced) {
+            return Ok(());
+        }
+        let mark = IdempotencyMark {
+            handled_at_ms: now_ms(),
+            event_time_ms: None,
+            guest_id: None,
+            outcome: MarkOutcome::DeadLettered,
+        };
+        self.write(key, &mark).await
+    }
+
+    /// Applies `mark` here, then writes it to the topic.
+    async fn write(&self, key: &str, mark: &IdempotencyMark) -> Result<(), ProduceError> {
+        // A fixed record against a compiled-in schema cannot fail to encode.
+        let value = self.codec.encode(mark).expect("IdempotencyMark encodes");
+        self.apply(key, mark).await;
         self.producer
             .send(
                 &self.topic,
@@ -194,13 +243,23 @@ impl IdempotencyStore {
     }
 
     /// Applies one mark, written here or read from the topic; a mark older than the TTL
-    /// is not applied.
+    /// is not applied, nor a dead-lettered mark over a synced one.
     async fn apply(&self, key: &str, mark: &IdempotencyMark) {
         if remaining_life(self.ttl, mark.handled_at_ms, now_ms()).is_zero() {
             return;
         }
+        let new = Marked {
+            handled_at_ms: mark.handled_at_ms,
+            outcome: mark.outcome,
+        };
         self.handled
-            .insert(key.to_string(), mark.handled_at_ms)
+            .entry(key.to_string())
+            .and_upsert_with(|old| {
+                std::future::ready(match old.map(|e| e.into_value()) {
+                    Some(known) if known.outcome == MarkOutcome::Synced => known,
+                    _ => new,
+                })
+            })
             .await;
         if let (Some(guest), Some(t)) = (&mark.guest_id, mark.event_time_ms) {
             self.guest_times
@@ -322,10 +381,16 @@ impl IdempotencyStore {
                         // This process's own marks were applied when written. Applying
                         // them again as they come back, or refreshing a key already known,
                         // would reorder the LRU by partition and read timing instead of by
-                        // sync time, and could evict the newest marks.
+                        // sync time, and could evict the newest marks. Only a synced mark
+                        // over a dead-lettered one changes what is known.
                         Some(Ok(_)) if self.written_here(&m) => {}
-                        Some(Ok(_)) if self.handled.contains_key(&key) => {}
-                        Some(Ok(mark)) => self.apply(&key, &mark).await,
+                        Some(Ok(mark)) => {
+                            let supersedes = mark.outcome == MarkOutcome::Synced
+                                && self.dead_lettered(&key).await;
+                            if supersedes || !self.handled.contains_key(&key) {
+                                self.apply(&key, &mark).await;
+                            }
+                        }
                         _ => tracing::warn!(%key, "undecodable idempotency mark; ignored"),
                     }
                     applied += 1;
@@ -381,24 +446,24 @@ struct SinceHandled {
     ttl: Duration,
 }
 
-impl Expiry<String, i64> for SinceHandled {
+impl Expiry<String, Marked> for SinceHandled {
     fn expire_after_create(
         &self,
         _key: &String,
-        handled_at_ms: &i64,
+        mark: &Marked,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(remaining_life(self.ttl, *handled_at_ms, now_ms()))
+        Some(remaining_life(self.ttl, mark.handled_at_ms, now_ms()))
     }
 
     fn expire_after_update(
         &self,
         key: &String,
-        handled_at_ms: &i64,
+        mark: &Marked,
         updated_at: std::time::Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        self.expire_after_create(key, handled_at_ms, updated_at)
+        self.expire_after_create(key, mark, updated_at)
     }
 }
 
@@ -429,6 +494,14 @@ mod tests {
             handled_at_ms,
             event_time_ms: None,
             guest_id: None,
+            outcome: MarkOutcome::Synced,
+        }
+    }
+
+    fn dead_letter_mark(handled_at_ms: i64) -> IdempotencyMark {
+        IdempotencyMark {
+            outcome: MarkOutcome::DeadLettered,
+            ..mark(handled_at_ms)
         }
     }
 
@@ -447,7 +520,7 @@ mod tests {
         let newest: Vec<u64> = (3 * n - n / 2..3 * n).collect();
         let missing: Vec<&u64> = newest
             .iter()
-            .filter(|i| !s.seen(&format!("k-{i}")))
+            .filter(|i| !s.handled.contains_key(&format!("k-{i}")))
             .collect();
         assert!(
             missing.is_empty(),
@@ -467,10 +540,10 @@ mod tests {
         s.apply("old", &mark(now - 61_000)).await;
         s.apply("young", &mark(now - 1_000)).await;
         s.apply("almost", &mark(now - 59_900)).await;
-        assert!(!s.seen("old"), "a mark past its TTL was loaded");
-        assert!(s.seen("young"));
+        assert!(!s.seen("old").await, "a mark past its TTL was loaded");
+        assert!(s.seen("young").await);
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(!s.seen("almost"), "a loaded mark got a fresh TTL");
+        assert!(!s.seen("almost").await, "a loaded mark got a fresh TTL");
         assert_eq!(
             remaining_life(Duration::from_secs(60), now + 5_000, now),
             Duration::from_secs(60)
@@ -487,6 +560,32 @@ mod tests {
         let s = store(100, "1h");
         let written = s.remember("guest_sync:e1", None, None).await;
         assert!(written.is_err(), "no broker at 127.0.0.1:1");
-        assert!(s.seen("guest_sync:e1"));
+        assert!(s.seen("guest_sync:e1").await);
+    }
+
+    /// A synced mark supersedes a dead-lettered one; a dead-lettered mark never replaces
+    /// a synced one, and is not even written for a key known synced.
+    #[tokio::test]
+    async fn a_synced_mark_supersedes_a_dead_lettered_one_never_the_reverse() {
+        let s = store(100, "1h");
+        s.apply("guest_sync:dl", &dead_letter_mark(now_ms())).await;
+        assert!(s.dead_lettered("guest_sync:dl").await && !s.seen("guest_sync:dl").await);
+        s.apply("guest_sync:dl", &mark(now_ms())).await;
+        assert!(s.seen("guest_sync:dl").await && !s.dead_lettered("guest_sync:dl").await);
+        s.apply("guest_sync:dl", &dead_letter_mark(now_ms())).await;
+        assert!(
+            s.seen("guest_sync:dl").await,
+            "a dead-lettered mark replaced a synced one"
+        );
+        assert!(
+            s.remember_dead_lettered("guest_sync:dl").await.is_ok(),
+            "nothing is written (the broker at 127.0.0.1:1 would refuse it)"
+        );
+        assert!(s.seen("guest_sync:dl").await);
+        assert!(
+            s.remember_dead_lettered("guest_sync:other").await.is_err(),
+            "a dead-lettered mark of an unknown key is written"
+        );
+        assert!(s.dead_lettered("guest_sync:other").await);
     }
 }

@@ -17,7 +17,8 @@
 //!   had been answered 2xx (applied or replayed) to the client: sends the client should
 //!   not have made. A retry after a failed answer (error status, reset, no answer) is not
 //!   one, even when that write had been applied. `redundant_writes` lists them with
-//!   their arrival time (Unix ms).
+//!   their arrival time (Unix ms); `first_ok_at_by_key` says when each key was first
+//!   answered 2xx (Unix ms).
 //! - `answers_by_key`: per key, in order, how each write was answered: `applied`,
 //!   `replayed`, `rejected:<status>`, `injected:<status>` (a fault before the handler),
 //!   `applied_then:<failure>` / `replayed_then:<failure>` (`apply_then_fail_rate`:
@@ -151,6 +152,8 @@ struct Data {
     writes_by_key: HashMap<String, u64>,
     /// Keys with a write answered 2xx to the client.
     answered_ok: HashSet<String>,
+    /// When each key was first answered 2xx (Unix ms).
+    first_ok_at: HashMap<String, u64>,
     /// Writes that arrived after a write of their key had been answered 2xx.
     redundant_by_key: HashMap<String, u64>,
     /// The same writes in arrival order, with their time (bounded like `writes`).
@@ -253,6 +256,9 @@ impl Cms {
                 .entry(key.clone())
                 .or_default()
                 .push(answer);
+            data.first_ok_at
+                .entry(key.clone())
+                .or_insert_with(now_unix_ms);
             data.answered_ok.insert(key);
             return reply;
         };
@@ -494,6 +500,10 @@ impl Backend for Cms {
             json!(counts(&data.redundant_by_key)),
         );
         stats.insert("redundant_writes".into(), json!(data.redundant_writes));
+        stats.insert(
+            "first_ok_at_by_key".into(),
+            json!(counts(&data.first_ok_at)),
+        );
         let answers: BTreeMap<&String, &Vec<Answer>> = data.answers_by_key.iter().collect();
         stats.insert("answers_by_key".into(), json!(answers));
         let failed: BTreeMap<&String, &Vec<AnswerFailure>> =

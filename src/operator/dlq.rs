@@ -6,9 +6,11 @@
 //! (`<dlq topic>/<partition>/<offset>`). It carries no `relay-attempt`, so the worker
 //! counts attempts afresh.
 //!
-//! A dead letter whose event was synced after all (its idempotency mark `<route>:<event
+//! A dead letter whose event was synced after all (a synced idempotency mark `<route>:<event
 //! id>` is on the idempotency topic, e.g. another attempt of the event succeeded) is not
 //! replayed: it is reported under `already_synced`, so replay never sends an event twice.
+//! A dead-lettered mark (the worker writes one for each dead letter) does not count; a
+//! mark that cannot be read counts as synced, as every mark did before marks had outcomes.
 
 use super::OperatorError;
 use crate::app::Config;
@@ -16,6 +18,7 @@ use crate::event::{write_raw, RawRecord};
 use crate::idempotency::IdempotencyKey;
 use crate::kafka::headers::{self, header_i64, header_str};
 use crate::kafka::{read_topic_to_end, EventProducer};
+use crate::schema::{Codec, IdempotencyMark, MarkOutcome, SchemaRegistry};
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 use serde::Serialize;
@@ -142,6 +145,17 @@ pub async fn list_dead_letters(
     Ok(letters)
 }
 
+/// A codec that reads the idempotency marks, registering nothing.
+async fn mark_reader(cfg: &Config, topic: &str) -> Result<Codec, OperatorError> {
+    let Some(url) = &cfg.schema_registry_url else {
+        return Ok(Codec::single_object());
+    };
+    let http = crate::app::http_client(cfg).map_err(|e| OperatorError::Task(e.to_string()))?;
+    Ok(SchemaRegistry::new(url.as_str(), http)
+        .reader::<IdempotencyMark>(topic)
+        .await?)
+}
+
 /// What replay needs of a selected dead letter.
 struct Replayable {
     letter: DeadLetter,
@@ -221,10 +235,17 @@ pub async fn replay_dead_letters(
     let synced = if marks.is_empty() {
         HashSet::new()
     } else {
+        let codec = mark_reader(cfg, &topics.idempotency).await?;
         read_all(cfg, &topics.idempotency, move |m| {
-            m.key()
+            let key = m
+                .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
-                .filter(|k| marks.contains(k))
+                .filter(|k| marks.contains(k))?;
+            let outcome = m
+                .payload()
+                .and_then(|v| codec.decode::<IdempotencyMark>(v).ok())
+                .map_or(MarkOutcome::Synced, |mark| mark.outcome);
+            (outcome == MarkOutcome::Synced).then_some(key)
         })
         .await?
         .into_iter()

@@ -41,6 +41,8 @@ pub enum OperatorError {
     KeyNotUtf8(String),
     #[error("the reader thread failed: {0}")]
     Task(String),
+    #[error("cannot read the idempotency marks' schemas: {0}")]
+    Schema(#[from] crate::schema::SchemaError),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

@@ -9,6 +9,10 @@
 //! dead-lettered without its value, class `permanent`, and a `relay-error` that says so
 //! and where the value still is (`relay-original-topic|partition|offset`).
 //!
+//! A replayed record's `relay-replayed-from` goes with it onto its retry and dead-letter
+//! records: its later attempts are the same operator replay, which the worker handles
+//! although the event is marked dead-lettered.
+//!
 //! The decision is [`decide`]'s; the record it becomes is a [`Letter`] (pure, tested
 //! here); this module's I/O is the write loop around them.
 
@@ -143,13 +147,14 @@ impl Letter {
         }
     }
 
-    /// The `relay-*` headers (and the trace context) of the record.
+    /// The `relay-*` headers (and the trace context) of the record; `carried` are the
+    /// incoming record's `traceparent` and `relay-replayed-from`.
     fn headers(
         &self,
         prov: &Provenance,
         route: &str,
         event_id: Option<&str>,
-        traceparent: Option<&str>,
+        carried: Carried<'_>,
         now_ms: i64,
     ) -> Vec<(&'static str, String)> {
         let mut hdrs = vec![
@@ -177,8 +182,11 @@ impl Letter {
         if let Some(nb) = self.not_before_ms {
             hdrs.push((headers::NOT_BEFORE, nb.to_string()));
         }
-        if let Some(tp) = traceparent {
+        if let Some(tp) = carried.traceparent {
             hdrs.push((headers::TRACEPARENT, tp.to_string()));
+        }
+        if let Some(from) = carried.replayed_from {
+            hdrs.push((headers::REPLAYED_FROM, from.to_string()));
         }
         hdrs
     }
@@ -189,6 +197,22 @@ impl Letter {
             ErrorClass::Retryable if self.deferral => HandOff::Deferred,
             ErrorClass::Retryable => HandOff::Retried { tier: self.attempt },
             class => HandOff::DeadLettered(class),
+        }
+    }
+}
+
+/// Headers of the incoming record that its retry or dead-letter record keeps.
+#[derive(Debug, Clone, Copy, Default)]
+struct Carried<'a> {
+    traceparent: Option<&'a str>,
+    replayed_from: Option<&'a str>,
+}
+
+impl<'a> Carried<'a> {
+    fn of(msg: &'a OwnedMessage) -> Self {
+        Carried {
+            traceparent: header_str(msg, headers::TRACEPARENT),
+            replayed_from: header_str(msg, headers::REPLAYED_FROM),
         }
     }
 }
@@ -215,12 +239,12 @@ impl FailureHandOff {
         let decision = decide(failure, prov.retries_done, &self.policy, Jitter::random());
         let mut letter = Letter::new(decision, failure, &self.topics, now);
         let event_id = event_id.or_else(|| header_str(msg, headers::EVENT_ID));
-        let traceparent = header_str(msg, headers::TRACEPARENT);
+        let carried = Carried::of(msg);
         let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
         let mut value = msg.payload().unwrap_or_default();
         let mut backoff = DoublingBackoff::new(Duration::from_secs(5));
         loop {
-            let owned = letter.headers(&prov, route, event_id, traceparent, now);
+            let owned = letter.headers(&prov, route, event_id, carried, now);
             let hdrs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
             match self.producer.send(&letter.topic, &key, value, &hdrs).await {
                 Ok(_) => break,
@@ -289,8 +313,12 @@ mod tests {
     }
 
     fn headers_of(letter: &Letter, prov: &Provenance) -> HashMap<&'static str, String> {
+        let carried = Carried {
+            traceparent: Some("00-tp"),
+            replayed_from: None,
+        };
         letter
-            .headers(prov, "guest_sync", Some("evt-1"), Some("00-tp"), 1_000)
+            .headers(prov, "guest_sync", Some("evt-1"), carried, 1_000)
             .into_iter()
             .collect()
     }
@@ -318,6 +346,36 @@ mod tests {
         assert_eq!(h[headers::ROUTE], "guest_sync");
         assert_eq!(h[headers::EVENT_ID], "evt-1");
         assert_eq!(h[headers::TRACEPARENT], "00-tp");
+        assert!(!h.contains_key(headers::REPLAYED_FROM));
+    }
+
+    /// A replayed record's later attempts stay a replay.
+    #[test]
+    fn a_replayed_record_keeps_its_replay_header_on_retry_and_dead_letter() {
+        let failure = Failure::retryable("cms answered HTTP 503");
+        let carried = Carried {
+            traceparent: None,
+            replayed_from: Some("t.events.dlq/0/7"),
+        };
+        let retry = Decision::Retry {
+            tier: 1,
+            attempt: 1,
+            delay: Duration::from_secs(5),
+            deferral: false,
+        };
+        let dead = Decision::DeadLetter {
+            class: ErrorClass::Exhausted,
+            attempt: 3,
+        };
+        for decision in [retry, dead] {
+            let letter = Letter::new(decision, &failure, &topics(), 0);
+            let h: HashMap<_, _> = letter
+                .headers(&raw_provenance(), "guest_sync", Some("evt-1"), carried, 0)
+                .into_iter()
+                .collect();
+            assert_eq!(h[headers::REPLAYED_FROM], "t.events.dlq/0/7");
+            assert!(!h.contains_key(headers::TRACEPARENT));
+        }
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub(crate) enum SkipReason {
     NotWebMessaging,
     /// `RELAY_GUEST_SYNC_SCOPE`: the participant is not the customer (an agent, IVR, ...).
     NotCustomer,
+    /// The event was dead-lettered (its idempotency mark says so) and this record is a
+    /// redelivery, not an operator replay.
+    AlreadyDeadLettered,
 }
 
 impl SkipReason {
@@ -75,6 +78,7 @@ impl SkipReason {
             SkipReason::NoForwardUrl => "no_forward_url",
             SkipReason::NotWebMessaging => "not_web_messaging",
             SkipReason::NotCustomer => "not_customer",
+            SkipReason::AlreadyDeadLettered => "already_dead_lettered",
         }
     }
 }

@@ -10,6 +10,13 @@
 //! instead of being retried or dead-lettered: an event is never both synced and in the
 //! dead-letter topic through this worker's own bookkeeping. A handler panic dead-letters
 //! its record with class `poison` (the consumer loop catches it, see `handle_panic`).
+//!
+//! The terminal outcome is recorded once: once a dead letter is acknowledged, its key is
+//! marked dead-lettered before the record may be committed, and a later record of that key
+//! (a redelivery after a worker was killed, a client's resend) is skipped as
+//! `already_dead_lettered` instead of being synced. An operator replay
+//! (`relay-replayed-from`, carried onto its retry records) is handled as usual; its sync
+//! marks the key synced, which supersedes the dead-lettered mark.
 
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
@@ -18,6 +25,7 @@ use super::route_handlers::{Outcome, RouteHandlers};
 use super::route_table::{Route, RouteTable};
 use crate::clock::DoublingBackoff;
 use crate::idempotency::{IdempotencyKey, IdempotencyStore};
+use crate::kafka::headers::{self, header_str};
 use crate::kafka::{Handled, MessageHandler};
 use crate::metrics::Metrics;
 use crate::schema::{Codec, RawEvent};
@@ -50,15 +58,17 @@ impl MessageHandler for Processor {
     ) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
         Box::pin(async move {
             let event: Option<RawEvent> = msg.payload().and_then(|p| self.codec.decode(p).ok());
-            let route = event
+            let route = event.as_ref().and_then(|e| self.router.route(e).ok());
+            let key = event
                 .as_ref()
-                .and_then(|e| self.router.route(e).ok())
-                .map_or(UNKNOWN_ROUTE, Route::as_str);
+                .zip(route)
+                .map(|(e, r)| IdempotencyKey::new(r.as_str(), &e.event_id));
             let failure = Failure::poison(format!("handler panicked: {panic}"));
             self.fail(
                 &msg,
                 event.as_ref().map(|e| e.event_id.as_str()),
-                route,
+                route.map_or(UNKNOWN_ROUTE, Route::as_str),
+                key.as_ref(),
                 failure,
             )
             .await
@@ -73,7 +83,13 @@ impl Processor {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
                 return self
-                    .fail(&msg, None, UNKNOWN_ROUTE, Failure::poison(e.to_string()))
+                    .fail(
+                        &msg,
+                        None,
+                        UNKNOWN_ROUTE,
+                        None,
+                        Failure::poison(e.to_string()),
+                    )
                     .await
             }
             None => {
@@ -82,6 +98,7 @@ impl Processor {
                         &msg,
                         None,
                         UNKNOWN_ROUTE,
+                        None,
                         Failure::poison("record has no value"),
                     )
                     .await
@@ -101,15 +118,17 @@ impl Processor {
             .eventbridge_id
             .as_deref()
             .map(|id| IdempotencyKey::new(route.as_str(), id));
-        let seen = || {
-            self.idempotency.seen(key.as_str())
-                || legacy
-                    .as_ref()
-                    .is_some_and(|l| self.idempotency.seen(l.as_str()))
-        };
         let _claim = self.idempotency.claim(key.as_str()).await;
-        if seen() {
+        if self.synced_before(&key, legacy.as_ref()).await {
             self.count(route.as_str(), EventOutcome::Duplicate);
+            return Handled::Done;
+        }
+        // A replay is the operator asking for another try; anything else is a record of an
+        // event whose outcome is already recorded.
+        if self.idempotency.dead_lettered(key.as_str()).await
+            && header_str(&msg, headers::REPLAYED_FROM).is_none()
+        {
+            self.skipped(Some(route), SkipReason::AlreadyDeadLettered);
             return Handled::Done;
         }
         let result = self.handlers.run(route, &event, key.as_str()).await;
@@ -121,13 +140,19 @@ impl Processor {
             }
             // Another attempt of this event synced it while this one ran: neither a retry
             // nor a dead letter is due.
-            Err(_) if seen() => {
+            Err(_) if self.synced_before(&key, legacy.as_ref()).await => {
                 self.count(route.as_str(), EventOutcome::Duplicate);
                 Handled::Done
             }
             Err(failure) => {
-                self.fail(&msg, Some(&event.event_id), route.as_str(), failure)
-                    .await
+                self.fail(
+                    &msg,
+                    Some(&event.event_id),
+                    route.as_str(),
+                    Some(&key),
+                    failure,
+                )
+                .await
             }
         };
         self.metrics
@@ -135,6 +160,18 @@ impl Processor {
             .with_label_values(&[route.as_str()])
             .observe(started.elapsed().as_secs_f64());
         handled
+    }
+
+    /// Whether the event is marked synced: under its key, or (EventBridge, before schema
+    /// v3) under the key its EventBridge `id` gave.
+    async fn synced_before(&self, key: &IdempotencyKey, legacy: Option<&IdempotencyKey>) -> bool {
+        if self.idempotency.seen(key.as_str()).await {
+            return true;
+        }
+        match legacy {
+            Some(l) => self.idempotency.seen(l.as_str()).await,
+            None => false,
+        }
     }
 
     /// Remembers the sync; for a guest sync also the CMS entry it wrote, which feeds the
@@ -167,21 +204,45 @@ impl Processor {
         Handled::Done
     }
 
+    /// Hands the failed record off; `key` is the event's idempotency key when the record
+    /// could be read and routed (a dead letter without one gets no mark).
     async fn fail(
         &self,
         msg: &OwnedMessage,
         event_id: Option<&str>,
         route: &str,
+        key: Option<&IdempotencyKey>,
         failure: Failure,
     ) -> Handled {
         tracing::info!(route, event_id = event_id.unwrap_or("?"), error = %failure, "event failed");
         match self.hand_off.hand_off(msg, event_id, route, &failure).await {
             HandOff::Retried { .. } => self.count(route, EventOutcome::Retried),
             HandOff::Deferred => self.count(route, EventOutcome::Deferred),
-            HandOff::DeadLettered(_) => self.count(route, EventOutcome::DeadLettered),
+            HandOff::DeadLettered(_) => {
+                if let Some(key) = key {
+                    self.mark_dead_lettered(key).await;
+                }
+                self.count(route, EventOutcome::DeadLettered)
+            }
             HandOff::Abandoned => return Handled::Abandoned,
         }
         Handled::Done
+    }
+
+    /// Marks `key` dead-lettered once its dead letter is acknowledged (never before: a kill
+    /// between a mark and its dead letter would lose the event). Like a synced mark, it is
+    /// durable before the offset moves on, so a redelivery finds it; at shutdown it stays
+    /// local.
+    async fn mark_dead_lettered(&self, key: &IdempotencyKey) {
+        let mut backoff = DoublingBackoff::new(Duration::from_secs(5));
+        while let Err(e) = self.idempotency.remember_dead_lettered(key.as_str()).await {
+            if *self.hand_off.shutdown.borrow() {
+                tracing::warn!(error = %e, key = key.as_str(), "dead-lettered, but the idempotency mark was not written");
+                break;
+            }
+            tracing::warn!(error = %e, key = key.as_str(), "dead-lettered mark not written; trying again");
+            backoff.sleep().await;
+        }
     }
 
     fn count(&self, route: &str, outcome: EventOutcome) {
@@ -202,7 +263,7 @@ impl Processor {
 
 /// Every `(route, reason)` skip the pipeline produces; `None` is the route table itself
 /// (label [`NO_ROUTE`]).
-const SKIPS_PRODUCED: [(Option<Route>, SkipReason); 9] = [
+const SKIPS_PRODUCED: [(Option<Route>, SkipReason); 12] = [
     (None, SkipReason::NoRoute),
     (None, SkipReason::SkippedByRoute),
     (Some(Route::GuestSync), SkipReason::Stale),
@@ -215,6 +276,12 @@ const SKIPS_PRODUCED: [(Option<Route>, SkipReason); 9] = [
         SkipReason::ConversationNotFound,
     ),
     (Some(Route::Forward), SkipReason::NoForwardUrl),
+    (Some(Route::GuestSync), SkipReason::AlreadyDeadLettered),
+    (
+        Some(Route::ConversationEnrich),
+        SkipReason::AlreadyDeadLettered,
+    ),
+    (Some(Route::Forward), SkipReason::AlreadyDeadLettered),
 ];
 
 /// The `route` label of an optional route.

@@ -18,7 +18,7 @@ mod records;
 mod registry;
 
 pub use records::{
-    ConversationParticipant, EnrichedConversation, IdempotencyMark, RawEvent, Shape,
+    ConversationParticipant, EnrichedConversation, IdempotencyMark, MarkOutcome, RawEvent, Shape,
 };
 pub(crate) use registry::SchemaRegistry;
 
@@ -320,6 +320,81 @@ mod tests {
         );
         codec.add_registry_writer::<RawEvent>(1, v1);
         assert_eq!(codec.decode::<RawEvent>(&framed).unwrap(), decoded);
+    }
+
+    /// An `IdempotencyMark` as the relay wrote it before schema v2: no `outcome`.
+    #[derive(Serialize)]
+    struct IdempotencyMarkV1 {
+        handled_at_ms: i64,
+        event_time_ms: Option<i64>,
+        guest_id: Option<String>,
+    }
+
+    const MARK_V1_FIXTURE: &str = "tests/fixtures/idempotency_mark_v1.avro";
+
+    /// A mark on the compacted topic from before `outcome` (the committed fixture is what
+    /// the v1 schema writes; `REGENERATE_FIXTURES=1` rewrites it) decodes as a synced mark,
+    /// by fingerprint and by an earlier registry id alike.
+    #[test]
+    fn an_idempotency_mark_written_with_schema_v1_decodes_as_synced() {
+        let v1 = Schema::parse_str(include_str!(
+            "../../schemas/history/idempotency_mark.v1.avsc"
+        ))
+        .unwrap();
+        let record = IdempotencyMarkV1 {
+            handled_at_ms: 1_795_507_200_123,
+            event_time_ms: Some(1_795_507_200_000),
+            guest_id: Some("guest-v1".into()),
+        };
+        let datum =
+            apache_avro::to_avro_datum(&v1, apache_avro::to_value(&record).unwrap()).unwrap();
+        let mut bytes = single_object_header(&v1);
+        bytes.extend_from_slice(&datum);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(MARK_V1_FIXTURE);
+        if std::env::var_os("REGENERATE_FIXTURES").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{MARK_V1_FIXTURE} is the v1 encoding"
+        );
+        assert_ne!(
+            &bytes[..10],
+            IdempotencyMark::single_object_header(),
+            "v1 has its own fingerprint"
+        );
+        let expected = IdempotencyMark {
+            handled_at_ms: 1_795_507_200_123,
+            event_time_ms: Some(1_795_507_200_000),
+            guest_id: Some("guest-v1".into()),
+            outcome: MarkOutcome::Synced,
+        };
+        let decoded: IdempotencyMark = Codec::single_object().decode(&bytes).unwrap();
+        assert_eq!(decoded, expected);
+
+        let mut codec = Codec::with_registry_ids(HashMap::from([(IdempotencyMark::NAME, 4)]));
+        let mut framed = vec![0, 0, 0, 0, 3];
+        framed.extend_from_slice(&datum);
+        codec.add_registry_writer::<IdempotencyMark>(3, v1);
+        assert_eq!(codec.decode::<IdempotencyMark>(&framed).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_dead_lettered_mark_round_trips() {
+        let mark = IdempotencyMark {
+            handled_at_ms: 5,
+            event_time_ms: None,
+            guest_id: None,
+            outcome: MarkOutcome::DeadLettered,
+        };
+        for codec in [
+            Codec::single_object(),
+            Codec::with_registry_ids(HashMap::from([(IdempotencyMark::NAME, 4)])),
+        ] {
+            let bytes = codec.encode(&mark).unwrap();
+            assert_eq!(codec.decode::<IdempotencyMark>(&bytes).unwrap(), mark);
+        }
     }
 
     #[test]

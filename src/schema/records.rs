@@ -148,5 +148,54 @@ pub struct IdempotencyMark {
     /// contact id, per `RELAY_CMS_ENTRY_KEY`); feeds the stale-event guard per entry. The
     /// field keeps its v1 name so marks already on the topic still decode.
     pub guest_id: Option<String>,
+    /// The event's terminal outcome on its route (schema v2, a string on the wire with
+    /// default `synced`: every mark written before v2 is a synced mark).
+    #[serde(default)]
+    pub outcome: MarkOutcome,
 }
-avro_record!(IdempotencyMark, "idempotency_mark.avsc");
+// v1: the schema before `outcome`. Still readable because the compacted topic keeps the
+// marks an earlier relay wrote for one TTL.
+avro_record!(
+    IdempotencyMark,
+    "idempotency_mark.avsc",
+    ["idempotency_mark.v1.avsc"]
+);
+
+/// The terminal outcome an [`IdempotencyMark`] records for its key. A synced mark is the
+/// stronger one: it supersedes a dead-lettered mark of the same key, never the reverse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MarkOutcome {
+    /// The event reached its sink (or was forwarded / enriched).
+    #[default]
+    Synced,
+    /// The event's dead letter was acknowledged by Kafka.
+    DeadLettered,
+}
+
+impl MarkOutcome {
+    pub const ALL: [MarkOutcome; 2] = [MarkOutcome::Synced, MarkOutcome::DeadLettered];
+
+    /// The name written to the record.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarkOutcome::Synced => "synced",
+            MarkOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+impl Serialize for MarkOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MarkOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        MarkOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown mark outcome {name:?}")))
+    }
+}

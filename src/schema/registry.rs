@@ -106,6 +106,14 @@ impl SchemaRegistry {
         Ok(())
     }
 
+    /// A codec that reads `T` written with any version of its subject and registers
+    /// nothing: for operator commands, which must not change the registry.
+    pub(crate) async fn reader<T: AvroRecord>(&self, topic: &str) -> Result<Codec, SchemaError> {
+        let mut codec = Codec::with_registry_ids(HashMap::new());
+        self.load_versions::<T>(topic, &mut codec).await?;
+        Ok(codec)
+    }
+
     /// Registers every record type the relay writes, per its topic, and returns the codec.
     pub(crate) async fn codec(
         &self,

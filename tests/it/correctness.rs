@@ -497,6 +497,7 @@ async fn an_event_synced_by_another_attempt_is_not_dead_lettered() {
         handled_at_ms: genesys_relay::clock::now_ms(),
         event_time_ms: None,
         guest_id: None,
+        outcome: genesys_relay::schema::MarkOutcome::Synced,
     };
     let value = genesys_relay::schema::Codec::single_object()
         .encode(&mark)
@@ -832,6 +833,7 @@ async fn replay_skips_dead_letters_of_events_synced_after_all() {
         handled_at_ms: genesys_relay::clock::now_ms(),
         event_time_ms: None,
         guest_id: None,
+        outcome: genesys_relay::schema::MarkOutcome::Synced,
     };
     let value = genesys_relay::schema::Codec::single_object()
         .encode(&mark)

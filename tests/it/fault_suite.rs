@@ -23,7 +23,10 @@
 //!   never synced, and the Genesys simulator answered at least one 404 per skipped event
 //!   (it counts 404s per route, not per id);
 //! - no event is both synced and dead-lettered, unless every write of its key after the
-//!   applied one got an injected failure (the CMS logs each answer per key);
+//!   applied one got an injected failure (the CMS logs each answer per key); in the run
+//!   with kills, any other such event counts toward the bound of the ownership loss
+//!   before its first 2xx, like a redundant send (docs/processing.md: the dead letter
+//!   and its mark are two writes, and a new owner's tail may not have read the mark yet);
 //! - dead letters only of the class the injected faults can cause (`exhausted`: all of
 //!   them are retryable; and `permanent` for a second Genesys 401, see
 //!   [`injected_faults_can_cause`]);
@@ -157,6 +160,9 @@ struct OwnershipLoss {
     marks_in_lag: u64,
     bound: u64,
     redundant: u64,
+    /// Events synced after they were dead-lettered (beyond the injected-failure allowance),
+    /// first answered 2xx after this loss.
+    synced_after_dead_letter: Vec<String>,
 }
 
 /// Unix ms of `2026-12-02T06:49:58.586962Z` (the tracing timestamp of a log line).
@@ -468,14 +474,9 @@ async fn without_worker_kills_events_are_accounted_for_and_nothing_is_sent_twice
     run(false).await;
 }
 
-/// Every fault, worker SIGKILLs included; redundant sends stay within each kill's bound.
-/// Run by hand (`cargo test --test it with_worker_kills -- --ignored`), not in CI: one run
-/// found an event dead-lettered after an apply-then-fail timeout exhausted its retries and
-/// then synced by a redelivery after a kill (the replay was answered 2xx), which the
-/// synced-and-dead-lettered rule forbids; until that order is either prevented or
-/// documented as allowed, this run would fail CI at random.
+/// Every fault, worker SIGKILLs included; redundant sends, and events synced by a
+/// redelivery after they were dead-lettered, stay within each kill's bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding open: dead letter followed by a synced redelivery after a worker kill"]
 async fn with_worker_kills_events_are_accounted_for_and_resends_stay_within_each_kill() {
     run(true).await;
 }
@@ -814,6 +815,9 @@ async fn run(kills: bool) {
     let mut dead = 0;
     let mut synced_and_dead_ids = Vec::new();
     let mut synced_and_dead_unexplained = Vec::new();
+    // With kills: (first 2xx at, key) of the unexplained ones, attributed to a loss below.
+    let mut synced_after_dead_letter: Vec<(i64, String)> = Vec::new();
+    let first_ok_at = |key: &str| cms["first_ok_at_by_key"][key].as_i64();
     let mut lost = Vec::new();
     let mut missing_from_raw = Vec::new();
     let mut gone_synced = Vec::new();
@@ -846,7 +850,10 @@ async fn run(kills: bool) {
                     .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)))
                     || dlq.get(&id).is_some_and(second_genesys_401);
                 if !explained {
-                    synced_and_dead_unexplained.push(format!("{key}: {answers:?}"));
+                    match first_ok_at(&key) {
+                        Some(at) if kills => synced_after_dead_letter.push((at, key.clone())),
+                        _ => synced_and_dead_unexplained.push(format!("{key}: {answers:?}")),
+                    }
                 }
                 synced_and_dead_ids.push(id.clone());
             }
@@ -925,6 +932,7 @@ async fn run(kills: bool) {
                 marks_in_lag,
                 bound: 2 * MAX_IN_FLIGHT + marks_in_lag,
                 redundant: 0,
+                synced_after_dead_letter: Vec::new(),
             }
         })
         .collect();
@@ -934,6 +942,15 @@ async fn run(kills: bool) {
         match budgets.iter_mut().rev().find(|b| b.at_ms <= at) {
             Some(b) => b.redundant += 1,
             None => redundant_before_any_loss.push(w["key"].to_string()),
+        }
+    }
+    for (at, key) in &synced_after_dead_letter {
+        match budgets.iter_mut().rev().find(|b| b.at_ms <= *at) {
+            Some(b) => b.synced_after_dead_letter.push(key.clone()),
+            None => synced_and_dead_unexplained.push(format!(
+                "{key} (no ownership loss before its 2xx): {:?}",
+                answers_of(key)
+            )),
         }
     }
     let max_lag = marks.iter().map(|(_, l)| *l).max().unwrap_or(0);
@@ -970,7 +987,11 @@ async fn run(kills: bool) {
     );
     row(
         "    of which not explained by injected failures",
-        synced_and_dead_unexplained.len().to_string(),
+        (synced_and_dead_unexplained.len() + synced_after_dead_letter.len()).to_string(),
+    );
+    row(
+        "      counted toward an ownership loss's bound",
+        synced_after_dead_letter.len().to_string(),
     );
     row("lost", lost.len().to_string());
     row(
@@ -997,14 +1018,21 @@ async fn run(kills: bool) {
     );
     for b in &budgets {
         eprintln!(
-            "    after {} at +{:.1}s: {} redundant <= bound {} = 2 x {MAX_IN_FLIGHT} in flight + {} marks written during the {} ms tail lag",
+            "    after {} at +{:.1}s: {} redundant + {} synced after their dead letter <= bound {} = 2 x {MAX_IN_FLIGHT} in flight + {} marks written during the {} ms tail lag",
             b.what,
             (b.at_ms - run_started_ms) as f64 / 1000.0,
             b.redundant,
+            b.synced_after_dead_letter.len(),
             b.bound,
             b.marks_in_lag,
             b.tail_lag_ms
         );
+        for key in &b.synced_after_dead_letter {
+            eprintln!(
+                "      synced after its dead letter: {key}: {:?}",
+                answers_of(key)
+            );
+        }
     }
     row(
         "idempotency-tail lag, max over the run",
@@ -1168,9 +1196,11 @@ async fn run(kills: bool) {
     );
     for b in &budgets {
         assert!(
-            b.redundant <= b.bound,
-            "{} redundant sends after {} (bound {} = 2 x {MAX_IN_FLIGHT} in flight + {} marks written during the {} ms tail lag)",
+            b.redundant + b.synced_after_dead_letter.len() as u64 <= b.bound,
+            "{} redundant sends and {} events synced after their dead letter ({:?}) after {} (bound {} = 2 x {MAX_IN_FLIGHT} in flight + {} marks written during the {} ms tail lag)",
             b.redundant,
+            b.synced_after_dead_letter.len(),
+            b.synced_after_dead_letter,
             b.what,
             b.bound,
             b.marks_in_lag,

@@ -1334,6 +1334,7 @@ async fn an_eventbridge_event_synced_under_its_old_id_is_not_synced_again() {
         handled_at_ms: genesys_relay::clock::now_ms(),
         event_time_ms: None,
         guest_id: None,
+        outcome: genesys_relay::schema::MarkOutcome::Synced,
     };
     let value = Codec::single_object().encode(&mark).unwrap();
     let p: BaseProducer = rdkafka::ClientConfig::new()

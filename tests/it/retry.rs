@@ -432,3 +432,123 @@ async fn a_restart_with_pending_retries_loses_none_and_fires_none_early() {
     assert_nothing_sent_twice(&stats);
     relay.stop().await;
 }
+
+/// Writes `m` again to `topic` with its key, value and headers: a redelivery as a worker
+/// killed before its commit would leave it.
+async fn reproduce(producer: &FutureProducer, topic: &str, m: &OwnedMessage) {
+    let mut record = FutureRecord::to(topic)
+        .key(m.key().unwrap())
+        .payload(m.payload().unwrap());
+    if let Some(h) = m.headers() {
+        record = record.headers(h.clone());
+    }
+    producer.send(record, Duration::from_secs(5)).await.unwrap();
+}
+
+/// A dead-lettered event's outcome is recorded: a redelivery of its raw record or of its
+/// last retry record (the CMS healthy again) is skipped as `already_dead_lettered` and
+/// never reaches the CMS; an operator replay is still handled, through a retry tier too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_of_a_dead_lettered_event_is_skipped_but_a_replay_is_synced() {
+    use genesys_relay::kafka::EventProducer;
+    use genesys_relay::metrics::Metrics;
+    use genesys_relay::operator::{replay_dead_letters, ReplaySelection};
+    use std::sync::Arc;
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    let prefix = unique_prefix("dlmark");
+    let cfg = stack_config(&broker, &sims, &prefix, &[("RELAY_RETRY_DELAYS", "100ms")]);
+    let relay = app::start(cfg.clone(), Role::Serve).await.unwrap();
+    // Attempt 0 and its one retry fail: the event is dead-lettered `exhausted`.
+    sims.cms_faults(json!({"fail_next": 2, "error_status": 503}))
+        .await;
+    post_event(
+        &sims.http,
+        relay.ingress_addr.unwrap(),
+        &guest_update(5, "c-5", "g-5"),
+    )
+    .await;
+    let dlq = read_async(
+        &broker,
+        format!("{prefix}.events.dlq"),
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(hdrs(&dlq[0])[headers::ERROR_CLASS], "exhausted");
+    let raw_topic = format!("{prefix}.events.raw");
+    let retry_topic = format!("{prefix}.events.retry.1");
+    let raw = read_async(&broker, raw_topic.clone(), 1, Duration::from_secs(10)).await;
+    let retry = read_async(&broker, retry_topic.clone(), 1, Duration::from_secs(10)).await;
+    let key = "guest_sync:evt-5";
+    let writes = |stats: &serde_json::Value| stats["writes_by_key"][key].as_u64().unwrap_or(0);
+    assert_eq!(writes(&sims.cms_stats().await), 2);
+
+    // Redeliveries with a healthy CMS: the raw record and the last retry record.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    reproduce(&producer, &raw_topic, &raw[0]).await;
+    reproduce(&producer, &retry_topic, &retry[0]).await;
+    let skipped = "relay_skipped_total{reason=\"already_dead_lettered\",route=\"guest_sync\"}";
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            metric_value(&relay.metrics.render(), skipped) >= 2.0
+        })
+        .await,
+        "both redeliveries skipped; CMS saw {:?}",
+        sims.cms_stats().await["answers_by_key"][key]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = sims.cms_stats().await;
+    assert_eq!(writes(&stats), 2, "a redelivery reached the CMS");
+    assert!(syncs_by_key(&stats).is_empty());
+    assert_eq!(metric_value(&relay.metrics.render(), skipped), 2.0);
+
+    // A replay whose first attempt fails: its retry record is still the replay.
+    sims.cms_faults(json!({"fail_next": 1, "error_status": 503}))
+        .await;
+    let operator = EventProducer::new(&cfg, Arc::new(Metrics::new())).unwrap();
+    let sel = ReplaySelection {
+        event_ids: vec!["evt-5".into()],
+        all: false,
+    };
+    let report = replay_dead_letters(&cfg, &operator, &sel, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.replayed, report.already_synced.len()),
+        (1, 0),
+        "a dead-lettered mark is not a synced one"
+    );
+    assert!(sims.wait_for_syncs(1, Duration::from_secs(30)).await);
+    // The first retry, its redelivery, and the replay's retry.
+    let retries = read_async(&broker, retry_topic, 3, Duration::from_secs(10)).await;
+    let replayed = retries
+        .iter()
+        .filter(|m| headers::header_str(m, headers::REPLAYED_FROM).is_some())
+        .count();
+    assert_eq!(
+        (retries.len(), replayed),
+        (3, 1),
+        "the replay's retry record carries relay-replayed-from"
+    );
+    assert_eq!(syncs_by_key(&sims.cms_stats().await)[key], 1);
+    assert_eq!(metric_value(&relay.metrics.render(), skipped), 2.0);
+    // Counted once its synced mark is written.
+    let synced = "relay_events_processed_total{outcome=\"synced\",route=\"guest_sync\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            metric_value(&relay.metrics.render(), synced) >= 1.0
+        })
+        .await
+    );
+
+    // Synced now: replaying it again is refused as already synced.
+    let report = replay_dead_letters(&cfg, &operator, &sel, true)
+        .await
+        .unwrap();
+    assert_eq!(report.already_synced, vec!["evt-5".to_string()]);
+    relay.stop().await;
+}
