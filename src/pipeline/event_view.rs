@@ -1,20 +1,41 @@
-//! What the routes read from an event's payload, whatever shape it arrived in: the
-//! Genesys `eventBody` (EventBridge: `detail.eventBody`; notification: `eventBody`;
-//! legacy envelope: `data`), and the customer a conversation object names.
+//! What the routes read from an event: the payload, parsed once per event into an
+//! [`EventView`] that the route table and every route handler share, and what that payload
+//! says: the Genesys `eventBody` (EventBridge: `detail.eventBody`; notification:
+//! `eventBody`; legacy envelope: `data`), and the customer a conversation object names.
+//!
+//! Invariant: nothing in the worker parses `RawEvent.payload` but [`EventView::new`].
 
 use serde_json::{Map, Value};
 
 use crate::schema::{RawEvent, Shape};
 
-/// The event's body: the notification's `eventBody`, or the envelope's `data`.
-pub(crate) fn event_body(event: &RawEvent) -> Option<Value> {
-    let mut payload: Value = serde_json::from_str(&event.payload).ok()?;
-    let body = match event.shape {
-        Shape::EventBridge => payload.get_mut("detail")?.get_mut("eventBody")?.take(),
-        Shape::Notification => payload.get_mut("eventBody")?.take(),
-        Shape::Envelope => payload.get_mut("data")?.take(),
-    };
-    Some(body)
+/// One event as the worker reads it: the decoded record and its payload, parsed once.
+pub(crate) struct EventView<'a> {
+    pub(crate) event: &'a RawEvent,
+    /// The payload as JSON, or why it is not JSON.
+    payload: Result<Value, String>,
+}
+
+impl<'a> EventView<'a> {
+    pub(crate) fn new(event: &'a RawEvent) -> Self {
+        let payload = serde_json::from_str(&event.payload).map_err(|e| e.to_string());
+        EventView { event, payload }
+    }
+
+    /// The payload as delivered, or why it is not JSON.
+    pub(crate) fn payload(&self) -> Result<&Value, &str> {
+        self.payload.as_ref().map_err(String::as_str)
+    }
+
+    /// The event's body: the notification's `eventBody`, or the envelope's `data`.
+    pub(crate) fn body(&self) -> Option<&Value> {
+        let payload = self.payload.as_ref().ok()?;
+        match self.event.shape {
+            Shape::EventBridge => payload.get("detail")?.get("eventBody"),
+            Shape::Notification => payload.get("eventBody"),
+            Shape::Envelope => payload.get("data"),
+        }
+    }
 }
 
 /// The Web Messaging customer as the guest sync needs it.
@@ -73,4 +94,47 @@ fn string(v: &Value, key: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(shape: Shape, payload: &str) -> RawEvent {
+        RawEvent {
+            event_id: "e".into(),
+            event_type: "t".into(),
+            shape,
+            conversation_id: None,
+            guest_id: None,
+            event_time_ms: None,
+            received_at_ms: 0,
+            payload: payload.into(),
+            traceparent: None,
+            topic_name: None,
+            participant_id: None,
+            eventbridge_id: None,
+        }
+    }
+
+    #[test]
+    fn the_body_is_found_where_each_shape_puts_it() {
+        let body = json!({"conversationId": "c"});
+        let cases = [
+            (Shape::EventBridge, json!({"detail": {"eventBody": body}})),
+            (Shape::Notification, json!({"eventBody": body})),
+            (Shape::Envelope, json!({"data": body})),
+        ];
+        for (shape, payload) in cases {
+            let e = event(shape, &payload.to_string());
+            let view = EventView::new(&e);
+            assert_eq!(view.body(), Some(&body), "{shape:?}");
+            assert_eq!(view.payload(), Ok(&payload));
+        }
+        let e = event(Shape::Notification, "{not json");
+        let view = EventView::new(&e);
+        assert_eq!(view.body(), None);
+        assert!(view.payload().is_err());
+    }
 }

@@ -11,6 +11,7 @@
 //! dead-letter topic through this worker's own bookkeeping. A handler panic dead-letters
 //! its record with class `poison` (the consumer loop catches it, see `handle_panic`).
 
+use super::event_view::EventView;
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
 use super::outcome::{EventOutcome, SkipReason, NO_ROUTE, UNKNOWN_ROUTE};
@@ -52,7 +53,7 @@ impl MessageHandler for Processor {
             let event: Option<RawEvent> = msg.payload().and_then(|p| self.codec.decode(p).ok());
             let route = event
                 .as_ref()
-                .and_then(|e| self.router.route(e).ok())
+                .and_then(|e| self.router.route(&EventView::new(e)).ok())
                 .map_or(UNKNOWN_ROUTE, Route::as_str);
             let failure = Failure::poison(format!("handler panicked: {panic}"));
             self.fail(
@@ -87,7 +88,9 @@ impl Processor {
                     .await
             }
         };
-        let route = match self.router.route(&event) {
+        // The payload is parsed here, once; the route table and the handler share it.
+        let view = EventView::new(&event);
+        let route = match self.router.route(&view) {
             Ok(r) => r,
             Err(reason) => {
                 self.skipped(None, reason);
@@ -112,7 +115,7 @@ impl Processor {
             self.count(route.as_str(), EventOutcome::Duplicate);
             return Handled::Done;
         }
-        let result = self.handlers.run(route, &event, key.as_str()).await;
+        let result = self.handlers.run(route, &view, key.as_str()).await;
         let handled = match result {
             Ok(Outcome::Synced { entry }) => self.synced(route, key.as_str(), &event, entry).await,
             Ok(Outcome::Skipped(reason)) => {

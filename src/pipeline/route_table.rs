@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use super::event_view::{customer_in_conversation_object, event_body};
+use super::event_view::{customer_in_conversation_object, EventView};
 use super::outcome::SkipReason;
 use crate::schema::RawEvent;
 
@@ -189,15 +189,15 @@ impl RouteTable {
     }
 
     /// The route, or the reason there is none (a counted skip).
-    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, SkipReason> {
-        let body = event_body(event);
+    pub(crate) fn route(&self, view: &EventView) -> Result<Route, SkipReason> {
+        let (event, body) = (view.event, view.body());
         for rule in &self.rules {
             if !rule.pattern.matches(&event.event_type) {
                 continue;
             }
             match rule.target {
                 Target::Skip => return Err(SkipReason::SkippedByRoute),
-                Target::Route(route) if applies(route, event, body.as_ref()) => return Ok(route),
+                Target::Route(route) if applies(route, event, body) => return Ok(route),
                 Target::Route(_) => continue,
             }
         }
@@ -254,6 +254,12 @@ mod tests {
         }
     }
 
+    impl RouteTable {
+        fn route_of(&self, event: &RawEvent) -> Result<Route, SkipReason> {
+            self.route(&EventView::new(event))
+        }
+    }
+
     fn legacy(t: &str, conv: Option<&str>) -> RawEvent {
         event(
             t,
@@ -290,34 +296,37 @@ mod tests {
             json!({"detail": {"eventBody": {"attributes": {"a": "1"}}}}),
             Some("c"),
         );
-        assert_eq!(t.route(&attrs), Ok(Route::GuestSync));
+        assert_eq!(t.route_of(&attrs), Ok(Route::GuestSync));
         let start = event(
             "v2.detail.events.conversation.{id}.customer.start",
             Shape::Notification,
             json!({"eventBody": {"conversationId": "c"}}),
             Some("c"),
         );
-        assert_eq!(t.route(&start), Ok(Route::ConversationEnrich));
+        assert_eq!(t.route_of(&start), Ok(Route::ConversationEnrich));
         assert_eq!(
-            t.route(&legacy("conversation:updated", Some("c"))),
+            t.route_of(&legacy("conversation:updated", Some("c"))),
             Ok(Route::GuestSync)
         );
         assert_eq!(
-            t.route(&legacy("conversation:created", Some("c"))),
+            t.route_of(&legacy("conversation:created", Some("c"))),
             Ok(Route::ConversationEnrich)
         );
         assert_eq!(
-            t.route(&legacy("conversation:created", None)),
+            t.route_of(&legacy("conversation:created", None)),
             Err(SkipReason::NoRoute)
         );
         assert_eq!(
-            t.route(&legacy("user:presence", None)),
+            t.route_of(&legacy("user:presence", None)),
             Err(SkipReason::NoRoute)
         );
         let t = RouteTable::new(&[], true);
-        assert_eq!(t.route(&legacy("user:presence", None)), Ok(Route::Forward));
         assert_eq!(
-            t.route(&legacy("conversation:updated", None)),
+            t.route_of(&legacy("user:presence", None)),
+            Ok(Route::Forward)
+        );
+        assert_eq!(
+            t.route_of(&legacy("conversation:updated", None)),
             Ok(Route::Forward),
             "nothing to sync from: forwarded, as before"
         );
@@ -335,9 +344,9 @@ mod tests {
             )
         };
         let with = queue(json!([{"purpose": "customer", "attributes": {"cart_value": "3"}}]));
-        assert_eq!(t.route(&with), Ok(Route::GuestSync));
+        assert_eq!(t.route_of(&with), Ok(Route::GuestSync));
         let without = queue(json!([{"purpose": "agent", "attributes": {"x": "1"}}]));
-        assert_eq!(t.route(&without), Err(SkipReason::NoRoute));
+        assert_eq!(t.route_of(&without), Err(SkipReason::NoRoute));
     }
 
     #[test]
@@ -351,11 +360,11 @@ mod tests {
         ];
         let t = RouteTable::new(&custom, false);
         assert_eq!(
-            t.route(&legacy("conversation:updated", Some("c"))),
+            t.route_of(&legacy("conversation:updated", Some("c"))),
             Err(SkipReason::SkippedByRoute)
         );
         assert_eq!(
-            t.route(&legacy("v2.users.{id}.presence", None)),
+            t.route_of(&legacy("v2.users.{id}.presence", None)),
             Ok(Route::Forward)
         );
     }
