@@ -9,10 +9,7 @@
 //! go through the conversation cache, so events of one conversation within its TTL share
 //! one request.
 
-use super::event_view::{
-    conversation_id_in_body, customer_in_conversation_object, customer_in_event, Customer,
-    EventView,
-};
+use super::event_view::{Customer, EventView};
 use super::failure::Failure;
 use super::guest_scope::{judge, judge_conversation, GuestScope, Verdict};
 use super::outcome::SkipReason;
@@ -73,7 +70,7 @@ impl RouteHandlers {
         let conversation_id = event
             .conversation_id
             .clone()
-            .or_else(|| body.and_then(conversation_id_in_body));
+            .or_else(|| view.conversation_id_in_body());
         // The participant the event is about (an attributes event names it).
         let subject = body
             .and_then(|b| b.get("participantId"))
@@ -83,12 +80,12 @@ impl RouteHandlers {
         // The scope, from the event's own fields first (no Genesys call).
         let verdict = match (self.guest_scope, body) {
             (GuestScope::All, _) | (_, None) => Verdict::Undecided,
-            (_, Some(b)) => judge(b, subject.as_deref()),
+            (_, Some(b)) => judge(b, view.conversation(), subject.as_deref()),
         };
         if let Verdict::Skip(reason) = verdict {
             return Ok(Outcome::Skipped(reason));
         }
-        let in_event = body.and_then(customer_in_event);
+        let in_event = view.customer_in_event();
         let must_check =
             self.guest_scope == GuestScope::WebMessagingChecked && verdict == Verdict::Undecided;
         let customer = match in_event {
@@ -104,12 +101,12 @@ impl RouteHandlers {
                 // The conversation was fetched anyway: it tells what the event did not.
                 if self.guest_scope != GuestScope::All {
                     if let Verdict::Skip(reason) =
-                        judge_conversation(&conversation.raw, subject.as_deref())
+                        judge_conversation(&conversation, subject.as_deref())
                     {
                         return Ok(Outcome::Skipped(reason));
                     }
                 }
-                match in_event.or_else(|| customer_in_conversation_object(&conversation.raw)) {
+                match in_event.or_else(|| conversation.customer().map(Customer::from)) {
                     Some(customer) => customer,
                     None => return Ok(Outcome::Skipped(SkipReason::NoCustomer)),
                 }
@@ -197,6 +194,8 @@ impl RouteHandlers {
             .send(&self.enriched_topic, id, &value, &hdrs)
             .await?;
         if let Some(forwarder) = &self.forwarder {
+            // The conversation goes out as Genesys answered it (the raw document), so the
+            // backend sees every field, not only the typed ones the relay decides on.
             let body = serde_json::json!({
                 "eventId": record.event_id,
                 "eventType": record.event_type,

@@ -15,9 +15,8 @@
 
 use serde_json::Value;
 
-use super::event_view::{customer_in_conversation_object, EventView};
+use super::event_view::EventView;
 use super::outcome::SkipReason;
-use crate::schema::RawEvent;
 
 /// The default table, after any `RELAY_ROUTES` entries.
 pub(crate) const DEFAULT_ROUTES: &[(&str, Target)] = &[
@@ -190,14 +189,14 @@ impl RouteTable {
 
     /// The route, or the reason there is none (a counted skip).
     pub(crate) fn route(&self, view: &EventView) -> Result<Route, SkipReason> {
-        let (event, body) = (view.event, view.body());
+        let event = view.event;
         for rule in &self.rules {
             if !rule.pattern.matches(&event.event_type) {
                 continue;
             }
             match rule.target {
                 Target::Skip => return Err(SkipReason::SkippedByRoute),
-                Target::Route(route) if applies(route, event, body) => return Ok(route),
+                Target::Route(route) if applies(route, view) => return Ok(route),
                 Target::Route(_) => continue,
             }
         }
@@ -213,12 +212,14 @@ impl RouteTable {
 /// carrying attributes; any other guest sync needs attributes or a conversation to read
 /// them from; an enrichment needs a conversation id. An event failing them falls through
 /// to the next rule (in the end: forward or `no_route`), as the v1 router did.
-fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
+fn applies(route: Route, view: &EventView) -> bool {
+    let event = view.event;
     match route {
-        Route::GuestSync => match body {
-            Some(b) if b.get("participants").is_some() => {
-                customer_in_conversation_object(b).is_some_and(|c| !c.attributes.is_empty())
-            }
+        Route::GuestSync => match view.body() {
+            Some(_) if view.body_is_conversation() => view
+                .conversation()
+                .and_then(|c| c.customer())
+                .is_some_and(|c| !c.attributes.is_empty()),
             Some(b) => {
                 event.conversation_id.is_some()
                     || b.get("attributes").is_some_and(Value::is_object)
@@ -234,7 +235,7 @@ fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Shape;
+    use crate::schema::{RawEvent, Shape};
     use serde_json::json;
 
     fn event(t: &str, shape: Shape, payload: Value, conv: Option<&str>) -> RawEvent {
