@@ -182,12 +182,12 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
     let ctx = &s.console.ctx;
     let csrf = s.csrf();
     let frame = s.frame("Dead letters", Tab::DeadLetters, csrf.as_deref());
-    let letters = match list_dead_letters(&ctx.config, None).await {
+    let letters = match list_dead_letters(&ctx.operator, None).await {
         Ok(l) => l,
         Err(e) => {
             let body = format!(
                 "<div class=\"notice bad\">Cannot read <code>{}</code>: {}</div>",
-                esc(&ctx.topics.dlq),
+                esc(&ctx.operator.topics.dlq),
                 esc(&e.to_string())
             );
             return html_response(StatusCode::BAD_GATEWAY, html::page(&frame, &body));
@@ -218,7 +218,7 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
         "<p id=\"match-count\"><b>{}</b> of {} dead letters in <code>{}</code> match{}.</p>",
         matched.len(),
         letters.len(),
-        esc(&ctx.topics.dlq),
+        esc(&ctx.operator.topics.dlq),
         if matched.len() > MAX_ROWS {
             format!("; the newest {MAX_ROWS} are shown")
         } else {
@@ -352,7 +352,7 @@ pub(super) async fn detail(s: &Session<'_>, partition: i32, offset: i64) -> Resp
     let csrf = s.csrf();
     let title = format!("Dead letter {partition}/{offset}");
     let frame = s.frame(&title, Tab::DeadLetters, csrf.as_deref());
-    let (cfg, topic) = (ctx.config.kafka.clone(), ctx.topics.dlq.clone());
+    let (cfg, topic) = (ctx.operator.kafka.clone(), ctx.operator.topics.dlq.clone());
     let msg = match blocking(move || kafka_view::read_one(&cfg, &topic, partition, offset)).await {
         Ok(Some(m)) => m,
         Ok(None) => {
@@ -406,7 +406,10 @@ pub(super) async fn detail(s: &Session<'_>, partition: i32, offset: i64) -> Resp
     kv(
         &mut out,
         "dead-letter position",
-        format!("<code>{}</code> {partition}/{offset}", esc(&ctx.topics.dlq)),
+        format!(
+            "<code>{}</code> {partition}/{offset}",
+            esc(&ctx.operator.topics.dlq)
+        ),
     );
     out.push_str("</dl>");
 
@@ -569,7 +572,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
                 all: true,
             };
         } else {
-            match list_dead_letters(&ctx.config, None).await {
+            match list_dead_letters(&ctx.operator, None).await {
                 Ok(letters) => {
                     let mut ids = Vec::new();
                     for d in letters.iter().filter(|d| filter.matches(d)) {
@@ -600,7 +603,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
         out.push_str("<div class=\"notice\" id=\"nothing-selected\">Nothing selected: tick dead letters, or use “Replay all matching”.</div><p><a href=\"/console/dead-letters\">← Dead letters</a></p>");
         return html_response(StatusCode::BAD_REQUEST, html::page(&frame, &out));
     }
-    let report = match replay_dead_letters(&ctx.config, &ctx.producer, &sel, !confirm).await {
+    let report = match replay_dead_letters(&ctx.operator, &ctx.producer, &sel, !confirm).await {
         Ok(r) => r,
         Err(e) => {
             let _ = write!(
@@ -622,7 +625,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
             out,
             "<div class=\"notice ok\" id=\"replay-result\">Replayed <b id=\"replayed-count\">{}</b> dead letter(s) to <code>{}</code>, each with a fresh attempt count and <code>relay-replayed-from</code>.</div>",
             report.replayed,
-            esc(&ctx.topics.raw)
+            esc(&ctx.operator.topics.raw)
         );
         out.push_str(&report_details(&report, &sel));
         out.push_str("<p><a href=\"/console/dead-letters\">← Dead letters</a> · <a href=\"/console\">Overview</a> (the replayed events show up under synced or, if they fail again, as new dead letters)</p>");
@@ -633,7 +636,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
         out,
         "<div class=\"notice\" id=\"dry-run\">Dry run: <b id=\"dry-run-count\">{}</b> dead letter(s) would be replayed to <code>{}</code>. Nothing has been written yet.</div>",
         report.matched,
-        esc(&ctx.topics.raw)
+        esc(&ctx.operator.topics.raw)
     );
     if unreachable > 0 {
         let _ = write!(out, "<p class=\"muted\">{unreachable} matching dead letter(s) have no event id; only “replay all” without a filter (or <code>dlq replay --all</code>) reaches them.</p>");

@@ -10,8 +10,7 @@
 //! id>` is on the idempotency topic, e.g. another attempt of the event succeeded) is not
 //! replayed: it is reported under `already_synced`, so replay never sends an event twice.
 
-use super::OperatorError;
-use crate::app::Config;
+use super::{OperatorError, OperatorSettings};
 use crate::event::{write_raw, RawRecord};
 use crate::idempotency::IdempotencyKey;
 use crate::kafka::headers::{self, header_i64, header_str};
@@ -100,22 +99,17 @@ pub struct ReplayReport {
     pub already_synced: Vec<String>,
 }
 
-/// The dead-letter topic of `cfg`.
-fn dlq_topic(cfg: &Config) -> String {
-    cfg.topics().dlq
-}
-
 /// Every record of `topic` present when called, through `keep`, on a blocking thread,
 /// sorted by partition and offset.
 async fn read_all<T: Send + 'static>(
-    cfg: &Config,
+    ops: &OperatorSettings,
     topic: &str,
     keep: impl Fn(&OwnedMessage) -> T + Send + 'static,
 ) -> Result<Vec<(i32, i64, T)>, OperatorError> {
-    let (cfg, topic) = (cfg.clone(), topic.to_string());
+    let (kafka, topic) = (ops.kafka.clone(), topic.to_string());
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        read_topic_to_end(&cfg.kafka, &topic, |m| {
+        read_topic_to_end(&kafka, &topic, |m| {
             out.push((m.partition(), m.offset(), keep(&m)))
         })
         .map(|_| out)
@@ -131,10 +125,10 @@ async fn read_all<T: Send + 'static>(
 /// Lists the dead letters of `<prefix>.events.dlq` by partition and offset; `limit`
 /// keeps the first N.
 pub async fn list_dead_letters(
-    cfg: &Config,
+    ops: &OperatorSettings,
     limit: Option<usize>,
 ) -> Result<Vec<DeadLetter>, OperatorError> {
-    let records = read_all(cfg, &dlq_topic(cfg), DeadLetter::from_message).await?;
+    let records = read_all(ops, &ops.topics.dlq, DeadLetter::from_message).await?;
     let mut letters: Vec<DeadLetter> = records.into_iter().map(|(_, _, d)| d).collect();
     if let Some(n) = limit {
         letters.truncate(n);
@@ -156,7 +150,7 @@ struct Replayable {
 /// When an event id has several dead letters (it was replayed and failed again), only
 /// the newest is replayed.
 pub async fn replay_dead_letters(
-    cfg: &Config,
+    ops: &OperatorSettings,
     producer: &EventProducer,
     sel: &ReplaySelection,
     dry_run: bool,
@@ -167,10 +161,10 @@ pub async fn replay_dead_letters(
     if !sel.all && sel.event_ids.is_empty() {
         return Err(OperatorError::NothingSelected);
     }
-    let topics = cfg.topics();
+    let topics = &ops.topics;
     let wanted: HashSet<String> = sel.event_ids.iter().cloned().collect();
     let all = sel.all;
-    let records = read_all(cfg, &topics.dlq, move |m| {
+    let records = read_all(ops, &topics.dlq, move |m| {
         let letter = DeadLetter::from_message(m);
         let selected = all
             || letter
@@ -221,7 +215,7 @@ pub async fn replay_dead_letters(
     let synced = if marks.is_empty() {
         HashSet::new()
     } else {
-        read_all(cfg, &topics.idempotency, move |m| {
+        read_all(ops, &topics.idempotency, move |m| {
             m.key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .filter(|k| marks.contains(k))
