@@ -7,7 +7,7 @@
 //! with no filter, which is `--all`. Header values and payload fields whose names mark a
 //! credential are shown as `[redacted]`.
 
-use super::html::{self, attr, esc, query_value, table, Tab};
+use super::html::{self, attr, csrf_field, esc, query_value, table, Tab};
 use super::{blocking, html_response, kafka_view, Session};
 use crate::clock::format_time_ms;
 use crate::operator::{
@@ -253,15 +253,7 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
             ]
         })
         .collect();
-    let csrf_field = csrf
-        .as_deref()
-        .map(|c| {
-            format!(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                attr(c)
-            )
-        })
-        .unwrap_or_default();
+    let csrf_field = csrf_field(csrf.as_deref());
     let _ = write!(
         out,
         "<form method=\"post\" action=\"/console/dead-letters/replay\" id=\"replay-form\">{csrf_field}{}\
@@ -414,15 +406,7 @@ pub(super) async fn detail(s: &Session<'_>, partition: i32, offset: i64) -> Resp
     out.push_str("</dl>");
 
     if let Some(id) = &d.event_id {
-        let csrf_field = csrf
-            .as_deref()
-            .map(|c| {
-                format!(
-                    "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                    attr(c)
-                )
-            })
-            .unwrap_or_default();
+        let csrf_field = csrf_field(csrf.as_deref());
         let _ = write!(
             out,
             "<form method=\"post\" action=\"/console/dead-letters/replay\" class=\"actions\" id=\"replay-one\">{csrf_field}\
@@ -646,15 +630,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
         out.push_str("<p><a href=\"/console/dead-letters\">← Dead letters</a></p>");
         return html_response(StatusCode::OK, html::page(&frame, &out));
     }
-    let csrf_field = csrf
-        .as_deref()
-        .map(|c| {
-            format!(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                attr(c)
-            )
-        })
-        .unwrap_or_default();
+    let csrf_field = csrf_field(csrf.as_deref());
     let selection_fields: String = if sel.all {
         "<input type=\"hidden\" name=\"all\" value=\"1\">".into()
     } else {
