@@ -94,6 +94,17 @@ impl Config {
     pub fn topics(&self) -> Topics {
         Topics::new(&self.kafka.topic_prefix, self.worker.retry_delays.len())
     }
+
+    /// The slice the operator commands (`dlq list`, `dlq replay`) and the console's
+    /// dead-letter pages take.
+    pub fn operator(&self) -> crate::operator::OperatorSettings {
+        crate::operator::OperatorSettings {
+            kafka: self.kafka.clone(),
+            topics: self.topics(),
+            schema_registry_url: self.schema_registry_url.clone(),
+            http_timeout: self.http_timeout,
+        }
+    }
 }
 
 impl AsRef<KafkaSettings> for Config {
@@ -523,8 +534,10 @@ fn console_for(
     }
     crate::console::Console::new(crate::console::ConsoleContext {
         settings: cfg.console.clone(),
-        config: cfg.clone(),
-        topics: shared.topics.clone(),
+        operator: crate::operator::OperatorSettings {
+            topics: shared.topics.clone(),
+            ..cfg.operator()
+        },
         consumer_group: cfg.kafka.consumer_group.clone(),
         producer: shared.producer.clone(),
         metrics: shared.metrics.clone(),

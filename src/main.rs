@@ -147,7 +147,7 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
     let dlq = cfg.topics().dlq;
     match cmd {
         DlqCommand::List { limit, json } => {
-            let letters = operator::list_dead_letters(cfg, limit).await?;
+            let letters = operator::list_dead_letters(&cfg.operator(), limit).await?;
             if json {
                 println!("{}", operator::to_json(&letters)?);
             } else if letters.is_empty() {
@@ -163,7 +163,8 @@ async fn run_dlq(cfg: &Config, cmd: DlqCommand) -> anyhow::Result<()> {
         } => {
             let producer = EventProducer::new(&cfg.kafka, Arc::new(Metrics::new()))?;
             let sel = ReplaySelection { event_ids, all };
-            let report = operator::replay_dead_letters(cfg, &producer, &sel, dry_run).await?;
+            let report =
+                operator::replay_dead_letters(&cfg.operator(), &producer, &sel, dry_run).await?;
             if report.dry_run {
                 println!("dry run: would replay {} dead letters", report.matched);
             } else {

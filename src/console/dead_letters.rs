@@ -7,7 +7,7 @@
 //! with no filter, which is `--all`. Header values and payload fields whose names mark a
 //! credential are shown as `[redacted]`.
 
-use super::html::{self, attr, esc, query_value, table, Tab};
+use super::html::{self, attr, csrf_field, esc, query_value, table, Tab};
 use super::{blocking, html_response, kafka_view, Session};
 use crate::clock::format_time_ms;
 use crate::operator::{
@@ -182,12 +182,12 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
     let ctx = &s.console.ctx;
     let csrf = s.csrf();
     let frame = s.frame("Dead letters", Tab::DeadLetters, csrf.as_deref());
-    let letters = match list_dead_letters(&ctx.config, None).await {
+    let letters = match list_dead_letters(&ctx.operator, None).await {
         Ok(l) => l,
         Err(e) => {
             let body = format!(
                 "<div class=\"notice bad\">Cannot read <code>{}</code>: {}</div>",
-                esc(&ctx.topics.dlq),
+                esc(&ctx.operator.topics.dlq),
                 esc(&e.to_string())
             );
             return html_response(StatusCode::BAD_GATEWAY, html::page(&frame, &body));
@@ -218,7 +218,7 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
         "<p id=\"match-count\"><b>{}</b> of {} dead letters in <code>{}</code> match{}.</p>",
         matched.len(),
         letters.len(),
-        esc(&ctx.topics.dlq),
+        esc(&ctx.operator.topics.dlq),
         if matched.len() > MAX_ROWS {
             format!("; the newest {MAX_ROWS} are shown")
         } else {
@@ -253,15 +253,7 @@ pub(super) async fn list(s: &Session<'_>, query: &str) -> Response<Body> {
             ]
         })
         .collect();
-    let csrf_field = csrf
-        .as_deref()
-        .map(|c| {
-            format!(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                attr(c)
-            )
-        })
-        .unwrap_or_default();
+    let csrf_field = csrf_field(csrf.as_deref());
     let _ = write!(
         out,
         "<form method=\"post\" action=\"/console/dead-letters/replay\" id=\"replay-form\">{csrf_field}{}\
@@ -352,7 +344,7 @@ pub(super) async fn detail(s: &Session<'_>, partition: i32, offset: i64) -> Resp
     let csrf = s.csrf();
     let title = format!("Dead letter {partition}/{offset}");
     let frame = s.frame(&title, Tab::DeadLetters, csrf.as_deref());
-    let (cfg, topic) = (ctx.config.kafka.clone(), ctx.topics.dlq.clone());
+    let (cfg, topic) = (ctx.operator.kafka.clone(), ctx.operator.topics.dlq.clone());
     let msg = match blocking(move || kafka_view::read_one(&cfg, &topic, partition, offset)).await {
         Ok(Some(m)) => m,
         Ok(None) => {
@@ -406,20 +398,15 @@ pub(super) async fn detail(s: &Session<'_>, partition: i32, offset: i64) -> Resp
     kv(
         &mut out,
         "dead-letter position",
-        format!("<code>{}</code> {partition}/{offset}", esc(&ctx.topics.dlq)),
+        format!(
+            "<code>{}</code> {partition}/{offset}",
+            esc(&ctx.operator.topics.dlq)
+        ),
     );
     out.push_str("</dl>");
 
     if let Some(id) = &d.event_id {
-        let csrf_field = csrf
-            .as_deref()
-            .map(|c| {
-                format!(
-                    "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                    attr(c)
-                )
-            })
-            .unwrap_or_default();
+        let csrf_field = csrf_field(csrf.as_deref());
         let _ = write!(
             out,
             "<form method=\"post\" action=\"/console/dead-letters/replay\" class=\"actions\" id=\"replay-one\">{csrf_field}\
@@ -569,7 +556,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
                 all: true,
             };
         } else {
-            match list_dead_letters(&ctx.config, None).await {
+            match list_dead_letters(&ctx.operator, None).await {
                 Ok(letters) => {
                     let mut ids = Vec::new();
                     for d in letters.iter().filter(|d| filter.matches(d)) {
@@ -600,7 +587,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
         out.push_str("<div class=\"notice\" id=\"nothing-selected\">Nothing selected: tick dead letters, or use “Replay all matching”.</div><p><a href=\"/console/dead-letters\">← Dead letters</a></p>");
         return html_response(StatusCode::BAD_REQUEST, html::page(&frame, &out));
     }
-    let report = match replay_dead_letters(&ctx.config, &ctx.producer, &sel, !confirm).await {
+    let report = match replay_dead_letters(&ctx.operator, &ctx.producer, &sel, !confirm).await {
         Ok(r) => r,
         Err(e) => {
             let _ = write!(
@@ -622,7 +609,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
             out,
             "<div class=\"notice ok\" id=\"replay-result\">Replayed <b id=\"replayed-count\">{}</b> dead letter(s) to <code>{}</code>, each with a fresh attempt count and <code>relay-replayed-from</code>.</div>",
             report.replayed,
-            esc(&ctx.topics.raw)
+            esc(&ctx.operator.topics.raw)
         );
         out.push_str(&report_details(&report, &sel));
         out.push_str("<p><a href=\"/console/dead-letters\">← Dead letters</a> · <a href=\"/console\">Overview</a> (the replayed events show up under synced or, if they fail again, as new dead letters)</p>");
@@ -633,7 +620,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
         out,
         "<div class=\"notice\" id=\"dry-run\">Dry run: <b id=\"dry-run-count\">{}</b> dead letter(s) would be replayed to <code>{}</code>. Nothing has been written yet.</div>",
         report.matched,
-        esc(&ctx.topics.raw)
+        esc(&ctx.operator.topics.raw)
     );
     if unreachable > 0 {
         let _ = write!(out, "<p class=\"muted\">{unreachable} matching dead letter(s) have no event id; only “replay all” without a filter (or <code>dlq replay --all</code>) reaches them.</p>");
@@ -643,15 +630,7 @@ pub(super) async fn replay(s: &Session<'_>, form: &[(String, String)]) -> Respon
         out.push_str("<p><a href=\"/console/dead-letters\">← Dead letters</a></p>");
         return html_response(StatusCode::OK, html::page(&frame, &out));
     }
-    let csrf_field = csrf
-        .as_deref()
-        .map(|c| {
-            format!(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                attr(c)
-            )
-        })
-        .unwrap_or_default();
+    let csrf_field = csrf_field(csrf.as_deref());
     let selection_fields: String = if sel.all {
         "<input type=\"hidden\" name=\"all\" value=\"1\">".into()
     } else {

@@ -27,6 +27,18 @@ pub(crate) fn attr(s: &str) -> String {
     esc(s)
 }
 
+/// The hidden CSRF field of a form posted with the session cookie; empty for bearer
+/// access, which needs none.
+pub(crate) fn csrf_field(csrf: Option<&str>) -> String {
+    csrf.map(|c| {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            attr(c)
+        )
+    })
+    .unwrap_or_default()
+}
+
 /// Text escaped for a URL query value.
 pub(crate) fn query_value(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()

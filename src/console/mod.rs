@@ -26,9 +26,8 @@ mod settings;
 pub use listen::{ListenStatus, RejectedTopic};
 pub use settings::{ConsoleSettings, MIN_TOKEN_CHARS};
 
-use crate::app::Config;
 use crate::clock::now_ms;
-use crate::kafka::{EventProducer, Topics};
+use crate::kafka::EventProducer;
 use crate::metrics::Metrics;
 use crate::schema::Codec;
 use auth::{Access, Keys, Refusal};
@@ -48,9 +47,8 @@ const WRONG_TOKEN_DELAY: std::time::Duration = std::time::Duration::from_millis(
 /// What the console needs from the composition root.
 pub struct ConsoleContext {
     pub settings: ConsoleSettings,
-    /// The process configuration: Kafka access and the replay code take it whole.
-    pub config: Config,
-    pub topics: Topics,
+    /// Kafka access and the topic names, as the dead-letter commands take them.
+    pub operator: crate::operator::OperatorSettings,
     /// The worker group of the raw topic (retries: `<group>-retry`).
     pub consumer_group: String,
     pub producer: Arc<EventProducer>,

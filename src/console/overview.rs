@@ -23,9 +23,9 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
     let rates = s.console.rates.observe(&samples);
     let kafka = {
         let (cfg, group, t) = (
-            ctx.config.kafka.clone(),
+            ctx.operator.kafka.clone(),
             ctx.consumer_group.clone(),
-            ctx.topics.clone(),
+            ctx.operator.topics.clone(),
         );
         blocking(move || kafka_view::snapshot(&cfg, &group, &t.raw, &t.retry, &t.dlq)).await
     };
@@ -133,7 +133,7 @@ pub(super) async fn page_html(s: &Session<'_>) -> String {
 
     // Kafka views.
     if let Ok(k) = &kafka {
-        out.push_str(&lag_sections(k, &ctx.topics.retry));
+        out.push_str(&lag_sections(k, &ctx.operator.topics.retry));
     }
 
     // Dead letters written by this process.

@@ -17,7 +17,7 @@ mod triggers;
 pub use crate::outbound::HttpError;
 pub(crate) use client::CallPolicy;
 pub use client::GenesysClient;
-pub use conversations::{Conversation, Participant};
+pub use conversations::{Conversation, Message, Participant};
 pub use settings::{GenesysConfig, GenesysSettings};
 pub use token::TokenSource;
 pub use triggers::{register_trigger, RegistrationOutcome, TriggerSpec};

@@ -12,8 +12,7 @@
 //! A dead-lettered mark (the worker writes one for each dead letter) does not count; a
 //! mark that cannot be read counts as synced, as every mark did before marks had outcomes.
 
-use super::OperatorError;
-use crate::app::Config;
+use super::{OperatorError, OperatorSettings};
 use crate::event::{write_raw, RawRecord};
 use crate::idempotency::IdempotencyKey;
 use crate::kafka::headers::{self, header_i64, header_str};
@@ -103,22 +102,17 @@ pub struct ReplayReport {
     pub already_synced: Vec<String>,
 }
 
-/// The dead-letter topic of `cfg`.
-fn dlq_topic(cfg: &Config) -> String {
-    cfg.topics().dlq
-}
-
 /// Every record of `topic` present when called, through `keep`, on a blocking thread,
 /// sorted by partition and offset.
 async fn read_all<T: Send + 'static>(
-    cfg: &Config,
+    ops: &OperatorSettings,
     topic: &str,
     keep: impl Fn(&OwnedMessage) -> T + Send + 'static,
 ) -> Result<Vec<(i32, i64, T)>, OperatorError> {
-    let (cfg, topic) = (cfg.clone(), topic.to_string());
+    let (kafka, topic) = (ops.kafka.clone(), topic.to_string());
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        read_topic_to_end(&cfg.kafka, &topic, |m| {
+        read_topic_to_end(&kafka, &topic, |m| {
             out.push((m.partition(), m.offset(), keep(&m)))
         })
         .map(|_| out)
@@ -134,10 +128,10 @@ async fn read_all<T: Send + 'static>(
 /// Lists the dead letters of `<prefix>.events.dlq` by partition and offset; `limit`
 /// keeps the first N.
 pub async fn list_dead_letters(
-    cfg: &Config,
+    ops: &OperatorSettings,
     limit: Option<usize>,
 ) -> Result<Vec<DeadLetter>, OperatorError> {
-    let records = read_all(cfg, &dlq_topic(cfg), DeadLetter::from_message).await?;
+    let records = read_all(ops, &ops.topics.dlq, DeadLetter::from_message).await?;
     let mut letters: Vec<DeadLetter> = records.into_iter().map(|(_, _, d)| d).collect();
     if let Some(n) = limit {
         letters.truncate(n);
@@ -146,11 +140,14 @@ pub async fn list_dead_letters(
 }
 
 /// A codec that reads the idempotency marks, registering nothing.
-async fn mark_reader(cfg: &Config, topic: &str) -> Result<Codec, OperatorError> {
-    let Some(url) = &cfg.schema_registry_url else {
+async fn mark_reader(ops: &OperatorSettings, topic: &str) -> Result<Codec, OperatorError> {
+    let Some(url) = &ops.schema_registry_url else {
         return Ok(Codec::single_object());
     };
-    let http = crate::app::http_client(cfg).map_err(|e| OperatorError::Task(e.to_string()))?;
+    let http = reqwest::Client::builder()
+        .timeout(ops.http_timeout)
+        .build()
+        .map_err(|e| OperatorError::Task(e.to_string()))?;
     Ok(SchemaRegistry::new(url.as_str(), http)
         .reader::<IdempotencyMark>(topic)
         .await?)
@@ -170,7 +167,7 @@ struct Replayable {
 /// When an event id has several dead letters (it was replayed and failed again), only
 /// the newest is replayed.
 pub async fn replay_dead_letters(
-    cfg: &Config,
+    ops: &OperatorSettings,
     producer: &EventProducer,
     sel: &ReplaySelection,
     dry_run: bool,
@@ -181,10 +178,10 @@ pub async fn replay_dead_letters(
     if !sel.all && sel.event_ids.is_empty() {
         return Err(OperatorError::NothingSelected);
     }
-    let topics = cfg.topics();
+    let topics = &ops.topics;
     let wanted: HashSet<String> = sel.event_ids.iter().cloned().collect();
     let all = sel.all;
-    let records = read_all(cfg, &topics.dlq, move |m| {
+    let records = read_all(ops, &topics.dlq, move |m| {
         let letter = DeadLetter::from_message(m);
         let selected = all
             || letter
@@ -235,8 +232,8 @@ pub async fn replay_dead_letters(
     let synced = if marks.is_empty() {
         HashSet::new()
     } else {
-        let codec = mark_reader(cfg, &topics.idempotency).await?;
-        read_all(cfg, &topics.idempotency, move |m| {
+        let codec = mark_reader(ops, &topics.idempotency).await?;
+        read_all(ops, &topics.idempotency, move |m| {
             let key = m
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())

@@ -9,8 +9,20 @@ mod render;
 pub use dlq::{list_dead_letters, replay_dead_letters, DeadLetter, ReplayReport, ReplaySelection};
 pub use render::{format_table, to_json};
 
-use crate::kafka::ProduceError;
+use crate::kafka::{KafkaSettings, ProduceError, Topics};
 use rdkafka::error::KafkaError;
+
+/// What the operator commands need of the configuration: Kafka access and the relay's
+/// topic names (the composition root derives both).
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    /// Where idempotency marks' schemas are read when records are registry-framed.
+    pub schema_registry_url: Option<crate::config::Url>,
+    /// Timeout of the schema registry reads.
+    pub http_timeout: std::time::Duration,
+}
 
 /// Why an operator command failed.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@
 use serde_json::Value;
 
 use super::outcome::SkipReason;
+use crate::genesys::Conversation;
 
 /// `RELAY_GUEST_SYNC_SCOPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,24 +46,16 @@ pub(crate) enum Verdict {
     Undecided,
 }
 
-/// The media lists of a conversation participant other than `messages`.
-const OTHER_MEDIA: &[&str] = &[
-    "calls",
-    "callbacks",
-    "chats",
-    "cobrowsesessions",
-    "emails",
-    "screenshares",
-    "socialExpressions",
-    "videos",
-];
-
-/// What an event body says: a conversation object, an attributes detail event, or a
-/// customer start detail event. `participant_id` is the participant the event is about
-/// (an attributes event names it), if any.
-pub(crate) fn judge(body: &Value, participant_id: Option<&str>) -> Verdict {
-    if body.get("participants").is_some_and(Value::is_array) {
-        return judge_conversation(body, participant_id);
+/// What an event body says: a conversation object (`conversation`, the body decoded), an
+/// attributes detail event, or a customer start detail event. `participant_id` is the
+/// participant the event is about (an attributes event names it), if any.
+pub(crate) fn judge(
+    body: &Value,
+    conversation: Option<&Conversation>,
+    participant_id: Option<&str>,
+) -> Verdict {
+    if let Some(conversation) = conversation {
+        return judge_conversation(conversation, participant_id);
     }
     if let Some(communications) = body.get("communications").and_then(Value::as_array) {
         let media: Vec<&str> = communications
@@ -89,40 +82,24 @@ pub(crate) fn judge(body: &Value, participant_id: Option<&str>) -> Verdict {
     Verdict::Undecided
 }
 
-/// A conversation object: its `purpose: customer` participant and that participant's
-/// media. When `participant_id` is given, it must be the customer.
-pub(crate) fn judge_conversation(conversation: &Value, participant_id: Option<&str>) -> Verdict {
-    let participants = conversation
-        .get("participants")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if let Some(id) = participant_id {
-        let named = participants
-            .iter()
-            .find(|p| p.get("id").and_then(Value::as_str) == Some(id));
-        if let Some(purpose) = named.and_then(|p| p.get("purpose")).and_then(Value::as_str) {
-            if purpose != "customer" {
-                return Verdict::Skip(SkipReason::NotCustomer);
-            }
-        }
+/// A conversation: its customer participant and that participant's media. When
+/// `participant_id` is given, it must be the customer.
+pub(crate) fn judge_conversation(
+    conversation: &Conversation,
+    participant_id: Option<&str>,
+) -> Verdict {
+    let named = participant_id.and_then(|id| conversation.participant(id));
+    if named.is_some_and(|p| p.purpose.is_some() && !p.is_customer()) {
+        return Verdict::Skip(SkipReason::NotCustomer);
     }
-    let Some(customer) = participants
-        .iter()
-        .find(|p| p.get("purpose").and_then(Value::as_str) == Some("customer"))
-    else {
+    let Some(customer) = conversation.customer() else {
         return Verdict::Undecided;
     };
-    let non_empty = |key: &str| {
-        customer
-            .get(key)
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-    };
-    if let Some(messages) = non_empty("messages") {
-        let types: Vec<&str> = messages
+    if !customer.messages.is_empty() {
+        let types: Vec<&str> = customer
+            .messages
             .iter()
-            .filter_map(|m| m.get("type").and_then(Value::as_str))
+            .filter_map(|m| m.kind.as_deref())
             .collect();
         return if types.iter().any(|t| t.eq_ignore_ascii_case("webmessaging")) {
             Verdict::Sync
@@ -132,7 +109,7 @@ pub(crate) fn judge_conversation(conversation: &Value, participant_id: Option<&s
             Verdict::Skip(SkipReason::NotWebMessaging)
         };
     }
-    if OTHER_MEDIA.iter().any(|key| non_empty(key).is_some()) {
+    if customer.has_other_media() {
         return Verdict::Skip(SkipReason::NotWebMessaging);
     }
     Verdict::Undecided
@@ -141,7 +118,12 @@ pub(crate) fn judge_conversation(conversation: &Value, participant_id: Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::event_view::conversation_object;
     use serde_json::json;
+
+    fn judge_json(body: &Value, participant_id: Option<&str>) -> Verdict {
+        judge(body, conversation_object(body).as_ref(), participant_id)
+    }
 
     fn conversation(customer: Value) -> Value {
         json!({"id": "c1", "participants": [
@@ -154,29 +136,29 @@ mod tests {
     fn conversation_objects_are_judged_by_the_customers_media() {
         let web = conversation(json!({"id": "p1", "purpose": "customer",
             "messages": [{"type": "webmessaging"}]}));
-        assert_eq!(judge(&web, None), Verdict::Sync);
+        assert_eq!(judge_json(&web, None), Verdict::Sync);
         let sms = conversation(json!({"id": "p1", "purpose": "customer",
             "messages": [{"type": "sms"}]}));
         assert_eq!(
-            judge(&sms, None),
+            judge_json(&sms, None),
             Verdict::Skip(SkipReason::NotWebMessaging)
         );
         let voice = conversation(json!({"id": "p1", "purpose": "customer",
             "calls": [{"state": "connected"}]}));
         assert_eq!(
-            judge(&voice, None),
+            judge_json(&voice, None),
             Verdict::Skip(SkipReason::NotWebMessaging)
         );
         let silent = conversation(json!({"id": "p1", "purpose": "customer"}));
-        assert_eq!(judge(&silent, None), Verdict::Undecided);
+        assert_eq!(judge_json(&silent, None), Verdict::Undecided);
         // The agent's call does not make a web messaging customer a voice one.
-        assert_eq!(judge(&web, Some("p1")), Verdict::Sync);
+        assert_eq!(judge_json(&web, Some("p1")), Verdict::Sync);
         assert_eq!(
-            judge(&web, Some("p-agent")),
+            judge_json(&web, Some("p-agent")),
             Verdict::Skip(SkipReason::NotCustomer)
         );
         // A participant the object does not list: decided by the customer.
-        assert_eq!(judge(&web, Some("p-gone")), Verdict::Sync);
+        assert_eq!(judge_json(&web, Some("p-gone")), Verdict::Sync);
     }
 
     #[test]
@@ -186,16 +168,16 @@ mod tests {
                    "attributes": {"a": "1"}, "communications": communications})
         };
         assert_eq!(
-            judge(&attrs(json!([{"id": "m", "mediaType": "VOICE"}])), None),
+            judge_json(&attrs(json!([{"id": "m", "mediaType": "VOICE"}])), None),
             Verdict::Skip(SkipReason::NotWebMessaging)
         );
         assert_eq!(
-            judge(&attrs(json!([{"id": "m", "mediaType": "MESSAGE"}])), None),
+            judge_json(&attrs(json!([{"id": "m", "mediaType": "MESSAGE"}])), None),
             Verdict::Undecided
         );
-        assert_eq!(judge(&attrs(json!([])), None), Verdict::Undecided);
+        assert_eq!(judge_json(&attrs(json!([])), None), Verdict::Undecided);
         let no_media = json!({"conversationId": "c1", "attributes": {"a": "1"}});
-        assert_eq!(judge(&no_media, Some("p1")), Verdict::Undecided);
+        assert_eq!(judge_json(&no_media, Some("p1")), Verdict::Undecided);
         let start = |media: &str, message: Option<&str>| {
             let mut body = json!({"conversationId": "c1", "mediaType": media});
             if let Some(m) = message {
@@ -204,17 +186,20 @@ mod tests {
             body
         };
         assert_eq!(
-            judge(&start("MESSAGE", Some("WEBMESSAGING")), None),
+            judge_json(&start("MESSAGE", Some("WEBMESSAGING")), None),
             Verdict::Sync
         );
         assert_eq!(
-            judge(&start("MESSAGE", Some("WHATSAPP")), None),
+            judge_json(&start("MESSAGE", Some("WHATSAPP")), None),
             Verdict::Skip(SkipReason::NotWebMessaging)
         );
         assert_eq!(
-            judge(&start("VOICE", None), None),
+            judge_json(&start("VOICE", None), None),
             Verdict::Skip(SkipReason::NotWebMessaging)
         );
-        assert_eq!(judge(&start("MESSAGE", None), None), Verdict::Undecided);
+        assert_eq!(
+            judge_json(&start("MESSAGE", None), None),
+            Verdict::Undecided
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! (`relay-replayed-from`, carried onto its retry records) is handled as usual; its sync
 //! marks the key synced, which supersedes the dead-lettered mark.
 
+use super::event_view::EventView;
 use super::failure::Failure;
 use super::hand_off::{FailureHandOff, HandOff};
 use super::outcome::{EventOutcome, SkipReason, NO_ROUTE, UNKNOWN_ROUTE};
@@ -58,7 +59,9 @@ impl MessageHandler for Processor {
     ) -> Pin<Box<dyn Future<Output = Handled> + Send + '_>> {
         Box::pin(async move {
             let event: Option<RawEvent> = msg.payload().and_then(|p| self.codec.decode(p).ok());
-            let route = event.as_ref().and_then(|e| self.router.route(e).ok());
+            let route = event
+                .as_ref()
+                .and_then(|e| self.router.route(&EventView::new(e)).ok());
             let key = event
                 .as_ref()
                 .zip(route)
@@ -104,7 +107,9 @@ impl Processor {
                     .await
             }
         };
-        let route = match self.router.route(&event) {
+        // The payload is parsed here, once; the route table and the handler share it.
+        let view = EventView::new(&event);
+        let route = match self.router.route(&view) {
             Ok(r) => r,
             Err(reason) => {
                 self.skipped(None, reason);
@@ -131,7 +136,7 @@ impl Processor {
             self.skipped(Some(route), SkipReason::AlreadyDeadLettered);
             return Handled::Done;
         }
-        let result = self.handlers.run(route, &event, key.as_str()).await;
+        let result = self.handlers.run(route, &view, key.as_str()).await;
         let handled = match result {
             Ok(Outcome::Synced { entry }) => self.synced(route, key.as_str(), &event, entry).await,
             Ok(Outcome::Skipped(reason)) => {

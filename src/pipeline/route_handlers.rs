@@ -9,10 +9,7 @@
 //! go through the conversation cache, so events of one conversation within its TTL share
 //! one request.
 
-use super::event_view::{
-    conversation_id_in_body, customer_in_conversation_object, customer_in_event, event_body,
-    Customer,
-};
+use super::event_view::{Customer, EventView};
 use super::failure::Failure;
 use super::guest_scope::{judge, judge_conversation, GuestScope, Verdict};
 use super::outcome::SkipReason;
@@ -56,40 +53,39 @@ impl RouteHandlers {
     pub(crate) async fn run(
         &self,
         route: Route,
-        event: &RawEvent,
+        view: &EventView<'_>,
         key: &str,
     ) -> Result<Outcome, Failure> {
         match route {
-            Route::GuestSync => self.guest_sync(event, key).await,
-            Route::ConversationEnrich => self.conversation_enrich(event, key).await,
-            Route::Forward => self.forward(event, key).await,
+            Route::GuestSync => self.guest_sync(view, key).await,
+            Route::ConversationEnrich => self.conversation_enrich(view.event, key).await,
+            Route::Forward => self.forward(view, key).await,
         }
     }
 
     /// The customer's attributes (from the event when it carries them, else from the
     /// conversation) -> a `guest_session` entry in the CMS, keyed per `RELAY_CMS_ENTRY_KEY`.
-    async fn guest_sync(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
-        let body = event_body(event);
+    async fn guest_sync(&self, view: &EventView<'_>, key: &str) -> Result<Outcome, Failure> {
+        let (event, body) = (view.event, view.body());
         let conversation_id = event
             .conversation_id
             .clone()
-            .or_else(|| body.as_ref().and_then(conversation_id_in_body));
+            .or_else(|| view.conversation_id_in_body());
         // The participant the event is about (an attributes event names it).
         let subject = body
-            .as_ref()
             .and_then(|b| b.get("participantId"))
             .and_then(Value::as_str)
             .map(str::to_string)
             .or_else(|| event.participant_id.clone());
         // The scope, from the event's own fields first (no Genesys call).
-        let verdict = match (self.guest_scope, &body) {
+        let verdict = match (self.guest_scope, body) {
             (GuestScope::All, _) | (_, None) => Verdict::Undecided,
-            (_, Some(b)) => judge(b, subject.as_deref()),
+            (_, Some(b)) => judge(b, view.conversation(), subject.as_deref()),
         };
         if let Verdict::Skip(reason) = verdict {
             return Ok(Outcome::Skipped(reason));
         }
-        let in_event = body.as_ref().and_then(customer_in_event);
+        let in_event = view.customer_in_event();
         let must_check =
             self.guest_scope == GuestScope::WebMessagingChecked && verdict == Verdict::Undecided;
         let customer = match in_event {
@@ -105,12 +101,12 @@ impl RouteHandlers {
                 // The conversation was fetched anyway: it tells what the event did not.
                 if self.guest_scope != GuestScope::All {
                     if let Verdict::Skip(reason) =
-                        judge_conversation(&conversation.raw, subject.as_deref())
+                        judge_conversation(&conversation, subject.as_deref())
                     {
                         return Ok(Outcome::Skipped(reason));
                     }
                 }
-                match in_event.or_else(|| customer_in_conversation_object(&conversation.raw)) {
+                match in_event.or_else(|| conversation.customer().map(Customer::from)) {
                     Some(customer) => customer,
                     None => return Ok(Outcome::Skipped(SkipReason::NoCustomer)),
                 }
@@ -198,6 +194,8 @@ impl RouteHandlers {
             .send(&self.enriched_topic, id, &value, &hdrs)
             .await?;
         if let Some(forwarder) = &self.forwarder {
+            // The conversation goes out as Genesys answered it (the raw document), so the
+            // backend sees every field, not only the typed ones the relay decides on.
             let body = serde_json::json!({
                 "eventId": record.event_id,
                 "eventType": record.event_type,
@@ -213,13 +211,14 @@ impl RouteHandlers {
     }
 
     /// The body as delivered -> backend POST.
-    async fn forward(&self, event: &RawEvent, key: &str) -> Result<Outcome, Failure> {
+    async fn forward(&self, view: &EventView<'_>, key: &str) -> Result<Outcome, Failure> {
         let Some(forwarder) = &self.forwarder else {
             return Ok(Outcome::Skipped(SkipReason::NoForwardUrl));
         };
-        let body: Value = serde_json::from_str(&event.payload)
+        let body = view
+            .payload()
             .map_err(|e| Failure::poison(format!("payload is not JSON: {e}")))?;
-        forwarder.forward(&body, key, &event.event_id).await?;
+        forwarder.forward(body, key, &view.event.event_id).await?;
         Ok(Outcome::Synced { entry: None })
     }
 }

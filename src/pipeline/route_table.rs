@@ -15,9 +15,8 @@
 
 use serde_json::Value;
 
-use super::event_view::{customer_in_conversation_object, event_body};
+use super::event_view::EventView;
 use super::outcome::SkipReason;
-use crate::schema::RawEvent;
 
 /// The default table, after any `RELAY_ROUTES` entries.
 pub(crate) const DEFAULT_ROUTES: &[(&str, Target)] = &[
@@ -189,15 +188,15 @@ impl RouteTable {
     }
 
     /// The route, or the reason there is none (a counted skip).
-    pub(crate) fn route(&self, event: &RawEvent) -> Result<Route, SkipReason> {
-        let body = event_body(event);
+    pub(crate) fn route(&self, view: &EventView) -> Result<Route, SkipReason> {
+        let event = view.event;
         for rule in &self.rules {
             if !rule.pattern.matches(&event.event_type) {
                 continue;
             }
             match rule.target {
                 Target::Skip => return Err(SkipReason::SkippedByRoute),
-                Target::Route(route) if applies(route, event, body.as_ref()) => return Ok(route),
+                Target::Route(route) if applies(route, view) => return Ok(route),
                 Target::Route(_) => continue,
             }
         }
@@ -213,12 +212,14 @@ impl RouteTable {
 /// carrying attributes; any other guest sync needs attributes or a conversation to read
 /// them from; an enrichment needs a conversation id. An event failing them falls through
 /// to the next rule (in the end: forward or `no_route`), as the v1 router did.
-fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
+fn applies(route: Route, view: &EventView) -> bool {
+    let event = view.event;
     match route {
-        Route::GuestSync => match body {
-            Some(b) if b.get("participants").is_some() => {
-                customer_in_conversation_object(b).is_some_and(|c| !c.attributes.is_empty())
-            }
+        Route::GuestSync => match view.body() {
+            Some(_) if view.body_is_conversation() => view
+                .conversation()
+                .and_then(|c| c.customer())
+                .is_some_and(|c| !c.attributes.is_empty()),
             Some(b) => {
                 event.conversation_id.is_some()
                     || b.get("attributes").is_some_and(Value::is_object)
@@ -234,7 +235,7 @@ fn applies(route: Route, event: &RawEvent, body: Option<&Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Shape;
+    use crate::schema::{RawEvent, Shape};
     use serde_json::json;
 
     fn event(t: &str, shape: Shape, payload: Value, conv: Option<&str>) -> RawEvent {
@@ -251,6 +252,12 @@ mod tests {
             topic_name: None,
             participant_id: None,
             eventbridge_id: None,
+        }
+    }
+
+    impl RouteTable {
+        fn route_of(&self, event: &RawEvent) -> Result<Route, SkipReason> {
+            self.route(&EventView::new(event))
         }
     }
 
@@ -290,34 +297,37 @@ mod tests {
             json!({"detail": {"eventBody": {"attributes": {"a": "1"}}}}),
             Some("c"),
         );
-        assert_eq!(t.route(&attrs), Ok(Route::GuestSync));
+        assert_eq!(t.route_of(&attrs), Ok(Route::GuestSync));
         let start = event(
             "v2.detail.events.conversation.{id}.customer.start",
             Shape::Notification,
             json!({"eventBody": {"conversationId": "c"}}),
             Some("c"),
         );
-        assert_eq!(t.route(&start), Ok(Route::ConversationEnrich));
+        assert_eq!(t.route_of(&start), Ok(Route::ConversationEnrich));
         assert_eq!(
-            t.route(&legacy("conversation:updated", Some("c"))),
+            t.route_of(&legacy("conversation:updated", Some("c"))),
             Ok(Route::GuestSync)
         );
         assert_eq!(
-            t.route(&legacy("conversation:created", Some("c"))),
+            t.route_of(&legacy("conversation:created", Some("c"))),
             Ok(Route::ConversationEnrich)
         );
         assert_eq!(
-            t.route(&legacy("conversation:created", None)),
+            t.route_of(&legacy("conversation:created", None)),
             Err(SkipReason::NoRoute)
         );
         assert_eq!(
-            t.route(&legacy("user:presence", None)),
+            t.route_of(&legacy("user:presence", None)),
             Err(SkipReason::NoRoute)
         );
         let t = RouteTable::new(&[], true);
-        assert_eq!(t.route(&legacy("user:presence", None)), Ok(Route::Forward));
         assert_eq!(
-            t.route(&legacy("conversation:updated", None)),
+            t.route_of(&legacy("user:presence", None)),
+            Ok(Route::Forward)
+        );
+        assert_eq!(
+            t.route_of(&legacy("conversation:updated", None)),
             Ok(Route::Forward),
             "nothing to sync from: forwarded, as before"
         );
@@ -335,9 +345,9 @@ mod tests {
             )
         };
         let with = queue(json!([{"purpose": "customer", "attributes": {"cart_value": "3"}}]));
-        assert_eq!(t.route(&with), Ok(Route::GuestSync));
+        assert_eq!(t.route_of(&with), Ok(Route::GuestSync));
         let without = queue(json!([{"purpose": "agent", "attributes": {"x": "1"}}]));
-        assert_eq!(t.route(&without), Err(SkipReason::NoRoute));
+        assert_eq!(t.route_of(&without), Err(SkipReason::NoRoute));
     }
 
     #[test]
@@ -351,11 +361,11 @@ mod tests {
         ];
         let t = RouteTable::new(&custom, false);
         assert_eq!(
-            t.route(&legacy("conversation:updated", Some("c"))),
+            t.route_of(&legacy("conversation:updated", Some("c"))),
             Err(SkipReason::SkippedByRoute)
         );
         assert_eq!(
-            t.route(&legacy("v2.users.{id}.presence", None)),
+            t.route_of(&legacy("v2.users.{id}.presence", None)),
             Ok(Route::Forward)
         );
     }

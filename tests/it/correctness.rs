@@ -851,7 +851,7 @@ async fn replay_skips_dead_letters_of_events_synced_after_all() {
         event_ids: vec![],
         all: true,
     };
-    let report = replay_dead_letters(&cfg, &producer, &sel, false)
+    let report = replay_dead_letters(&cfg.operator(), &producer, &sel, false)
         .await
         .unwrap();
     assert_eq!(report.already_synced, vec!["synced-1".to_string()]);

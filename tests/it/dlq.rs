@@ -149,7 +149,7 @@ fn sel(ids: &[&str], all: bool) -> ReplaySelection {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_parses_the_relay_headers_and_keeps_odd_records() {
     let f = fixture("dlqlist").await;
-    let letters = list_dead_letters(&f.cfg, None).await.unwrap();
+    let letters = list_dead_letters(&f.cfg.operator(), None).await.unwrap();
     assert_eq!(letters.len(), 4, "{letters:#?}");
     let sorted: Vec<(i32, i64)> = letters
         .iter()
@@ -198,13 +198,16 @@ async fn list_parses_the_relay_headers_and_keeps_odd_records() {
     assert_eq!(table.lines().count(), 5, "{table}");
     assert!(table.contains("2026-11-24T08:00:00.000Z"), "{table}");
     assert_eq!(
-        list_dead_letters(&f.cfg, Some(2)).await.unwrap(),
+        list_dead_letters(&f.cfg.operator(), Some(2)).await.unwrap(),
         letters[..2].to_vec()
     );
 
     // An empty (or absent) dead-letter topic lists nothing.
     let other = relay_config(&f.broker, &unique_prefix("empty"), &[]);
-    assert!(list_dead_letters(&other, None).await.unwrap().is_empty());
+    assert!(list_dead_letters(&other.operator(), None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,9 +216,14 @@ async fn replay_one_event_writes_the_same_record_to_raw() {
     let raw = f.topics.raw.clone();
 
     // A dry run reports and writes nothing.
-    let report = replay_dead_letters(&f.cfg, &f.producer, &sel(&["evt-1"], false), true)
-        .await
-        .unwrap();
+    let report = replay_dead_letters(
+        &f.cfg.operator(),
+        &f.producer,
+        &sel(&["evt-1"], false),
+        true,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (report.matched, report.replayed, report.dry_run),
         (1, 0, true)
@@ -224,7 +232,7 @@ async fn replay_one_event_writes_the_same_record_to_raw() {
     assert_eq!(topic_size(&f.broker, &raw), 0, "a dry run writes nothing");
 
     let report = replay_dead_letters(
-        &f.cfg,
+        &f.cfg.operator(),
         &f.producer,
         &sel(&["evt-1", "evt-nope"], false),
         false,
@@ -271,7 +279,7 @@ async fn replay_one_event_writes_the_same_record_to_raw() {
     );
 
     // Nothing selected is an error and writes nothing.
-    let err = replay_dead_letters(&f.cfg, &f.producer, &sel(&[], false), false)
+    let err = replay_dead_letters(&f.cfg.operator(), &f.producer, &sel(&[], false), false)
         .await
         .unwrap_err();
     assert!(matches!(err, OperatorError::NothingSelected));
@@ -282,13 +290,13 @@ async fn replay_one_event_writes_the_same_record_to_raw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_all_writes_every_dead_letter() {
     let f = fixture("dlqall").await;
-    let report = replay_dead_letters(&f.cfg, &f.producer, &sel(&[], true), true)
+    let report = replay_dead_letters(&f.cfg.operator(), &f.producer, &sel(&[], true), true)
         .await
         .unwrap();
     assert_eq!((report.matched, report.replayed), (4, 0));
     assert_eq!(topic_size(&f.broker, &f.topics.raw), 0);
 
-    let report = replay_dead_letters(&f.cfg, &f.producer, &sel(&[], true), false)
+    let report = replay_dead_letters(&f.cfg.operator(), &f.producer, &sel(&[], true), false)
         .await
         .unwrap();
     assert_eq!(

@@ -514,7 +514,7 @@ async fn a_redelivery_of_a_dead_lettered_event_is_skipped_but_a_replay_is_synced
         event_ids: vec!["evt-5".into()],
         all: false,
     };
-    let report = replay_dead_letters(&cfg, &operator, &sel, false)
+    let report = replay_dead_letters(&cfg.operator(), &operator, &sel, false)
         .await
         .unwrap();
     assert_eq!(
@@ -546,7 +546,7 @@ async fn a_redelivery_of_a_dead_lettered_event_is_skipped_but_a_replay_is_synced
     );
 
     // Synced now: replaying it again is refused as already synced.
-    let report = replay_dead_letters(&cfg, &operator, &sel, true)
+    let report = replay_dead_letters(&cfg.operator(), &operator, &sel, true)
         .await
         .unwrap();
     assert_eq!(report.already_synced, vec!["evt-5".to_string()]);

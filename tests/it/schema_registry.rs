@@ -328,7 +328,7 @@ async fn records_of_the_previous_schema_decode_via_registry_and_dlq_replay() {
         event_ids: vec!["evt-v1".into()],
         all: false,
     };
-    let report = replay_dead_letters(&cfg, &producer, &selection, false)
+    let report = replay_dead_letters(&cfg.operator(), &producer, &selection, false)
         .await
         .unwrap();
     assert_eq!(report.replayed, 1);

@@ -161,6 +161,30 @@ fn decide(stored_event_id: Option<&str>, stored_time: Option<i64>, entry: &Guest
     }
 }
 
+/// The relay's mark on a stored entry, the event it was last written from, where Sanity
+/// and Strapi keep it: top-level `eventId`/`eventTimeMs` fields of the document.
+#[derive(Debug, Clone, PartialEq)]
+struct StoredMark {
+    event_id: Option<String>,
+    event_time: Option<i64>,
+}
+
+impl StoredMark {
+    fn of(doc: &Value) -> Self {
+        StoredMark {
+            event_id: doc
+                .get(FIELD_EVENT_ID)
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            event_time: time_value(doc.get(FIELD_EVENT_TIME)),
+        }
+    }
+
+    fn decide(&self, entry: &GuestEntry) -> Decision {
+        decide(self.event_id.as_deref(), self.event_time, entry)
+    }
+}
+
 /// An event time as a CMS hands it back: a JSON number, or a string of digits (Strapi
 /// returns `biginteger` attributes as strings).
 fn time_value(value: Option<&Value>) -> Option<i64> {

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 
 use super::settings::SanitySettings;
 use super::{
-    decide, decode_error, lost_race, time_value, Decision, GuestEntry, UpsertOutcome,
-    EVENT_ID_HEADER, FIELD_EVENT_ID, FIELD_EVENT_TIME, MAX_WRITE_ROUNDS, SINK,
+    decode_error, lost_race, Decision, GuestEntry, StoredMark, UpsertOutcome, EVENT_ID_HEADER,
+    MAX_WRITE_ROUNDS, SINK,
 };
 use crate::config::Secret;
 use crate::metrics::Metrics;
@@ -60,8 +60,7 @@ impl std::fmt::Debug for SanityClient {
 #[derive(Debug, Clone, PartialEq)]
 struct StoredDoc {
     rev: String,
-    event_id: Option<String>,
-    event_time: Option<i64>,
+    mark: StoredMark,
 }
 
 impl SanityClient {
@@ -97,7 +96,7 @@ impl SanityClient {
                     (UpsertOutcome::Created, json!({ "create": doc }))
                 }
                 Some(doc) => {
-                    match decide(doc.event_id.as_deref(), doc.event_time, guest) {
+                    match doc.mark.decide(guest) {
                         Decision::Stale => return Ok(UpsertOutcome::Stale),
                         Decision::Unchanged => return Ok(UpsertOutcome::Unchanged),
                         Decision::Write => {}
@@ -125,7 +124,7 @@ impl SanityClient {
                 return Ok(outcome);
             }
             let now = self.read(&id).await?;
-            if now.as_ref().and_then(|d| d.event_id.as_deref()) == Some(guest.event_id) {
+            if now.as_ref().and_then(|d| d.mark.event_id.as_deref()) == Some(guest.event_id) {
                 return Ok(UpsertOutcome::Unchanged);
             }
             if now == stored {
@@ -172,11 +171,7 @@ impl SanityClient {
             .ok_or_else(|| decode_error("Sanity doc", "no _rev"))?;
         Ok(Some(StoredDoc {
             rev: rev.to_string(),
-            event_id: doc
-                .get(FIELD_EVENT_ID)
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            event_time: time_value(doc.get(FIELD_EVENT_TIME)),
+            mark: StoredMark::of(doc),
         }))
     }
 

@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use super::settings::StrapiSettings;
 use super::{
-    decide, decode_error, lost_race, time_value, Decision, GuestEntry, UpsertOutcome,
-    EVENT_ID_HEADER, FIELD_EVENT_ID, FIELD_EVENT_TIME, MAX_WRITE_ROUNDS, SINK,
+    decode_error, lost_race, Decision, GuestEntry, StoredMark, UpsertOutcome, EVENT_ID_HEADER,
+    MAX_WRITE_ROUNDS, SINK,
 };
 use crate::config::Secret;
 use crate::metrics::Metrics;
@@ -52,8 +52,7 @@ impl std::fmt::Debug for StrapiClient {
 /// The part of a stored entry the adapter reads.
 struct StoredEntry {
     document_id: String,
-    event_id: Option<String>,
-    event_time: Option<i64>,
+    mark: StoredMark,
 }
 
 impl StrapiClient {
@@ -102,7 +101,7 @@ impl StrapiClient {
                 answer.success(SINK, &self.secrets())?;
                 return Ok(UpsertOutcome::Created);
             };
-            match decide(stored.event_id.as_deref(), stored.event_time, guest) {
+            match stored.mark.decide(guest) {
                 Decision::Stale => return Ok(UpsertOutcome::Stale),
                 Decision::Unchanged => return Ok(UpsertOutcome::Unchanged),
                 Decision::Write => {}
@@ -154,11 +153,7 @@ impl StrapiClient {
             .ok_or_else(|| decode_error("Strapi entry", "no documentId (is this Strapi 5?)"))?;
         Ok(Some(StoredEntry {
             document_id: document_id.to_string(),
-            event_id: item
-                .get(FIELD_EVENT_ID)
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            event_time: time_value(item.get(FIELD_EVENT_TIME)),
+            mark: StoredMark::of(item),
         }))
     }
 
