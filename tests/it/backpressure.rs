@@ -4,10 +4,13 @@
 //! rate, without cycling through the retry topics. The check counts what the relay wrote
 //! to the retry topics, per event.
 //!
-//! `BACKPRESSURE_EVENTS`, `BACKPRESSURE_RATE` (requests per minute, per process, as the
-//! simulator limits each token) and `BACKPRESSURE_WORKERS` scale the run by hand (20000,
-//! 240 and 2 is the production-sized run: an ingress and two workers, each with its own
-//! token and budget); CI runs 40 events at 60 per minute through one `serve`.
+//! `BACKPRESSURE_EVENTS`, `BACKPRESSURE_RATE` (the relay's budget per process, requests
+//! per minute), `BACKPRESSURE_GENESYS_LIMIT` (the simulator's limit per token; default the
+//! same), `BACKPRESSURE_WORKERS` and `BACKPRESSURE_PARTITIONS` scale the run by hand. The
+//! production-sized run is 20000 events, the default budget 240 against Genesys's default
+//! token limit 300, an ingress and 2 workers (each with its own token and budget) on 4
+//! partitions (a multiple of the workers: the worker with more partitions sets the pace).
+//! CI runs 40 events at 60 per minute against a limit of 60 through one `serve`.
 
 use crate::common::*;
 use genesys_relay::app::{self, Role};
@@ -29,9 +32,11 @@ async fn events_over_the_budget_wait_their_turn_instead_of_cycling_through_retri
     let events = env_or("BACKPRESSURE_EVENTS", 40);
     let rate = env_or("BACKPRESSURE_RATE", 60);
     let workers = env_or("BACKPRESSURE_WORKERS", 1).max(1);
+    let limit = env_or("BACKPRESSURE_GENESYS_LIMIT", rate);
+    let partitions = env_or("BACKPRESSURE_PARTITIONS", 3).to_string();
     let broker = Broker::start();
     let sims = Sims::start().await;
-    sims.genesys_faults(json!({"rate_limit_per_minute": rate}))
+    sims.genesys_faults(json!({"rate_limit_per_minute": limit}))
         .await;
     let prefix = unique_prefix("backpressure");
     let rate_s = rate.to_string();
@@ -41,6 +46,7 @@ async fn events_over_the_budget_wait_their_turn_instead_of_cycling_through_retri
         &prefix,
         &[
             ("RELAY_GENESYS_RATE_LIMIT", &rate_s),
+            ("RELAY_TOPIC_PARTITIONS", &partitions),
             // The fault suite's short tiers: a deferral is capped at the longest tier, so
             // with these an event deferred for a far slot came back long before it.
             ("RELAY_RETRY_DELAYS", "200ms,500ms,1s,2s,4s"),
@@ -86,7 +92,8 @@ async fn events_over_the_budget_wait_their_turn_instead_of_cycling_through_retri
         .sum();
     let g = sims.genesys_stats().await;
     println!(
-        "backpressure: {events} events, {workers} worker(s) at {rate}/min each, synced in {elapsed:?} (budget implies \
+        "backpressure: {events} events, {workers} worker(s) at {rate}/min each (Genesys limit \
+         {limit}/min per token, {partitions} partitions), synced in {elapsed:?} (budget implies \
          {implied:?}); retry-topic records {retry_records} ({:.2} per event), deferred {deferred}; \
          genesys {}",
         retry_records as f64 / events as f64,
