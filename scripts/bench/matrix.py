@@ -190,6 +190,11 @@ class Cluster:
                     "--port", str(self.ports[i]), "--controller-port", str(cports[i]),
                     "--node-id", str(i + 1), "--voters", voters, "--cluster-id", cluster_id,
                     "--heap", os.environ.get("BROKER_HEAP", "1g")]
+            # Disk stays bounded over a long matrix: at most RETENTION_MB (+ one 32 MiB
+            # segment) per partition; a pre-filled worker topic stays far below that.
+            for kv in (f"log.retention.bytes={env_int('RETENTION_MB', 128) * 1024 * 1024}",
+                       "log.segment.bytes=33554432", "log.retention.check.interval.ms=10000"):
+                argv += ["--set", kv]
             self.procs.append(Proc(f"broker-{nodes}node-{i + 1}", argv))
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.ports)
         for port, proc in zip(self.ports, self.procs):
@@ -224,7 +229,9 @@ class Cluster:
     def stop(self):
         for p in self.procs:
             p.stop(grace=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # The data goes (it can be gigabytes); the brokers' logs stay for a post-mortem.
+        for i in range(self.nodes):
+            shutil.rmtree(self.dir / f"n{i + 1}" / "data", ignore_errors=True)
 
 
 # --- records ---------------------------------------------------------------------------
@@ -642,15 +649,15 @@ class Sims:
     def cms_writes(self):
         return json.loads(http_get(f"{self.c}/__sim/stats", timeout=120)[1])
 
-
-def accepted_writes(stats):
-    """Writes the CMS simulator accepted: its bounded log plus what the bound dropped."""
-    return len(stats["writes"]) + stats.get("writes_dropped", 0)
-
     def genesys_gets(self):
         stats = json.loads(http_get(f"{self.g}/__sim/stats")[1])
         by_status = stats.get("requests", {}).get("GET /api/v2/conversations/{conversationId}", {})
         return sum(v for v in by_status.values() if isinstance(v, int))
+
+
+def accepted_writes(stats):
+    """Writes the CMS simulator accepted: its bounded log plus what the bound dropped."""
+    return len(stats["writes"]) + stats.get("writes_dropped", 0)
 
 
 def synced(admin):
@@ -700,7 +707,10 @@ def worker():
             sims.reset()
             procs, admins = [], []
             env_common = {
+                # A fresh group per window: a member of an earlier window's group that has not
+                # left yet would hold the join until its session times out.
                 "RELAY_KAFKA_BROKERS": cluster.bootstrap, "RELAY_TOPIC_PREFIX": prefix,
+                "RELAY_CONSUMER_GROUP": f"{prefix}-group",
                 "RELAY_GENESYS_API_BASE": sims.g, "RELAY_GENESYS_LOGIN_BASE": sims.g,
                 "RELAY_GENESYS_CLIENT_ID": "sim-client", "RELAY_GENESYS_CLIENT_SECRET": "sim-secret",
                 "RELAY_CMS_URL": f"{sims.c}/v1/entries", "RELAY_LOG": "warn",
@@ -744,8 +754,10 @@ def worker():
                 stats = sims.cms_writes()
                 g1 = sims.genesys_gets()
             finally:
+                # Measured already: no need to wait for a graceful drain (a budget-bound worker
+                # would hold its in-flight events up to RELAY_SHUTDOWN_TIMEOUT).
                 for p in procs:
-                    p.stop()
+                    p.stop(grace=5)
             # The CMS simulator's log of accepted writes (first MAX_WRITES_LOGGED of them)
             # with their arrival time: the window is measured on its clock.
             times = sorted(w["at_ms"] / 1000 for w in stats["writes"])
@@ -773,7 +785,7 @@ def worker():
             results.setdefault(variant, []).append(r)
             log(f"[{i}/{len(order)}] worker {variant} run {run}: {r['events_per_s']:.1f} ev/s over {secs:.1f} s"
                 f"{' (drained)' if drained else ''}, first sync after {t_first - t_spawn:.2f} s, "
-                f"CPU {per_proc_cpu} µs/ev per process, Genesys GETs/event {r['gets']:.2f}")
+                f"CPU {[fmt_num(c) for c in per_proc_cpu]} µs/ev per process, Genesys GETs/event {r['gets']:.2f}")
             time.sleep(PAUSE)
         rows = []
         for variant, rs in results.items():
@@ -787,7 +799,8 @@ def worker():
             [f"genesys-sim (separate process) with `latency_ms: {sims.latency_ms}` on the Genesys and CMS "
              "APIs (`POST /__sim/faults`)",
              "worker processes: `target/release/genesys-relay worker` with `RELAY_GENESYS_API_BASE`/"
-             "`RELAY_GENESYS_LOGIN_BASE`/`RELAY_CMS_URL` at the simulators, `RELAY_LOG=warn`",
+             "`RELAY_GENESYS_LOGIN_BASE`/`RELAY_CMS_URL` at the simulators, a fresh `RELAY_TOPIC_PREFIX` and "
+             "`RELAY_CONSUMER_GROUP` per window, `RELAY_LOG=warn`",
              "attributes-1w / attributes-2w: EventBridge attributes events (customer attributes in the event, "
              "0 Genesys calls), `RELAY_MAX_IN_FLIGHT=256` per process (the default), 1 or 2 processes in one group",
              "get-default-budget: customer.start events without attributes, "
