@@ -253,6 +253,8 @@ def record(row):
 
 
 def fmt_cell(v):
+    if v is None:
+        return ""
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
@@ -830,6 +832,10 @@ def main():
             raise SystemExit(f"unknown scenario {s}; choose from {' '.join(SCENARIOS)}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # wrk and the server each hold one descriptor per connection, plus their own.
+    if hard != resource.RLIM_INFINITY and hard < max(CONNS) + 512:
+        raise SystemExit(f"the open-file limit ({hard}) is too low for {max(CONNS)} connections: raise it "
+                         f"(ulimit -Hn) to at least {max(CONNS) + 512}")
     log(f"seed {SEED}; runs {RUNS}; window {WINDOW} s; conns {CONNS}; scenarios {' '.join(wanted)}")
     failed = []
     for s in wanted:
