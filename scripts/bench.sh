@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs every benchmark scenario of benches/relay_bench.rs with the sizes documented in
+# The in-process benchmarks. The documented ingress and worker figures come from
+# scripts/bench-matrix.sh (separate processes, wrk); this script still measures what the matrix
+# does not (end to end, retry lateness, memory, the CMS adapters, codec CPU), and its own
+# `ingress` and `worker` scenarios run only when named.
+# Runs the benchmark scenarios of benches/relay_bench.rs with the sizes documented in
 # BENCHMARKS.md (about 10-12 minutes on a 2-core machine, plus the release build).
 # Each scenario run starts its own Apache Kafka node (KRaft) in a temp dir and the simulators
 # in-process; the HTTP load generator is in-process too (reqwest, bounded concurrency), so no
 # external load tool is needed. Output (markdown tables) goes to stdout and to .run/bench/<scenario>.txt.
 #
-#   scripts/bench.sh                 # all scenarios
+#   scripts/bench.sh                 # e2e retry memory cms
 #   scripts/bench.sh ingress worker  # some of them
 #   RUNS=5 scripts/bench.sh ingress  # override the number of runs
 set -euo pipefail
@@ -14,7 +18,7 @@ scripts/install-kafka.sh >/dev/null
 out=.run/bench
 mkdir -p "$out"
 scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(ingress worker e2e retry memory cms)
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(e2e retry memory cms)
 cargo bench --bench relay_bench --no-run
 # The Benthos peer for the ingress comparison (benches/peer; Go module proxy). Skipped, and
 # said so, when Go is missing or the build fails; BENCH_PEER_BIN may name a built peer.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test/dev broker: Apache Kafka 4.4.0 (KRaft) assembled from its Maven artifacts
-# (org.apache.kafka:kafka_2.13 and every runtime dependency, see scripts/kafka/pom.xml) into a
+# (org.apache.kafka:kafka_2.13, the command-line tools org.apache.kafka:kafka-tools, and every
+# runtime dependency, see scripts/kafka/pom.xml) into a
 # per-user cache, and a Java runtime >= 17 (Debian openjdk-17-jre-headless when java is
 # missing). Skips what is present. Prints the libs folder on its last line.
 # Maven itself comes from Debian when missing. Cold install: about 10 s (43 MB of jars).
@@ -31,7 +32,9 @@ if [ -z "$major" ] || [ "$major" -lt 17 ]; then
   exit 1
 fi
 
-if [ -f "$libs/kafka_2.13-$version.jar" ] && [ -f "$libs/.complete" ]; then
+# kafka-tools came later than the broker: an install without it is completed.
+if [ -f "$libs/kafka_2.13-$version.jar" ] && [ -f "$libs/kafka-tools-$version.jar" ] \
+   && [ -f "$libs/.complete" ]; then
   echo "kafka $version already installed at $libs" >&2
   echo "$libs"
   exit 0
