@@ -728,10 +728,20 @@ async fn sigterm_closes_sockets_flushes_and_exits_zero() {
     ] {
         assert!(text.contains(series), "{series} not exported");
     }
-    // More notifications right before SIGTERM: the producer must flush them.
+    // More notifications right before SIGTERM: the producer must flush them. SIGTERM goes
+    // once the simulator wrote all of them to the socket (the listener reads what waits in
+    // its socket before it looks at the shutdown signal); a frame Genesys has not sent yet
+    // when the socket closes is not sent on it at all (docs/listen.md: two listeners).
     for s in 50..100 {
         assert!(publish(&sims, s).await);
     }
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            sims.genesys_stats().await["notifications"]["deliveries"] == 100
+        })
+        .await,
+        "the simulator did not write 100 notifications to the socket"
+    );
     let mut process = child.0.take().unwrap();
     assert!(std::process::Command::new("kill")
         .arg("-TERM")
