@@ -10,14 +10,20 @@
 --                    1 conversation GET in guest_sync (its default route is
 --                    conversation_enrich: the worker bench routes it with RELAY_ROUTES)
 --   BENCH_BODY_BYTES body length (default 1024)
+--   BENCH_POOL       distinct requests per wrk thread (default 20000), formatted once in
+--                    init() and sent in turn: building a request per call in Lua cost wrk
+--                    more CPU than the fastest server under test spends per request, so on
+--                    a 2-core machine the generator, not the server, set the pace
 -- done() prints one machine-readable line starting "BENCH " (read by the matrix script).
 
 local tag = os.getenv("BENCH_TAG") or "wrk"
 local secret = os.getenv("BENCH_SECRET") or ""
 local kind = os.getenv("BENCH_EVENT") or "attributes"
 local size = tonumber(os.getenv("BENCH_BODY_BYTES") or "1024")
+local pool_size = tonumber(os.getenv("BENCH_POOL") or "20000")
 local threads = {}
-local counter = 0
+local pool = {}
+local next_request = 0
 
 function setup(thread)
   thread:set("thread_no", #threads)
@@ -56,11 +62,19 @@ local function body_for(conv, n)
   return string.format(shell, string.rep("x", pad))
 end
 
-function request()
-  counter = counter + 1
-  local conv = string.format("%s-%d-%d", tag, thread_no or 0, counter)
+function init(args)
+  -- Every thread formats its own pool; ids are TAG-THREAD-N, so no two threads (and, within
+  -- a window shorter than pool_size requests per thread, no two requests) share an event id.
   local headers = { ["Content-Type"] = "application/json", ["X-Relay-Secret"] = secret }
-  return wrk.format("POST", nil, headers, body_for(conv, counter))
+  for n = 1, pool_size do
+    local conv = string.format("%s-%d-%d", tag, thread_no or 0, n)
+    pool[n] = wrk.format("POST", nil, headers, body_for(conv, n))
+  end
+end
+
+function request()
+  next_request = next_request % pool_size + 1
+  return pool[next_request]
 end
 
 function done(summary, latency, requests)
