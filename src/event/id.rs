@@ -52,8 +52,13 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            // UTF-16 code unit order differs from UTF-8 byte order only beyond the BMP.
-            members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            // UTF-16 code unit order differs from UTF-8 byte order only where a name holds a
+            // character at or above U+E000 (lead byte 0xEE or higher): those go the slow way.
+            if members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE)) {
+                members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            } else {
+                members.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+            }
             out.push(b'{');
             for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -70,26 +75,33 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 
 /// `JSON.stringify` of a string: `"` and `\` escaped, the short escapes for control
 /// characters that have one, `\u00xx` (lower-case hex) for the rest; all else as is.
+/// Runs of bytes that need no escape are copied whole (every byte of a multi-byte UTF-8
+/// character is 0x80 or above, so none of them is ever escaped).
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -173,6 +185,35 @@ mod tests {
         assert_eq!(canon(r#""\/""#), "\"/\"");
         assert_eq!(canon(r#""\u0001\u001f\n\"\\""#), r#""\u0001\u001f\n\"\\""#);
         assert_eq!(canon(r#""\ud83d\ude00""#), "\"😀\"");
+    }
+
+    #[test]
+    fn every_character_class_escapes_as_serde_json_writes_it() {
+        // serde_json writes strings as JSON.stringify does (short escapes, \u00xx in
+        // lower-case hex for other controls, everything else as is), so it is the oracle.
+        let mut texts: Vec<String> = (0u32..0x80)
+            .map(|c| format!("a{}b", char::from_u32(c).unwrap()))
+            .collect();
+        texts.push("plain".into());
+        texts.push(String::new());
+        texts.push("\"\\\u{0}\u{1f}\u{7f}é€😀\u{e000}\n".into());
+        texts.push("x".repeat(300) + "\"" + &"y".repeat(300));
+        for t in texts {
+            let mut out = Vec::new();
+            write_string(&t, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&t).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn members_of_plain_names_sort_like_their_bytes() {
+        assert_eq!(
+            canon(r#"{"b":1,"a":{"z":1,"Z":2,"_":3},"ab":2,"":0}"#),
+            r#"{"":0,"a":{"Z":2,"_":3,"z":1},"ab":2,"b":1}"#
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! The patterns are the 237 topics of the official SDK (`notification_topics.txt`, from
 //! MyPureCloud/platform-client-sdk-python 257.1.0, `notificationMappings.json`).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 const TOPICS_TXT: &str = include_str!("notification_topics.txt");
@@ -15,21 +16,32 @@ const TOPICS_TXT: &str = include_str!("notification_topics.txt");
 struct Pattern {
     text: &'static str,
     segments: Vec<Option<&'static str>>,
+    /// How many segments are literal (the tie-break between matching patterns).
+    literals: usize,
 }
 
-static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    TOPICS_TXT
+/// The patterns grouped by their number of segments (a topic only matches patterns of its
+/// own length), each group in file order. Classifying runs once per ingested event, so a
+/// topic is compared with a few dozen patterns instead of all of them.
+static PATTERNS: LazyLock<HashMap<usize, Vec<Pattern>>> = LazyLock::new(|| {
+    let mut by_len: HashMap<usize, Vec<Pattern>> = HashMap::new();
+    for text in TOPICS_TXT
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|text| Pattern {
+    {
+        let segments: Vec<Option<&'static str>> = text
+            .split('.')
+            .map(|s| if s == "{id}" { None } else { Some(s) })
+            .collect();
+        let literals = segments.iter().filter(|s| s.is_some()).count();
+        by_len.entry(segments.len()).or_default().push(Pattern {
             text,
-            segments: text
-                .split('.')
-                .map(|s| if s == "{id}" { None } else { Some(s) })
-                .collect(),
-        })
-        .collect()
+            segments,
+            literals,
+        });
+    }
+    by_len
 });
 
 /// Media sub-topics of the queue and user conversation topics, whose `eventBody` is a
@@ -62,8 +74,9 @@ pub(crate) struct TopicInfo {
 pub(crate) fn classify(topic: &str) -> TopicInfo {
     let segments: Vec<&str> = topic.split('.').collect();
     let best = PATTERNS
-        .iter()
-        .filter(|p| p.segments.len() == segments.len())
+        .get(&segments.len())
+        .into_iter()
+        .flatten()
         .filter(|p| {
             p.segments
                 .iter()
@@ -72,7 +85,7 @@ pub(crate) fn classify(topic: &str) -> TopicInfo {
         })
         // The most literal segments win: `v2.users.{id}.conversations` over a pattern
         // made mostly of ids.
-        .max_by_key(|p| p.segments.iter().filter(|s| s.is_some()).count());
+        .max_by_key(|p| p.literals);
     let is_id: Vec<bool> = match best {
         Some(p) => p.segments.iter().map(Option::is_none).collect(),
         None => segments.iter().map(|s| looks_like_id(s)).collect(),
@@ -133,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_sdk_list_is_loaded() {
-        assert_eq!(PATTERNS.len(), 237);
+        assert_eq!(PATTERNS.values().map(Vec::len).sum::<usize>(), 237);
     }
 
     #[test]
