@@ -315,12 +315,14 @@ def command_line(scenario):
 
 # --- wrk -------------------------------------------------------------------------------
 
-def wrk(url, conns, seconds, tag, event="attributes"):
-    """One wrk window; the parsed BENCH line of the Lua done()."""
+def wrk(url, conns, seconds, tag, event="attributes", unique=False):
+    """One wrk window; the parsed BENCH line of the Lua done(). `unique`: no event id
+    repeats (the Lua formats new pools as it goes); otherwise each thread sends its
+    pre-formatted pool in turn, which only the worker's pre-fill must avoid."""
     argv = ["wrk", "-t", str(min(THREADS, conns)), "-c", str(conns), "-d", f"{seconds}s", "--latency",
             "--timeout", "10s", "-s", str(LUA), url]
     env = dict(os.environ, BENCH_TAG=tag, BENCH_SECRET=SECRET, BENCH_EVENT=event,
-               BENCH_BODY_BYTES=str(BODY_BYTES))
+               BENCH_BODY_BYTES=str(BODY_BYTES), BENCH_UNIQUE="1" if unique else "0")
     r = subprocess.run(argv, env=env, capture_output=True, text=True)
     m = [l for l in r.stdout.splitlines() if l.startswith("BENCH ")]
     if r.returncode != 0 or not m:
@@ -600,7 +602,8 @@ def ingress(nodes):
                         + (", min.insync.replicas 2" if nodes >= 3 else ""))
         settings.append(f"wrk: `-t {THREADS} -c <conns> -d {WINDOW}s --latency --timeout 10s -s "
                         f"benches/wrk/genesys-event.lua`, EventBridge attributes event of {BODY_BYTES} bytes, "
-                        f"a new conversation per request; warm-up {WARMUP} s per system before the first window")
+                        f"each wrk thread sends a pool of 20,000 pre-formatted requests (each its own conversation) in turn; "
+                        f"warm-up {WARMUP} s per system before the first window")
         write_table(
             f"Ingress, {nodes} node" + ("s (replication 3, min.insync.replicas 2)" if nodes >= 3 else ""),
             command_line(scenario), settings,
@@ -699,7 +702,7 @@ def worker():
             try:
                 secs = 1
                 while filled < target:
-                    w = wrk(ing.url, 64, secs, f"{prefix}-{filled}", event=kind)
+                    w = wrk(ing.url, 64, secs, f"{prefix}-{filled}", event=kind, unique=True)
                     filled += w["ok"]
                     # Size the next chunk from the rate seen, so the fill ends near the target.
                     rate = max(1.0, w["ok"] / (w["duration_us"] / 1e6))
