@@ -13,6 +13,11 @@ use genesys_relay::shutdown;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// mimalloc instead of the system allocator: per-event buffers are allocated on one thread
+/// and freed on another, which glibc's malloc serves slowly (BENCHMARKS.md, profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "genesys-relay",

@@ -10,7 +10,7 @@
 --                    1 conversation GET in guest_sync (its default route is
 --                    conversation_enrich: the worker bench routes it with RELAY_ROUTES)
 --   BENCH_BODY_BYTES body length (default 1024)
---   BENCH_POOL       distinct requests per wrk thread (default 20000), formatted ahead and
+--   BENCH_POOL       distinct requests per wrk thread (default 20000, 2000 with BENCH_UNIQUE), formatted ahead and
 --                    sent in turn, so a request costs wrk a table lookup instead of string
 --                    formatting (on a 2-core machine the generator shares the cores with
 --                    the server under test)
@@ -25,8 +25,9 @@ local tag = os.getenv("BENCH_TAG") or "wrk"
 local secret = os.getenv("BENCH_SECRET") or ""
 local kind = os.getenv("BENCH_EVENT") or "attributes"
 local size = tonumber(os.getenv("BENCH_BODY_BYTES") or "1024")
-local pool_size = tonumber(os.getenv("BENCH_POOL") or "20000")
 local unique = os.getenv("BENCH_UNIQUE") == "1"
+-- A unique run formats a pool per round, which stalls its thread: smaller rounds, shorter stalls.
+local pool_size = tonumber(os.getenv("BENCH_POOL") or (unique and "2000" or "20000"))
 local threads = {}
 local pool = {}
 local next_request = 0
