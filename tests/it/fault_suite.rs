@@ -38,8 +38,10 @@
 //!   lag measured just before that loss (docs/processing.md, "What remains");
 //! - the consumer groups committed to the end of the raw and retry topics.
 //!
-//! Size: `FAULT_SUITE_EVENTS` (default 300); a large run is `FAULT_SUITE_EVENTS=100000
-//! cargo test --release --test it fault_suite:: -- --nocapture --test-threads=1`.
+//! Size: `FAULT_SUITE_EVENTS` (default 300); Genesys budget per worker:
+//! `FAULT_SUITE_GENESYS_RATE_LIMIT` (default the shipped 240 per minute). The large run is
+//! `FAULT_SUITE_EVENTS=100000 FAULT_SUITE_GENESYS_RATE_LIMIT=1000000 cargo test --release
+//! --test it fault_suite::with_worker_kills -- --nocapture --test-threads=1`.
 
 use crate::common::*;
 use genesys_relay::app::{self, Role};
@@ -488,12 +490,18 @@ async fn run(kills: bool) {
     let addr = broker.lock().unwrap().addr();
     let sims = Sims::start().await;
     let prefix = unique_prefix("faults");
+    // The Genesys budget per worker: the shipped default (240 per minute) unless
+    // FAULT_SUITE_GENESYS_RATE_LIMIT raises it (every event costs one conversation GET, so
+    // 100,000 events at the default would take about 3.5 h with two workers).
+    let budget = std::env::var("FAULT_SUITE_GENESYS_RATE_LIMIT").unwrap_or_else(|_| "240".into());
+    eprintln!("fault suite: {n} events, Genesys budget {budget} per minute per worker");
     let extra = [
         ("RELAY_RETRY_DELAYS", RETRY_DELAYS),
         ("RELAY_PRODUCE_TIMEOUT", "2s"),
         ("RELAY_HTTP_TIMEOUT", "3s"),
         ("RELAY_MAX_IN_FLIGHT", "32"),
         ("RELAY_SHUTDOWN_TIMEOUT", "5s"),
+        ("RELAY_GENESYS_RATE_LIMIT", budget.as_str()),
     ];
     let cfg = {
         let b = broker.lock().unwrap();
