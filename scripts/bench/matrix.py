@@ -53,6 +53,9 @@ THREADS = env_int("WRK_THREADS", 2)
 WARMUP = env_int("WARMUP", 5)
 SEED = env_int("SEED", random.SystemRandom().randrange(1, 2**31))
 BODY_BYTES = env_int("BODY_BYTES", 1024)
+# Requests each wrk thread pre-formats and sends in turn (the Lua's BENCH_POOL), set here so
+# the table states what was sent.
+WRK_POOL = env_int("WRK_POOL", 20000)
 PY_WORKERS = env_int("PY_WORKERS", 1)
 PAUSE = float(os.environ.get("PAUSE", "2"))
 RELAY = ROOT / "target" / "release" / "genesys-relay"
@@ -323,6 +326,8 @@ def wrk(url, conns, seconds, tag, event="attributes", unique=False):
             "--timeout", "10s", "-s", str(LUA), url]
     env = dict(os.environ, BENCH_TAG=tag, BENCH_SECRET=SECRET, BENCH_EVENT=event,
                BENCH_BODY_BYTES=str(BODY_BYTES), BENCH_UNIQUE="1" if unique else "0")
+    if not unique:
+        env["BENCH_POOL"] = str(WRK_POOL)
     r = subprocess.run(argv, env=env, capture_output=True, text=True)
     m = [l for l in r.stdout.splitlines() if l.startswith("BENCH ")]
     if r.returncode != 0 or not m:
@@ -605,7 +610,7 @@ def ingress(nodes):
                         + (", min.insync.replicas 2" if nodes >= 3 else ""))
         settings.append(f"wrk: `-t {THREADS} -c <conns> -d {WINDOW}s --latency --timeout 10s -s "
                         f"benches/wrk/genesys-event.lua`, EventBridge attributes event of {BODY_BYTES} bytes, "
-                        f"each wrk thread sends a pool of 20,000 pre-formatted requests (each its own conversation) in turn; "
+                        f"each wrk thread sends a pool of {WRK_POOL:,} pre-formatted requests (each its own conversation) in turn; "
                         f"warm-up {WARMUP} s per system before the first window")
         write_table(
             f"Ingress, {nodes} node" + ("s (replication 3, min.insync.replicas 2)" if nodes >= 3 else ""),
