@@ -39,7 +39,8 @@
 //! - the consumer groups committed to the end of the raw and retry topics.
 //!
 //! Size: `FAULT_SUITE_EVENTS` (default 300); Genesys budget per worker:
-//! `FAULT_SUITE_GENESYS_RATE_LIMIT` (default the shipped 240 per minute). The large run is
+//! `FAULT_SUITE_GENESYS_RATE_LIMIT` (default: the relay's own default, not set). How long
+//! the groups may take to settle follows from both ([`settle_deadline`]). The large run is
 //! `FAULT_SUITE_EVENTS=100000 FAULT_SUITE_GENESYS_RATE_LIMIT=1000000 cargo test --release
 //! --test it fault_suite::with_worker_kills -- --nocapture --test-threads=1`.
 
@@ -68,6 +69,20 @@ fn event_count() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300)
+}
+
+/// How long the consumer groups may take to reach the end of the raw and retry topics
+/// after the load: a fixed margin for the faults (a broker restart, retry delays up to
+/// 4 s, a rebalance), plus what the Genesys budget implies, plus a CPU allowance per event
+/// for a debug build. The budget is per worker and each event costs one conversation GET
+/// (half again for the GETs repeated after a kill or an expired cache entry); the worker
+/// that owns two of the three partitions sets the pace, so it is 2/3 of the events at one
+/// worker's budget, not half of them.
+fn settle_deadline(events: usize, budget_per_minute: u64) -> Duration {
+    let events = events as f64;
+    let busiest_share = 2.0 / 3.0;
+    let budget_bound = events * busiest_share * 1.5 * 60.0 / budget_per_minute as f64;
+    Duration::from_secs_f64(120.0 + budget_bound + events * 0.015)
 }
 
 /// `RELAY_MAX_IN_FLIGHT` of the suite's workers: the bound of each of a worker's two
@@ -490,19 +505,28 @@ async fn run(kills: bool) {
     let addr = broker.lock().unwrap().addr();
     let sims = Sims::start().await;
     let prefix = unique_prefix("faults");
-    // The Genesys budget per worker: the shipped default (240 per minute) unless
+    // The Genesys budget per worker: the shipped default unless
     // FAULT_SUITE_GENESYS_RATE_LIMIT raises it (every event costs one conversation GET, so
     // 100,000 events at the default would take about 3.5 h with two workers).
-    let budget = std::env::var("FAULT_SUITE_GENESYS_RATE_LIMIT").unwrap_or_else(|_| "240".into());
+    let budget_override = std::env::var("FAULT_SUITE_GENESYS_RATE_LIMIT").ok();
+    let budget: u64 = budget_override
+        .as_deref()
+        .or(genesys_relay::config::default_value(
+            "RELAY_GENESYS_RATE_LIMIT",
+        ))
+        .and_then(|v| v.parse().ok())
+        .expect("a Genesys budget in requests per minute");
     eprintln!("fault suite: {n} events, Genesys budget {budget} per minute per worker");
-    let extra = [
+    let mut extra = vec![
         ("RELAY_RETRY_DELAYS", RETRY_DELAYS),
         ("RELAY_PRODUCE_TIMEOUT", "2s"),
         ("RELAY_HTTP_TIMEOUT", "3s"),
         ("RELAY_MAX_IN_FLIGHT", "32"),
         ("RELAY_SHUTDOWN_TIMEOUT", "5s"),
-        ("RELAY_GENESYS_RATE_LIMIT", budget.as_str()),
     ];
+    if let Some(b) = &budget_override {
+        extra.push(("RELAY_GENESYS_RATE_LIMIT", b.as_str()));
+    }
     let cfg = {
         let b = broker.lock().unwrap();
         stack_config(&b, &sims, &prefix, &extra)
@@ -742,7 +766,8 @@ async fn run(kills: bool) {
         .collect();
     let group = format!("{prefix}-group");
     let retry_group = format!("{group}-retry");
-    let settle_limit = Duration::from_secs(if n > 10_000 { 1800 } else { 120 });
+    let settle_limit = settle_deadline(n, budget);
+    eprintln!("settle deadline {settle_limit:?}");
     let settled = wait_until(settle_limit, || {
         let (addr, raw_topic, retry_topics) =
             (addr.clone(), raw_topic.clone(), retry_topics.clone());
