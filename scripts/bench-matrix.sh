@@ -8,11 +8,12 @@
 # printed and recorded), WINDOW=30 seconds per window, CONNS="64 256 1024" wrk connections,
 # WRK_THREADS=2, WARMUP=5 s per system before the first ingress window, BODY_BYTES=1024,
 # PY_WORKERS=1 uvicorn processes, CEILING_NODES="1 3", SIM_LATENCY_MS=20, WORKER_EVENTS
-# (default 4000 x WINDOW) events pre-filled per worker run, BROKER_HEAP=1g, RETENTION_MB=128
-# per partition (keeps the disk bounded).
+# (default 4000 x WINDOW) events pre-filled per worker run, WORKER_VARIANTS (default all:
+# attributes-1w get-default-budget get-raised-budget attributes-2w peer-python),
+# BROKER_HEAP=1g, RETENTION_MB=128 per partition (keeps the disk bounded).
 # Output: markdown tables appended to .run/bench/results.md, raw windows in
 # .run/bench/runs.tsv, process logs in .run/bench/logs/.
-# Duration at the defaults: about 95 minutes (BENCHMARKS.md, "Running it").
+# Duration at the defaults: about 100 minutes (BENCHMARKS.md, "Running it").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-bench.sh >/dev/null

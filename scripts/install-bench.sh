@@ -4,8 +4,8 @@
 #   - wrk (Debian package), the HTTP load generator;
 #   - Apache Kafka 4.4.0 with its command-line tools (scripts/install-kafka.sh): the broker,
 #     TopicCommand, GetOffsetShell and ProducerPerformance (the producer ceiling);
-#   - the Python peer's virtualenv (benches/python/requirements.txt, pinned) in
-#     ~/.cache/genesys-relay/bench-venv;
+#   - the Python peers' virtualenv (benches/python/requirements.txt, pinned: the ingress
+#     receiver and the worker peer) in ~/.cache/genesys-relay/bench-venv (BENCH_VENV);
 #   - Go, when missing (Debian golang-go), for the Benthos peer (benches/peer).
 # The binaries themselves (relay, simulator, floor, peer) are built by bench-matrix.sh.
 # Prints nothing on stdout but the venv path on its last line.

@@ -62,6 +62,7 @@ RELAY = ROOT / "target" / "release" / "genesys-relay"
 SIM = ROOT / "target" / "release" / "genesys-sim"
 FLOOR = ROOT / "target" / "release" / "examples" / "bench_floor"
 PEER = OUT / "peer"
+WORKER_PEER = ROOT / "benches" / "python" / "worker_peer.py"
 LUA = ROOT / "benches" / "wrk" / "genesys-event.lua"
 VENV = Path(os.environ.get("BENCH_VENV", Path.home() / ".cache/genesys-relay/bench-venv"))
 LOGS = OUT / "logs"
@@ -636,12 +637,26 @@ GET_ROUTE = {"RELAY_ROUTES": "v2.detail.events.conversation.{id}.customer.start=
              "RELAY_GUEST_SYNC_SCOPE": "all"}
 
 WORKER_VARIANTS = {
-    # name: (event kind, worker processes, extra settings, prefill events)
-    "attributes-1w": ("attributes", 1, {"RELAY_MAX_IN_FLIGHT": "256"}, "big"),
-    "get-default-budget": ("start", 1, dict(GET_ROUTE), "small"),
-    "get-raised-budget": ("start", 1, dict(GET_ROUTE, RELAY_GENESYS_RATE_LIMIT="1000000"), "big"),
-    "attributes-2w": ("attributes", 2, {"RELAY_MAX_IN_FLIGHT": "256"}, "big"),
+    # name: (event kind, worker processes, extra settings, prefill events, program)
+    "attributes-1w": ("attributes", 1, {"RELAY_MAX_IN_FLIGHT": "256"}, "big", "relay"),
+    "get-default-budget": ("start", 1, dict(GET_ROUTE), "small", "relay"),
+    "get-raised-budget": ("start", 1, dict(GET_ROUTE, RELAY_GENESYS_RATE_LIMIT="1000000"), "big", "relay"),
+    "attributes-2w": ("attributes", 2, {"RELAY_MAX_IN_FLIGHT": "256"}, "big", "relay"),
+    # The worker-side peer (benches/python/worker_peer.py) on the attributes-1w workload: it reads
+    # the same RELAY_* settings, so it gets the same environment.
+    "peer-python": ("attributes", 1, {"RELAY_MAX_IN_FLIGHT": "256"}, "big", "peer"),
 }
+# WORKER_VARIANTS="a b" runs a subset (default: all, in the order above).
+WORKER_WANTED = os.environ.get("WORKER_VARIANTS", "").split() or list(WORKER_VARIANTS)
+
+
+def worker_argv(program, metrics_port):
+    """The measured worker process: the relay, or the Python peer (the bench venv's
+    interpreter, serving its counters on `metrics_port` as the relay serves /metrics on
+    its admin address)."""
+    if program == "peer":
+        return [str(VENV / "bin" / "python"), str(WORKER_PEER), "--metrics-port", str(metrics_port)]
+    return [str(RELAY), "worker"]
 
 
 class Sims:
@@ -668,24 +683,35 @@ class Sims:
         return sum(v for v in by_status.values() if isinstance(v, int))
 
 
+ENTRY_PATH = re.compile(r"^/v1/entries/.+$")
+
+
 def accepted_writes(stats):
     """Writes the CMS simulator accepted: its bounded log plus what the bound dropped."""
     return len(stats["writes"]) + stats.get("writes_dropped", 0)
 
 
 def synced(admin):
+    """Events the worker process says it synced: the relay's
+    relay_events_processed_total{outcome="synced"} (summed over routes), or the peer's
+    peer_events_total{outcome="synced"}."""
     try:
         text = http_get(f"http://127.0.0.1:{admin}/metrics", timeout=5)[1].decode()
     except OSError:
         return 0
     total = 0
     for line in text.splitlines():
-        if line.startswith("relay_events_processed_total{") and 'outcome="synced"' in line:
+        if line.startswith(("relay_events_processed_total{", "peer_events_total{")) and 'outcome="synced"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return int(total)
 
 
 def worker():
+    for v in WORKER_WANTED:
+        if v not in WORKER_VARIANTS:
+            raise SystemExit(f"unknown worker variant {v}; choose from {' '.join(WORKER_VARIANTS)}")
+    if "peer" in {WORKER_VARIANTS[v][4] for v in WORKER_WANTED} and not (VENV / "bin" / "python").exists():
+        raise SystemExit(f"no bench virtualenv at {VENV} (scripts/install-bench.sh makes it)")
     cluster = Cluster(1)
     sims = Sims(int(os.environ.get("SIM_LATENCY_MS", "20")))
     big = env_int("WORKER_EVENTS", 4000 * WINDOW)
@@ -695,12 +721,12 @@ def worker():
         rng = random.Random(SEED + 1)
         order = []
         for run in range(1, RUNS + 1):
-            block = [(v, run) for v in WORKER_VARIANTS]
+            block = [(v, run) for v in WORKER_WANTED]
             rng.shuffle(block)
             order += block
         log(f"worker: {len(order)} windows of {WINDOW} s, order seeded with {SEED}+1")
         for i, (variant, run) in enumerate(order, 1):
-            kind, nproc, extra, size = WORKER_VARIANTS[variant]
+            kind, nproc, extra, size, program = WORKER_VARIANTS[variant]
             target = big if size == "big" else small
             prefix = f"bw-{variant}-{run}-{int(time.time())}"
             # Pre-fill BEFORE the window: the relay's own ingress, fed by wrk, until the 2xx
@@ -733,7 +759,7 @@ def worker():
             for k in range(nproc):
                 admin = free_port()
                 env = dict(env_common, RELAY_ADMIN_ADDR=f"127.0.0.1:{admin}", RELAY_HTTP_ADDR=f"127.0.0.1:{free_port()}")
-                procs.append(Proc(f"worker-{prefix}-{k}", [str(RELAY), "worker"], env=env))
+                procs.append(Proc(f"worker-{prefix}-{k}", worker_argv(program, admin), env=env))
                 admins.append(admin)
             try:
                 # First sync: the CMS simulator's first accepted write (polled every 0.1 s
@@ -784,6 +810,16 @@ def worker():
             secs = t_last - t_first
             per_proc_cpu = [((c1 - c0) / (b - a) * 1e6) if b > a else None
                             for c0, c1, a, b in zip(cpu0, cpu1, s0, s1)]
+            # What the writes looked like to the simulator (method + path template, the key's
+            # route prefix): the same for every variant that syncs attributes the same way.
+            write_routes, key_routes = {}, {}
+            for w in stats["writes"]:
+                path = ENTRY_PATH.sub("/v1/entries/{id}", w["path"])
+                route = f"{w['method']} {path}"
+                write_routes[route] = write_routes.get(route, 0) + 1
+                prefix = w["key"].split(":", 1)[0] if ":" in w["key"] else f"(no route) {w['key'][:20]}"
+                key_routes[prefix] = key_routes.get(prefix, 0) + 1
+            redundant = len(stats.get("redundant_writes") or [])
             r = {"scenario": "worker", "topology": "1node", "system": variant, "conns": "-", "run": run,
                  "window_s": secs, "ok": done_n, "non2xx": 0, "socket_errors": 0,
                  "events_per_s": done_n / secs if secs > 0 else None,
@@ -791,31 +827,43 @@ def worker():
                  "extra": json.dumps({"first_sync_s": round(t_first - t_spawn, 2), "prefilled": filled,
                                       "drained": drained, "per_process_cpu_us": [None if c is None else round(c, 1) for c in per_proc_cpu],
                                       "genesys_gets_per_event": round((g1 - g0) / max(1, sum(s1) - sum(s0)), 3),
-                                      "redundant_writes": stats.get("redundant_writes")}, separators=(",", ":"))}
+                                      "redundant_writes": stats.get("redundant_writes"),
+                                      "write_routes": write_routes, "key_routes": key_routes}, separators=(",", ":"))}
             record(r)
             r["first_sync_s"], r["drained"] = t_first - t_spawn, drained
             r["per_proc"], r["gets"] = per_proc_cpu, (g1 - g0) / max(1, sum(s1) - sum(s0))
             results.setdefault(variant, []).append(r)
             log(f"[{i}/{len(order)}] worker {variant} run {run}: {r['events_per_s']:.1f} ev/s over {secs:.1f} s"
                 f"{' (drained)' if drained else ''}, first sync after {t_first - t_spawn:.2f} s, "
-                f"CPU {[fmt_num(c) for c in per_proc_cpu]} µs/ev per process, Genesys GETs/event {r['gets']:.2f}")
+                f"CPU {[fmt_num(c) for c in per_proc_cpu]} µs/ev per process, Genesys GETs/event {r['gets']:.2f}, "
+                f"redundant writes {redundant}, writes {write_routes}, keys {key_routes}")
             time.sleep(PAUSE)
         rows = []
         for variant, rs in results.items():
-            kind, nproc, extra, _ = WORKER_VARIANTS[variant]
+            kind, nproc, extra, _, _ = WORKER_VARIANTS[variant]
             per = [mmm([r["per_proc"][k] for r in rs]) for k in range(nproc)]
             rows.append([variant, str(nproc), mmm([r["events_per_s"] for r in rs]),
                          " ; ".join(per), mmm([r["gets"] for r in rs]), mmm([r["first_sync_s"] for r in rs]),
                          f"{sum(r['drained'] for r in rs)}/{len(rs)}"])
+        command = command_line("worker")
+        if os.environ.get("WORKER_VARIANTS", "").split():
+            command = f'WORKER_VARIANTS="{" ".join(WORKER_WANTED)}" {command}'
         write_table(
-            "Worker alone (pre-filled raw topic, simulators in a separate process)", command_line("worker"),
-            [f"genesys-sim (separate process) with `latency_ms: {sims.latency_ms}` on the Genesys and CMS "
+            "Worker alone (pre-filled raw topic, simulators in a separate process)", command,
+            [f"variants: {' '.join(WORKER_WANTED)} (`WORKER_VARIANTS`; default all: {' '.join(WORKER_VARIANTS)})",
+             f"genesys-sim (separate process) with `latency_ms: {sims.latency_ms}` on the Genesys and CMS "
              "APIs (`POST /__sim/faults`)",
              "worker processes: `target/release/genesys-relay worker` with `RELAY_GENESYS_API_BASE`/"
              "`RELAY_GENESYS_LOGIN_BASE`/`RELAY_CMS_URL` at the simulators, a fresh `RELAY_TOPIC_PREFIX` and "
              "`RELAY_CONSUMER_GROUP` per window, `RELAY_LOG=warn`",
              "attributes-1w / attributes-2w: EventBridge attributes events (customer attributes in the event, "
              "0 Genesys calls), `RELAY_MAX_IN_FLIGHT=256` per process (the default), 1 or 2 processes in one group",
+             "peer-python: the attributes-1w workload and environment, one process of the worker-side peer "
+             f"`{VENV.name}/bin/python benches/python/worker_peer.py --metrics-port <port>` instead of the relay: "
+             "confluent-kafka consumer (no auto-commit, a partition's offset committed only past handled "
+             "records), asyncio (uvloop) + aiohttp, up to 256 events in flight, the relay's CMS request "
+             "(same method, path, headers, idempotency key, body); idempotency in memory only, no "
+             "retry/dead-letter topics; its CPU and synced count are read the same way",
              "get-default-budget: customer.start events without attributes, "
              "`RELAY_ROUTES=v2.detail.events.conversation.{id}.customer.start=guest_sync` and "
              "`RELAY_GUEST_SYNC_SCOPE=all` (each event costs one conversation GET, then one CMS write), "
@@ -825,7 +873,9 @@ def worker():
              f"pre-fill (before the window): `genesys-relay ingress` fed by wrk -c 64 until {big} events "
              f"({small} for the default budget) were acknowledged; 1-node cluster, {PARTITIONS} partitions",
              "window: from the first CMS write for WINDOW s, or until the topic is drained (counted in the "
-             "last column); events/s = CMS simulator accepted writes in the window / its length"],
+             "last column); events/s = CMS simulator accepted writes in the window / its length; CPU "
+             "µs/event = the process's utime+stime over the window / the events it reports synced "
+             "(`relay_events_processed_total` or the peer's `peer_events_total`, outcome synced)"],
             ["variant", "processes", "events/s", "CPU µs/event per process", "Genesys GETs/event",
              "start to first sync (s)", "drained early"], rows,
             notes=["Each cell: min / median / max over the runs. Start to first sync = worker process spawn to "
