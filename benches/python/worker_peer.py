@@ -12,8 +12,9 @@ event_view.rs, guest_scope.rs and src/sinks/cms/json.rs):
 - decode the raw record: Avro single-object encoding (`C3 01`, the writer schema's 8-byte
   little-endian CRC-64-AVRO (Rabin) fingerprint, the datum) of `schemas/raw_event.avsc`
   or one of `schemas/history/raw_event.*.avsc`, read with fastavro's `schemaless_reader`.
-  The relay's fingerprint is not quite the specification's (its Avro crate keeps a
-  logical-typed long as `{"type":"long"}` in the canonical form, see `canonical_form`), so
+  Relays before the fix wrote apache_avro 0.21's fingerprint, which is not quite the
+  specification's (it keeps a logical-typed long as `{"type":"long"}` in the canonical form,
+  see `canonical_form`); today's relay writes the specification's. As the relay does,
   both are computed from each schema file and both accepted; an unknown fingerprint stops
   the peer with exit code 2 and a message naming the fingerprints it knows (nothing is
   silently skipped);

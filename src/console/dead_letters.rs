@@ -316,12 +316,12 @@ pub(super) fn schema_version(bytes: &[u8]) -> String {
     match bytes {
         [0xC3, 0x01, ..] if bytes.len() >= 10 => {
             let fp = hex::encode(&bytes[2..10]);
-            if bytes.starts_with(RawEvent::single_object_header()) {
+            if RawEvent::single_object_headers().frames(bytes) {
                 format!(
                     "RawEvent v{} (current), single-object fingerprint {fp}",
                     history.len() + 1
                 )
-            } else if let Some(i) = history.iter().position(|w| bytes.starts_with(&w.header)) {
+            } else if let Some(i) = history.iter().position(|w| w.headers.frames(bytes)) {
                 format!(
                     "RawEvent v{} (schemas/history), single-object fingerprint {fp}",
                     i + 1

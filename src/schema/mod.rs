@@ -46,17 +46,52 @@ pub enum SchemaError {
     Registry(String),
 }
 
-/// An earlier version of a record's schema, with its single-object header.
+/// The single-object headers of one schema: the one written, and the one an earlier relay
+/// wrote, which still identifies that schema on read.
+///
+/// The Avro specification fingerprints a schema's Parsing Canonical Form, whose
+/// [PRIMITIVES] rule writes `{"type": "long", "logicalType": "timestamp-millis"}` as
+/// `"long"`. apache-avro 0.21's `canonical_form` drops the `logicalType` but keeps
+/// `{"type":"long"}`, so its fingerprint of any schema with a logical type differs from
+/// the one Java's `BinaryMessageDecoder`, fastavro or any other single-object reader
+/// computes, and they would refuse the relay's records. The relay now writes the
+/// specification's fingerprint and still reads the earlier one.
+#[derive(Debug)]
+pub struct SingleObjectHeaders {
+    written: Vec<u8>,
+    earlier: Vec<u8>,
+}
+
+impl SingleObjectHeaders {
+    pub(crate) fn of(schema: &Schema) -> Self {
+        SingleObjectHeaders {
+            written: single_object_header(schema),
+            earlier: apache_avro_header(schema),
+        }
+    }
+
+    /// The header new records carry.
+    pub fn written(&self) -> &[u8] {
+        &self.written
+    }
+
+    /// Whether `bytes` start with either header of this schema.
+    pub fn frames(&self, bytes: &[u8]) -> bool {
+        bytes.starts_with(&self.written) || bytes.starts_with(&self.earlier)
+    }
+}
+
+/// An earlier version of a record's schema, with its single-object headers.
 #[derive(Debug)]
 pub struct WriterSchema {
     pub(crate) schema: Schema,
-    pub(crate) header: Vec<u8>,
+    pub(crate) headers: SingleObjectHeaders,
 }
 
 impl WriterSchema {
     pub(crate) fn new(schema: Schema) -> Self {
         WriterSchema {
-            header: single_object_header(&schema),
+            headers: SingleObjectHeaders::of(&schema),
             schema,
         }
     }
@@ -68,9 +103,9 @@ pub trait AvroRecord: Serialize + DeserializeOwned {
     const NAME: &'static str;
     /// The parsed schema.
     fn schema() -> &'static Schema;
-    /// The single-object header (`C3 01` + Rabin fingerprint), computed once: the
+    /// The single-object headers (`C3 01` + Rabin fingerprint), computed once: the
     /// fingerprint needs the schema's canonical form, far dearer than the datum itself.
-    fn single_object_header() -> &'static [u8];
+    fn single_object_headers() -> &'static SingleObjectHeaders;
     /// Earlier versions of the schema, oldest first (`schemas/history/`).
     fn history() -> &'static [WriterSchema];
 }
@@ -121,7 +156,7 @@ impl Codec {
                 out.push(CONFLUENT_MAGIC);
                 out.extend_from_slice(&id.to_be_bytes());
             }
-            None => out.extend_from_slice(T::single_object_header()),
+            None => out.extend_from_slice(T::single_object_headers().written()),
         }
         // Serialized straight against the schema: going through `apache_avro::Value` first
         // (`to_value` + `to_avro_datum`) built and validated a tree per record, the dearest
@@ -139,10 +174,10 @@ impl Codec {
         let (writer, mut datum): (Option<&Schema>, &[u8]) = match bytes {
             [0xC3, 0x01, ..] if bytes.len() >= 10 => {
                 let datum = &bytes[10..];
-                if bytes.starts_with(T::single_object_header()) {
+                if T::single_object_headers().frames(bytes) {
                     (None, datum)
                 } else {
-                    match T::history().iter().find(|w| bytes.starts_with(&w.header)) {
+                    match T::history().iter().find(|w| w.headers.frames(bytes)) {
                         Some(w) => (Some(&w.schema), datum),
                         None => return Err(fail("unknown schema fingerprint".into())),
                     }
@@ -173,11 +208,48 @@ impl Codec {
     }
 }
 
-/// Builds the header; [`AvroRecord::single_object_header`] caches it per record type.
+/// The specification's header: `C3 01`, then the CRC-64-AVRO (Rabin) fingerprint of the
+/// schema's Parsing Canonical Form, little-endian. apache-avro computes the fingerprint; it
+/// is given the schema with every primitive written in its simple form, which is what its
+/// own canonical form misses (see [`SingleObjectHeaders`]).
 pub(crate) fn single_object_header(schema: &Schema) -> Vec<u8> {
+    let mut json = serde_json::to_value(schema).expect("a parsed schema serializes");
+    simple_primitives(&mut json);
+    let simple = Schema::parse(&json).expect("a schema stays valid with simple primitives");
+    apache_avro_header(&simple)
+}
+
+/// The header apache-avro builds itself (what the relay wrote before).
+fn apache_avro_header(schema: &Schema) -> Vec<u8> {
     let header = RabinFingerprintHeader::from_schema(schema).build_header();
     debug_assert_eq!(header[..2], SINGLE_OBJECT_MAGIC);
     header
+}
+
+/// Rewrites every primitive schema written as an object (`{"type": "long", ...}`) as its
+/// name, as [PRIMITIVES] does after [STRIP] has removed its other attributes. A record's
+/// field is an object with a `name`, never a primitive schema, so it is left alone.
+fn simple_primitives(json: &mut serde_json::Value) {
+    use serde_json::Value;
+    const PRIMITIVES: [&str; 8] = [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ];
+    match json {
+        Value::Object(map) => {
+            let primitive = match map.get("type") {
+                Some(Value::String(t)) if !map.contains_key("name") => {
+                    PRIMITIVES.contains(&t.as_str()).then(|| t.clone())
+                }
+                _ => None,
+            };
+            match primitive {
+                Some(t) => *json = Value::String(t),
+                None => map.values_mut().for_each(simple_primitives),
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(simple_primitives),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -222,17 +294,80 @@ mod tests {
     #[test]
     fn cached_headers_match_the_schemas() {
         assert_eq!(
-            RawEvent::single_object_header(),
+            RawEvent::single_object_headers().written(),
             single_object_header(RawEvent::schema())
         );
         assert_eq!(
-            IdempotencyMark::single_object_header(),
+            IdempotencyMark::single_object_headers().written(),
             single_object_header(IdempotencyMark::schema())
         );
         assert_ne!(
-            RawEvent::single_object_header(),
-            EnrichedConversation::single_object_header()
+            RawEvent::single_object_headers().written(),
+            EnrichedConversation::single_object_headers().written()
         );
+    }
+
+    /// The fingerprints other Avro implementations compute for `schemas/`: fastavro 1.13's
+    /// `fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")`, hex of the header's
+    /// eight bytes. The earlier column is what apache-avro's own canonical form gives (the
+    /// header of `tests/fixtures/raw_event_v1.avro` is the v1 one).
+    #[test]
+    fn fingerprints_are_the_specifications() {
+        let cases: [(&str, &str, Option<&str>); 6] = [
+            (
+                include_str!("../../schemas/raw_event.avsc"),
+                "3221e87b978d0b5b",
+                Some("f0c58980e16c65db"),
+            ),
+            (
+                include_str!("../../schemas/history/raw_event.v2.avsc"),
+                "22ec9cdd4a3ac482",
+                None,
+            ),
+            (
+                include_str!("../../schemas/history/raw_event.v1.avsc"),
+                "fecc057ee51a1746",
+                Some("13aa9e3b80053bcd"),
+            ),
+            (
+                include_str!("../../schemas/idempotency_mark.avsc"),
+                "ad6fbdc3e735a8c8",
+                None,
+            ),
+            (
+                include_str!("../../schemas/history/idempotency_mark.v1.avsc"),
+                "fd42337f87c77040",
+                None,
+            ),
+            (
+                include_str!("../../schemas/enriched_conversation.avsc"),
+                "261fad1aaa208ab0",
+                None,
+            ),
+        ];
+        for (text, spec, earlier) in cases {
+            let schema = Schema::parse_str(text).unwrap();
+            let headers = SingleObjectHeaders::of(&schema);
+            assert_eq!(hex::encode(&headers.written()[2..]), spec, "{text}");
+            if let Some(earlier) = earlier {
+                assert_eq!(hex::encode(&apache_avro_header(&schema)[2..]), earlier);
+            }
+            assert_ne!(
+                headers.written(),
+                apache_avro_header(&schema),
+                "every schema here has a logical type"
+            );
+        }
+    }
+
+    #[test]
+    fn records_under_the_earlier_header_still_decode() {
+        let codec = Codec::single_object();
+        let bytes = codec.encode(&raw()).unwrap();
+        assert!(bytes.starts_with(RawEvent::single_object_headers().written()));
+        let mut earlier = apache_avro_header(RawEvent::schema());
+        earlier.extend_from_slice(&bytes[10..]);
+        assert_eq!(codec.decode::<RawEvent>(&earlier).unwrap(), raw());
     }
 
     #[test]
@@ -285,7 +420,8 @@ mod tests {
         };
         let datum =
             apache_avro::to_avro_datum(&v1, apache_avro::to_value(&record).unwrap()).unwrap();
-        let mut bytes = single_object_header(&v1);
+        // Written by an earlier relay, so under apache-avro's own header.
+        let mut bytes = apache_avro_header(&v1);
         bytes.extend_from_slice(&datum);
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(V1_FIXTURE);
         if std::env::var_os("REGENERATE_FIXTURES").is_some() {
@@ -298,7 +434,7 @@ mod tests {
         );
         assert_ne!(
             &bytes[..10],
-            RawEvent::single_object_header(),
+            RawEvent::single_object_headers().written(),
             "v1 has its own fingerprint"
         );
 
@@ -349,7 +485,8 @@ mod tests {
         };
         let datum =
             apache_avro::to_avro_datum(&v1, apache_avro::to_value(&record).unwrap()).unwrap();
-        let mut bytes = single_object_header(&v1);
+        // Written by an earlier relay, so under apache-avro's own header.
+        let mut bytes = apache_avro_header(&v1);
         bytes.extend_from_slice(&datum);
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(MARK_V1_FIXTURE);
         if std::env::var_os("REGENERATE_FIXTURES").is_some() {
@@ -362,7 +499,7 @@ mod tests {
         );
         assert_ne!(
             &bytes[..10],
-            IdempotencyMark::single_object_header(),
+            IdempotencyMark::single_object_headers().written(),
             "v1 has its own fingerprint"
         );
         let expected = IdempotencyMark {

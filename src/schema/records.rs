@@ -2,7 +2,7 @@
 //! earlier versions of each schema (`schemas/history/`), kept so that records written by an
 //! earlier relay still decode (their single-object fingerprint names the writer schema).
 
-use super::{AvroRecord, WriterSchema};
+use super::{AvroRecord, SingleObjectHeaders, WriterSchema};
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -30,10 +30,10 @@ macro_rules! avro_record {
                 });
                 &SCHEMA
             }
-            fn single_object_header() -> &'static [u8] {
-                static HEADER: LazyLock<Vec<u8>> =
-                    LazyLock::new(|| super::single_object_header(<$ty as AvroRecord>::schema()));
-                &HEADER
+            fn single_object_headers() -> &'static SingleObjectHeaders {
+                static HEADERS: LazyLock<SingleObjectHeaders> =
+                    LazyLock::new(|| SingleObjectHeaders::of(<$ty as AvroRecord>::schema()));
+                &HEADERS
             }
         }
     };
