@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The in-process benchmarks, a development tool: the published figures come from
 # scripts/bench-matrix.sh (separate processes, wrk; BENCHMARKS.md). This script measures what
-# the matrix does not yet (end to end, retry lateness, memory, the CMS adapters, codec CPU)
-# with the load generator in the relay's own process, so its figures are not published; its
-# `ingress` and `worker` scenarios run only when named. About 10-12 minutes on a 2-core
-# machine, plus the release build.
+# the matrix does not (memory, the CMS adapters, codec CPU; end to end and retry lateness are
+# also the matrix's e2e scenario) with the load generator in the relay's own process, so its
+# figures are not published; its `ingress` and `worker` scenarios run only when named. About
+# 10-12 minutes on a 2-core machine, plus the release build.
 # Each scenario run starts its own Apache Kafka node (KRaft) in a temp dir and the simulators
 # in-process; the HTTP load generator is in-process too (reqwest, bounded concurrency), so no
 # external load tool is needed. Output (markdown tables) goes to stdout and to .run/bench/<scenario>.txt.

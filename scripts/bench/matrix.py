@@ -7,17 +7,19 @@ before and after each window, and writes the tables.
 Invariants:
 - a window's numbers come from outside the measured process: wrk's own summary for
   requests and latency, /proc/<pid>/stat for CPU, ProducerPerformance's summary for the
-  ceiling, the CMS simulator's write counter for worker drain;
+  ceiling, the CMS simulator's write counter for worker drain, its write log against the
+  open-loop sender's per-event due times for end-to-end latency (e2e);
 - runs are interleaved in a seeded shuffled order (the seed is printed and recorded), so a
   slow phase of the machine spreads over every system instead of favouring one;
 - every raw window is one line of .run/bench/runs.tsv, and each scenario appends one
   markdown table (min / median / max per metric) with its exact command and every
   non-default setting to .run/bench/results.md.
 
-Standard library only (the system python3).
+Standard library only (the system python3); the e2e sender it starts runs in the bench venv.
 """
 
 import json
+import math
 import os
 import random
 import re
@@ -36,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".run" / "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ["ceiling", "ingress-1node", "ingress-3node", "worker"]
+SCENARIOS = ["ceiling", "ingress-1node", "ingress-3node", "worker", "e2e"]
 SYSTEMS = ["relay", "floor", "benthos", "python"]
 SECRET = "bench-secret-0123456789"
 PARTITIONS = 6
@@ -886,6 +888,287 @@ def worker():
         cluster.stop()
 
 
+# --- e2e -------------------------------------------------------------------------------
+
+# Open-loop sending rate (events/s), far below the worker's ~3,800 events/s on this machine
+# so the figures are latency, not a backlog. At 1000/s the sender, the broker, the relay and
+# the simulator together nearly fill the two cores and the sender falls behind its schedule.
+E2E_RATE = float(os.environ.get("E2E_RATE", "500"))
+# Each event's deadline after it was due: no accepted CMS write by then = never synced.
+# 90 s covers the first two default retry tiers (5 s + 60 s, each up to +10 % jitter).
+E2E_GRACE = float(os.environ.get("E2E_GRACE", "90"))
+E2E_ERROR_RATE = float(os.environ.get("E2E_ERROR_RATE", "0.2"))
+# The sender's connections at most, kept within the relay ingress's limit
+# (RELAY_INGRESS_MAX_CONNECTIONS = largest CONNS + 64 in start_relay_ingress).
+E2E_CONNS = min(env_int("E2E_CONNS", 256), max(CONNS) + 64)
+E2E_TIMEOUT = float(os.environ.get("E2E_TIMEOUT", "10"))
+E2E_LATE_MS = float(os.environ.get("E2E_LATE_MS", "10"))
+# Empty: the relay's default (read from src/config.rs for the table).
+E2E_RETRY_DELAYS = os.environ.get("E2E_RETRY_DELAYS", "")
+SENDER = ROOT / "benches" / "python" / "e2e_sender.py"
+INF = float("inf")
+
+# name: the CMS simulator's error_rate (503, before the handler) during the window.
+E2E_VARIANTS = {"clean": 0.0, "retry": E2E_ERROR_RATE}
+
+
+def relay_default(name):
+    """A setting's default as src/config.rs declares it (None when not found)."""
+    m = re.search(r'name: "%s", default: Value\("([^"]*)"\)' % re.escape(name),
+                  (ROOT / "src" / "config.rs").read_text())
+    return m.group(1) if m else None
+
+
+def e2e_send(url, seconds, tag):
+    """One run of the open-loop sender (a separate process): its summary and, per event,
+    conversation id, event id, due time (Unix ms) and answer."""
+    out = OUT / "e2e" / f"{tag}.tsv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(VENV / "bin" / "python"), str(SENDER), "--url", url, "--secret", SECRET,
+            "--rate", str(E2E_RATE), "--seconds", str(seconds), "--tag", tag,
+            "--body-bytes", str(BODY_BYTES), "--conns", str(E2E_CONNS), "--timeout", str(E2E_TIMEOUT),
+            "--late-ms", str(E2E_LATE_MS), "--out", str(out)]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    m = [l for l in r.stdout.splitlines() if l.startswith("E2E ")]
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"e2e sender failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-2000:]}")
+    events = []
+    with open(out) as f:
+        next(f)
+        for line in f:
+            _n, conv, event_id, due, _started, _answered, status = line.rstrip("\n").split("\t")
+            events.append({"conv": conv, "event_id": event_id, "due_ms": float(due), "status": status})
+    return json.loads(m[-1][4:]), events
+
+
+def pct(sorted_vals, q):
+    """Nearest-rank percentile; +inf (a failure) sorts last."""
+    if not sorted_vals:
+        return None
+    return sorted_vals[max(0, min(len(sorted_vals) - 1, math.ceil(q / 100 * len(sorted_vals)) - 1))]
+
+
+def latency_summary(vals):
+    s = sorted(vals)
+    return {"n": len(s), "p50": pct(s, 50), "p90": pct(s, 90), "p99": pct(s, 99), "max": s[-1] if s else None}
+
+
+def e2e_latencies(events, stats):
+    """Per event: due time -> the CMS simulator's first accepted write of its entry (the
+    conversation id, RELAY_CMS_ENTRY_KEY's default), +inf when it was not answered 202 or
+    had no accepted write within E2E_GRACE s of its due time. Also whether its first CMS
+    write request failed (`answers_by_key` of its idempotency key `guest_sync:<event id>`)
+    and whether any write of it reached the simulator."""
+    if stats.get("writes_dropped", 0):
+        raise SystemExit(f"the CMS simulator's write log overflowed ({stats['writes_dropped']} writes not "
+                         "logged): lower E2E_RATE x WINDOW")
+    first = {}
+    for w in stats["writes"]:
+        e = w.get("entry_id")
+        if e is not None and (e not in first or w["at_ms"] < first[e][0]):
+            first[e] = (w["at_ms"], w["key"])
+    answers = stats.get("answers_by_key", {})
+    arrived = stats.get("writes_by_key", {})
+    out, wrong_key = [], 0
+    for ev in events:
+        key = f"guest_sync:{ev['event_id']}"
+        hit = first.get(ev["conv"])
+        if hit is not None and hit[1] != key:
+            wrong_key += 1
+        ok = ev["status"] == "202"
+        lat = INF
+        if ok and hit is not None and hit[0] - ev["due_ms"] <= E2E_GRACE * 1000:
+            lat = hit[0] - ev["due_ms"]
+        a = answers.get(key) or []
+        out.append({"ok": ok, "lat": lat, "first_failed": bool(a) and not a[0].startswith(("applied", "replayed")),
+                    "attempted": arrived.get(key, 0) > 0})
+    if wrong_key:
+        raise SystemExit(f"{wrong_key} CMS writes carry another idempotency key than guest_sync:<event id> as "
+                         "the sender derives it: the first-attempt classification would be wrong")
+    return out
+
+
+def json_num(v):
+    if v is None:
+        return None
+    return "inf" if v == INF else round(v, 1)
+
+
+def fmt_ms(v):
+    return "∞" if v == INF else fmt_num(v)
+
+
+def mmm_ms(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    return f"{fmt_ms(min(vals))} / {fmt_ms(statistics.median(vals))} / {fmt_ms(max(vals))}"
+
+
+def e2e_window(cluster, sims, variant, run):
+    error_rate = E2E_VARIANTS[variant]
+    prefix = f"e2e-{variant}-{run}-{int(time.time())}"
+    sims.reset()
+    ing = start_relay_ingress(cluster, prefix, name="e2e-ingress")
+    admin = free_port()
+    env = {
+        # A fresh prefix and group per window, like the worker scenario.
+        "RELAY_KAFKA_BROKERS": cluster.bootstrap, "RELAY_TOPIC_PREFIX": prefix,
+        "RELAY_CONSUMER_GROUP": f"{prefix}-group",
+        "RELAY_GENESYS_API_BASE": sims.g, "RELAY_GENESYS_LOGIN_BASE": sims.g,
+        "RELAY_GENESYS_CLIENT_ID": "sim-client", "RELAY_GENESYS_CLIENT_SECRET": "sim-secret",
+        "RELAY_CMS_URL": f"{sims.c}/v1/entries", "RELAY_LOG": "warn",
+        "RELAY_ADMIN_ADDR": f"127.0.0.1:{admin}", "RELAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    if E2E_RETRY_DELAYS:
+        env["RELAY_RETRY_DELAYS"] = E2E_RETRY_DELAYS
+    worker = Proc(f"e2e-worker-{prefix}", [str(RELAY), "worker"], env=env)
+    try:
+        wait_ready(admin, worker, "relay worker")
+        # Warm-up (not measured): WARMUP s at the rate, then wait until every event answered
+        # 202 is synced, so the window starts with the group joined, the connections open and
+        # nothing of the warm-up in flight.
+        if WARMUP > 0:
+            want = e2e_send(ing.url, WARMUP, f"{prefix}-warm")[0]["by_status"].get("202", 0)
+            (OUT / "e2e" / f"{prefix}-warm.tsv").unlink(missing_ok=True)
+        else:
+            probe(ing)
+            want = 1
+        deadline = time.time() + 60
+        while synced(admin) < want:
+            if worker.poll() is not None:
+                raise SystemExit(f"relay worker exited during the warm-up; see {worker.log_path}")
+            if time.time() > deadline:
+                raise SystemExit(f"warm-up not synced within 60 s ({synced(admin)}/{want}); see {LOGS}")
+            time.sleep(0.2)
+        # The CMS simulator only: its log then holds the window's writes alone.
+        http_post_json(f"{sims.c}/__sim/reset", {})
+        http_post_json(f"{sims.c}/__sim/faults", {"latency_ms": sims.latency_ms, "error_rate": error_rate,
+                                                  "error_status": 503})
+        base = synced(admin)
+        summary, events = e2e_send(ing.url, WINDOW, f"{prefix}-w")
+        n202 = sum(1 for e in events if e["status"] == "202")
+        # Until every event answered 202 is synced, or the last one's deadline.
+        end = max(e["due_ms"] for e in events) / 1000 + E2E_GRACE
+        while time.time() < end and synced(admin) - base < n202:
+            if worker.poll() is not None:
+                log(f"relay worker exited during the window ({worker.poll()}); see {worker.log_path}")
+                break
+            time.sleep(0.5)
+        stats = sims.cms_writes()
+        waited = time.time() - max(e["due_ms"] for e in events) / 1000
+    finally:
+        worker.stop(grace=5)
+        ing.proc.stop(grace=5)
+    per = e2e_latencies(events, stats)
+    sub = [p for p in per if p["first_failed"]]
+    r = {"variant": variant, "run": run, "summary": summary, "sent": len(per),
+         "ok202": sum(p["ok"] for p in per), "not202": sum(not p["ok"] for p in per),
+         "synced": sum(p["lat"] != INF for p in per),
+         "never": sum(p["ok"] and p["lat"] == INF for p in per),
+         "never_no_attempt": sum(p["ok"] and p["lat"] == INF and not p["attempted"] for p in per),
+         "all": latency_summary([p["lat"] for p in per]),
+         "ff": latency_summary([p["lat"] for p in sub]),
+         "ff_synced": sum(p["lat"] != INF for p in sub), "ff_never": sum(p["lat"] == INF for p in sub),
+         "waited_s": waited}
+    errors = sum(v for k, v in summary["by_status"].items() if not k.isdigit())
+    record({"scenario": "e2e", "topology": "1node", "system": variant, "conns": E2E_CONNS, "run": run,
+            "window_s": summary["send_span_s"], "ok": r["ok202"], "non2xx": r["not202"] - errors,
+            "socket_errors": errors, "events_per_s": len(per) / summary["send_span_s"] if summary["send_span_s"] else None,
+            "p50_ms": r["all"]["p50"], "p99_ms": r["all"]["p99"],
+            "extra": json.dumps({"rate": E2E_RATE, "grace_s": E2E_GRACE, "error_rate": error_rate,
+                                 "synced": r["synced"], "never_synced": r["never"],
+                                 "never_synced_no_cms_attempt": r["never_no_attempt"],
+                                 "p90_ms": json_num(r["all"]["p90"]), "max_ms": json_num(r["all"]["max"]),
+                                 "first_write_failed": {k: json_num(v) for k, v in r["ff"].items()},
+                                 "sender": {k: summary[k] for k in ("by_status", "late", "lag_p99_ms", "lag_max_ms",
+                                                                    "max_in_flight", "cpu_us_per_event")},
+                                 "events_file": str((OUT / "e2e" / f"{prefix}-w.tsv").relative_to(ROOT))},
+                                separators=(",", ":"))})
+    return r
+
+
+def e2e():
+    cluster = Cluster(1)
+    sims = Sims(int(os.environ.get("SIM_LATENCY_MS", "20")))
+    results = {}
+    try:
+        rng = random.Random(SEED + 2)
+        order = []
+        for run in range(1, RUNS + 1):
+            block = [(v, run) for v in E2E_VARIANTS]
+            rng.shuffle(block)
+            order += block
+        log(f"e2e: {len(order)} windows of {WINDOW} s at {E2E_RATE:g} events/s (grace {E2E_GRACE:g} s), "
+            f"order seeded with {SEED}+2")
+        for i, (variant, run) in enumerate(order, 1):
+            r = e2e_window(cluster, sims, variant, run)
+            results.setdefault(variant, []).append(r)
+            a, s = r["all"], r["summary"]
+            log(f"[{i}/{len(order)}] e2e {variant} run {run}: sent {r['sent']}, 202 {r['ok202']}, synced {r['synced']}, "
+                f"never synced {r['never']} ({r['never_no_attempt']} without a CMS attempt); p50 {fmt_ms(a['p50'])} "
+                f"p90 {fmt_ms(a['p90'])} p99 {fmt_ms(a['p99'])} max {fmt_ms(a['max'])} ms; first write failed: "
+                f"{r['ff']['n']} (p50 {fmt_ms(r['ff']['p50']) if r['ff']['n'] else '-'} ms); sender late "
+                f"{s['late']}, lag p99 {fmt_num(s['lag_p99_ms'])} ms, CPU {fmt_num(s['cpu_us_per_event'])} µs/event; waited {r['waited_s']:.0f} s after the last send")
+            time.sleep(PAUSE)
+        rows = []
+        for variant in E2E_VARIANTS:
+            rs = results.get(variant, [])
+            if not rs:
+                continue
+            tot = lambda k: str(sum(r[k] for r in rs))
+            rows.append([variant, "all", tot("sent"), tot("ok202"), tot("synced"),
+                         f"{tot('never')} ({tot('never_no_attempt')})", tot("not202"),
+                         *[mmm_ms([r["all"][q] for r in rs]) for q in ("p50", "p90", "p99", "max")],
+                         mmm([r["summary"]["lag_p99_ms"] for r in rs]), str(sum(r["summary"]["late"] for r in rs))])
+            if E2E_VARIANTS[variant] > 0:
+                rows.append([variant, "first CMS write failed", str(sum(r["ff"]["n"] for r in rs)),
+                             str(sum(r["ff"]["n"] for r in rs)), tot("ff_synced"), f"{tot('ff_never')} (0)", "0",
+                             *[mmm_ms([r["ff"][q] for r in rs]) for q in ("p50", "p90", "p99", "max")], "-", "-"])
+        delays = E2E_RETRY_DELAYS or relay_default("RELAY_RETRY_DELAYS")
+        write_table(
+            "End to end and retry latency (sender, ingress, worker and simulators in separate processes)",
+            f"RUNS={RUNS} WINDOW={WINDOW} E2E_RATE={E2E_RATE:g} E2E_GRACE={E2E_GRACE:g} "
+            f"E2E_ERROR_RATE={E2E_ERROR_RATE:g} SEED={SEED} scripts/bench-matrix.sh e2e",
+            [f"1-node cluster, {PARTITIONS} partitions; genesys-sim (separate process) with `latency_ms: "
+             f"{sims.latency_ms}` on the CMS API; a fresh `RELAY_TOPIC_PREFIX` and `RELAY_CONSUMER_GROUP` per window",
+             "per window: `target/release/genesys-relay ingress` (as in the ingress scenario) and one "
+             "`target/release/genesys-relay worker` (as in the worker scenario: simulators' URLs, `RELAY_LOG=warn`, "
+             "`RELAY_MAX_IN_FLIGHT` at its default 256), started for the window and stopped after it",
+             f"retry delays (`RELAY_RETRY_DELAYS`): {delays}"
+             + (" (E2E_RETRY_DELAYS)" if E2E_RETRY_DELAYS else " (the relay's default)")
+             + ", each up to +10 % jitter",
+             f"sender: `benches/python/e2e_sender.py` (a separate process, asyncio + aiohttp, open loop): "
+             f"{E2E_RATE:g} events/s for {WINDOW} s, each event due at a fixed time whatever the earlier answers, "
+             f"at most {E2E_CONNS} connections, timeout {E2E_TIMEOUT:g} s; the wrk script's EventBridge attributes "
+             f"event of {BODY_BYTES} bytes (0 Genesys calls), each its own conversation, `X-Relay-Secret`",
+             f"warm-up per window (not measured): {WARMUP} s at the same rate, all synced before the window",
+             f"clean: CMS simulator without errors; retry: CMS simulator `error_rate: {E2E_ERROR_RATE:g}`, "
+             "`error_status: 503` (`POST /__sim/faults`: that share of CMS write requests is answered 503 "
+             "before anything is stored, retries included)",
+             f"deadline: an event answered 202 with no accepted CMS write within {E2E_GRACE:g} s of its due "
+             "time never synced (+∞ in the percentiles); the matrix waits until every event answered 202 "
+             "is synced or the last one's deadline",
+             f"order: the variants shuffled within each run, seeded with {SEED}+2"],
+            ["variant", "events", "sent", "answered 202", "synced", "never synced (no CMS attempt)", "not 202",
+             "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)", "sender lag p99 (ms)",
+             f"late sends (> {E2E_LATE_MS:g} ms)"], rows,
+            notes=["Latency per event = the CMS simulator's first accepted write of its entry (`at_ms` in "
+                   "`GET /__sim/stats`, its clock) - the time the event was due to be sent (the sender's "
+                   "schedule, so the sender's own lag counts against the relay, and a request waiting for a "
+                   "connection counts too). Events not answered 202 and events that never synced count as +∞ "
+                   "(∞ in a cell: more than 1 %, 10 % or 50 % failed). p50/p90/p99/max are nearest-rank over "
+                   "all the events of one run; each cell min / median / max over the runs; counts are summed "
+                   "over the runs. \"first CMS write failed\": the events whose first CMS write request was "
+                   "answered with an error (the simulator's `answers_by_key` of `guest_sync:<event id>`), i.e. "
+                   "went through a retry tier. \"no CMS attempt\": never synced and no write request of theirs "
+                   "reached the simulator. Sender lag = when a request's task started - when it was due; "
+                   f"per-event timings are in `.run/bench/e2e/`."])
+    finally:
+        sims.proc.stop()
+        cluster.stop()
+
+
 def main():
     wanted = sys.argv[1:] or SCENARIOS
     for s in wanted:
@@ -912,6 +1195,8 @@ def main():
                 ingress(3)
             elif s == "worker":
                 worker()
+            elif s == "e2e":
+                e2e()
         except (SystemExit, Exception) as e:  # noqa: BLE001 - reported, then the exit code says it
             log(f"{s} FAILED: {e}")
             failed.append(s)
