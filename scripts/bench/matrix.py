@@ -247,6 +247,19 @@ TSV_COLS = ["time", "seed", "scenario", "topology", "system", "conns", "run", "w
             "broker_cpu_us_per_event", "extra"]
 
 
+def shuffled_runs(cells, seed):
+    """RUNS blocks of (cell, run), every block holding each cell once in an order drawn from a
+    generator seeded with `seed`: the runs interleave the cells, so a slow phase of the machine
+    spreads over all of them."""
+    rng = random.Random(seed)
+    order = []
+    for run in range(1, RUNS + 1):
+        block = [(c, run) for c in cells]
+        rng.shuffle(block)
+        order += block
+    return order
+
+
 def record(row):
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "runs.tsv"
@@ -563,12 +576,7 @@ def ingress(nodes):
             if WARMUP > 0:
                 wrk(s.url, min(CONNS), WARMUP, f"warm-{name}-{tag_base}")
         combos = [(s, c, run) for run in range(1, RUNS + 1) for s in SYSTEMS for c in CONNS]
-        order = []
-        rng = random.Random(SEED)
-        for run in range(1, RUNS + 1):
-            block = [(s, c, run) for s in SYSTEMS for c in CONNS]
-            rng.shuffle(block)
-            order += block
+        order = [(s, c, run) for ((s, c), run) in shuffled_runs([(s, c) for s in SYSTEMS for c in CONNS], SEED)]
         assert sorted(order) == sorted(combos)
         log(f"{scenario}: {len(order)} windows of {WINDOW} s, order seeded with {SEED}")
         results = {}
@@ -720,12 +728,7 @@ def worker():
     small = env_int("WORKER_EVENTS_BUDGET", 4 * WINDOW * 2 + 100)
     results = {}
     try:
-        rng = random.Random(SEED + 1)
-        order = []
-        for run in range(1, RUNS + 1):
-            block = [(v, run) for v in WORKER_WANTED]
-            rng.shuffle(block)
-            order += block
+        order = shuffled_runs(WORKER_WANTED, SEED + 1)
         log(f"worker: {len(order)} windows of {WINDOW} s, order seeded with {SEED}+1")
         for i, (variant, run) in enumerate(order, 1):
             kind, nproc, extra, size, program = WORKER_VARIANTS[variant]
@@ -1093,12 +1096,7 @@ def e2e():
     sims = Sims(int(os.environ.get("SIM_LATENCY_MS", "20")))
     results = {}
     try:
-        rng = random.Random(SEED + 2)
-        order = []
-        for run in range(1, RUNS + 1):
-            block = [(v, run) for v in E2E_VARIANTS]
-            rng.shuffle(block)
-            order += block
+        order = shuffled_runs(E2E_VARIANTS, SEED + 2)
         log(f"e2e: {len(order)} windows of {WINDOW} s at {E2E_RATE:g} events/s (grace {E2E_GRACE:g} s), "
             f"order seeded with {SEED}+2")
         for i, (variant, run) in enumerate(order, 1):
