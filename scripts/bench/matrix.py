@@ -696,6 +696,19 @@ class Sims:
 ENTRY_PATH = re.compile(r"^/v1/entries/.+$")
 
 
+def worker_env(cluster, sims, prefix):
+    """A worker's settings for one window: the simulators, and a fresh topic prefix and consumer
+    group (a member of an earlier window's group that has not left yet would hold the join until
+    its session times out)."""
+    return {
+        "RELAY_KAFKA_BROKERS": cluster.bootstrap, "RELAY_TOPIC_PREFIX": prefix,
+        "RELAY_CONSUMER_GROUP": f"{prefix}-group",
+        "RELAY_GENESYS_API_BASE": sims.g, "RELAY_GENESYS_LOGIN_BASE": sims.g,
+        "RELAY_GENESYS_CLIENT_ID": "sim-client", "RELAY_GENESYS_CLIENT_SECRET": "sim-secret",
+        "RELAY_CMS_URL": f"{sims.c}/v1/entries", "RELAY_LOG": "warn",
+    }
+
+
 def accepted_writes(stats):
     """Writes the CMS simulator accepted: its bounded log plus what the bound dropped."""
     return len(stats["writes"]) + stats.get("writes_dropped", 0)
@@ -750,15 +763,7 @@ def worker():
                 ing.proc.stop()
             sims.reset()
             procs, admins = [], []
-            env_common = {
-                # A fresh group per window: a member of an earlier window's group that has not
-                # left yet would hold the join until its session times out.
-                "RELAY_KAFKA_BROKERS": cluster.bootstrap, "RELAY_TOPIC_PREFIX": prefix,
-                "RELAY_CONSUMER_GROUP": f"{prefix}-group",
-                "RELAY_GENESYS_API_BASE": sims.g, "RELAY_GENESYS_LOGIN_BASE": sims.g,
-                "RELAY_GENESYS_CLIENT_ID": "sim-client", "RELAY_GENESYS_CLIENT_SECRET": "sim-secret",
-                "RELAY_CMS_URL": f"{sims.c}/v1/entries", "RELAY_LOG": "warn",
-            }
+            env_common = worker_env(cluster, sims, prefix)
             env_common.update(extra)
             t_spawn = time.time()
             for k in range(nproc):
@@ -1014,15 +1019,8 @@ def e2e_window(cluster, sims, variant, run):
     sims.reset()
     ing = start_relay_ingress(cluster, prefix, name="e2e-ingress")
     admin = free_port()
-    env = {
-        # A fresh prefix and group per window, like the worker scenario.
-        "RELAY_KAFKA_BROKERS": cluster.bootstrap, "RELAY_TOPIC_PREFIX": prefix,
-        "RELAY_CONSUMER_GROUP": f"{prefix}-group",
-        "RELAY_GENESYS_API_BASE": sims.g, "RELAY_GENESYS_LOGIN_BASE": sims.g,
-        "RELAY_GENESYS_CLIENT_ID": "sim-client", "RELAY_GENESYS_CLIENT_SECRET": "sim-secret",
-        "RELAY_CMS_URL": f"{sims.c}/v1/entries", "RELAY_LOG": "warn",
-        "RELAY_ADMIN_ADDR": f"127.0.0.1:{admin}", "RELAY_HTTP_ADDR": f"127.0.0.1:{free_port()}",
-    }
+    env = dict(worker_env(cluster, sims, prefix),
+               RELAY_ADMIN_ADDR=f"127.0.0.1:{admin}", RELAY_HTTP_ADDR=f"127.0.0.1:{free_port()}")
     if E2E_RETRY_DELAYS:
         env["RELAY_RETRY_DELAYS"] = E2E_RETRY_DELAYS
     worker = Proc(f"e2e-worker-{prefix}", [str(RELAY), "worker"], env=env)
