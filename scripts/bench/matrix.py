@@ -289,11 +289,13 @@ def fmt_num(v):
     return f"{v:.2f}"
 
 
-def mmm(values):
+def mmm(values, fmt=None):
+    """min / median / max of the values present, each written with `fmt` (default fmt_num)."""
+    fmt = fmt or fmt_num
     vals = [v for v in values if v is not None]
     if not vals:
         return "-"
-    return f"{fmt_num(min(vals))} / {fmt_num(statistics.median(vals))} / {fmt_num(max(vals))}"
+    return f"{fmt(min(vals))} / {fmt(statistics.median(vals))} / {fmt(max(vals))}"
 
 
 def write_table(title, command, settings, header, rows, notes=()):
@@ -827,8 +829,8 @@ def worker():
                 path = ENTRY_PATH.sub("/v1/entries/{id}", w["path"])
                 route = f"{w['method']} {path}"
                 write_routes[route] = write_routes.get(route, 0) + 1
-                prefix = w["key"].split(":", 1)[0] if ":" in w["key"] else f"(no route) {w['key'][:20]}"
-                key_routes[prefix] = key_routes.get(prefix, 0) + 1
+                key_route = w["key"].split(":", 1)[0] if ":" in w["key"] else f"(no route) {w['key'][:20]}"
+                key_routes[key_route] = key_routes.get(key_route, 0) + 1
             redundant = len(stats.get("redundant_writes") or [])
             r = {"scenario": "worker", "topology": "1node", "system": variant, "conns": "-", "run": run,
                  "window_s": secs, "ok": done_n, "non2xx": 0, "socket_errors": 0,
@@ -1006,13 +1008,6 @@ def fmt_ms(v):
     return "∞" if v == INF else fmt_num(v)
 
 
-def mmm_ms(values):
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "-"
-    return f"{fmt_ms(min(vals))} / {fmt_ms(statistics.median(vals))} / {fmt_ms(max(vals))}"
-
-
 def e2e_window(cluster, sims, variant, run):
     error_rate = E2E_VARIANTS[variant]
     prefix = f"e2e-{variant}-{run}-{int(time.time())}"
@@ -1049,15 +1044,16 @@ def e2e_window(cluster, sims, variant, run):
         base = synced(admin)
         summary, events = e2e_send(ing.url, WINDOW, f"{prefix}-w")
         n202 = sum(1 for e in events if e["status"] == "202")
+        last_due = max(e["due_ms"] for e in events) / 1000
         # Until every event answered 202 is synced, or the last one's deadline.
-        end = max(e["due_ms"] for e in events) / 1000 + E2E_GRACE
+        end = last_due + E2E_GRACE
         while time.time() < end and synced(admin) - base < n202:
             if worker.poll() is not None:
                 log(f"relay worker exited during the window ({worker.poll()}); see {worker.log_path}")
                 break
             time.sleep(0.5)
         stats = sims.cms_writes()
-        waited = time.time() - max(e["due_ms"] for e in events) / 1000
+        waited = time.time() - last_due
     finally:
         worker.stop(grace=5)
         ing.proc.stop(grace=5)
@@ -1115,12 +1111,12 @@ def e2e():
             tot = lambda k: str(sum(r[k] for r in rs))
             rows.append([variant, "all", tot("sent"), tot("ok202"), tot("synced"),
                          f"{tot('never')} ({tot('never_no_attempt')})", tot("not202"),
-                         *[mmm_ms([r["all"][q] for r in rs]) for q in ("p50", "p90", "p99", "max")],
+                         *[mmm([r["all"][q] for r in rs], fmt_ms) for q in ("p50", "p90", "p99", "max")],
                          mmm([r["summary"]["lag_p99_ms"] for r in rs]), str(sum(r["summary"]["late"] for r in rs))])
             if E2E_VARIANTS[variant] > 0:
                 rows.append([variant, "first CMS write failed", str(sum(r["ff"]["n"] for r in rs)),
                              str(sum(r["ff"]["n"] for r in rs)), tot("ff_synced"), f"{tot('ff_never')} (0)", "0",
-                             *[mmm_ms([r["ff"][q] for r in rs]) for q in ("p50", "p90", "p99", "max")], "-", "-"])
+                             *[mmm([r["ff"][q] for r in rs], fmt_ms) for q in ("p50", "p90", "p99", "max")], "-", "-"])
         delays = E2E_RETRY_DELAYS or relay_default("RELAY_RETRY_DELAYS")
         write_table(
             "End to end and retry latency (sender, ingress, worker and simulators in separate processes)",
