@@ -234,8 +234,10 @@ impl Ingress {
                 "content type must be application/json".into(),
             );
         }
-        let read = read_limited(body, headers, self.max_body_bytes);
-        let body = match tokio::time::timeout(self.limits.body_read_timeout, read)
+        let mut body = body;
+        let read_until = tokio::time::Instant::now() + self.limits.body_read_timeout;
+        let read = read_limited(&mut body, headers, self.max_body_bytes);
+        let body = match tokio::time::timeout_at(read_until, read)
             .await
             .unwrap_or(Err(BodyError::TimedOut))
         {
@@ -250,10 +252,17 @@ impl Ingress {
                 )
             }
             Err(BodyError::TooLarge) => {
+                // Read the rest (bounded) before answering: a sender still writing its
+                // body when the connection closes sees a broken pipe, not the 413, and
+                // senders retry a broken connection but never a 413.
+                if content_length(headers).is_none_or(|len| len <= DRAIN_LIMIT_BYTES) {
+                    let drain = discard(&mut body, DRAIN_LIMIT_BYTES);
+                    let _ = tokio::time::timeout_at(read_until, drain).await;
+                }
                 return rejected(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("body is over {} bytes", self.max_body_bytes),
-                )
+                );
             }
             Err(BodyError::Read(e)) => {
                 return rejected(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
@@ -337,9 +346,36 @@ enum BodyError {
     Read(warp::Error),
 }
 
+/// How much of a refused (over-size) body is read and dropped so the sender gets the 413
+/// before the connection closes. Larger bodies are answered at once and the connection
+/// closes under the sender, which then sees a reset instead.
+const DRAIN_LIMIT_BYTES: u64 = 8 * 1024 * 1024;
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads and drops the rest of `body`, up to `limit` bytes.
+async fn discard<S, B>(body: &mut S, limit: u64)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut read = 0u64;
+    while read < limit {
+        match body.next().await {
+            Some(Ok(chunk)) => read += chunk.remaining() as u64,
+            _ => return,
+        }
+    }
+}
+
 /// Reads the body, refusing more than `max` bytes without buffering them.
 async fn read_limited<S, B>(
-    mut body: S,
+    body: &mut S,
     headers: &HeaderMap,
     max: usize,
 ) -> Result<Vec<u8>, BodyError>
@@ -347,10 +383,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(headers);
     if declared.is_some_and(|len| len > max as u64) {
         return Err(BodyError::TooLarge);
     }

@@ -810,9 +810,44 @@ async fn body_limit_fits_message_max_bytes() {
     // The old gap: a 1,000,001-byte body is now refused up front, not a 503.
     let (status, _) = post_raw(&client, &target, sized(1_000_001, "gap"), &[]).await;
     assert_eq!(status, 413);
+    // A sender still writing when its size is refused reads the 413, not a broken pipe:
+    // it has written only the head when the answer is decided, and the rest after.
+    let answer = post_head_then_body(relay.ingress_addr.unwrap(), 2_000_000).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     let raw = raw_by_id(&broker, &prefix, 1);
     let (key, e) = &raw[&long_id];
     assert_eq!(key, &long_conv);
     assert_eq!(e.payload.len(), max);
     relay.stop().await;
+}
+
+/// Writes a request head declaring `len` bytes, waits until the ingress has had time to
+/// refuse it, then writes the body; the answer's head, or the write error.
+async fn post_head_then_body(addr: std::net::SocketAddr, len: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/genesys HTTP/1.1\r\nhost: relay\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let chunk = vec![b' '; 64 * 1024];
+    let mut written = 0;
+    while written < len {
+        let n = chunk.len().min(len - written);
+        if let Err(e) = conn.write_all(&chunk[..n]).await {
+            return format!("writing the body failed after {written} bytes: {e}");
+        }
+        written += n;
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => return format!("reading the answer failed: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
