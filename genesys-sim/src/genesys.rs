@@ -9,7 +9,8 @@
 //! `GET /api/v2/processautomation/triggers/topics`. A notification published with
 //! `POST /__sim/notify` also fires the enabled triggers on its topic ([`super::workflows`]).
 //! Besides the shared faults, `PUT /__sim/genesys/settings` sets per-resource rate limits
-//! (`resource_rate_limits`), lower than the per-token one. Further APIs (the
+//! (`resource_rate_limits`), lower than the per-token one, and `POST /__sim/tokens/revoke`
+//! ends every live token early (answered 401 like an expired one). Further APIs (the
 //! Notifications channels, queues) mount in [`Genesys::route_api`] and
 //! [`Genesys::handle_api`] next to these, each in its own module like [`super::triggers`]
 //! and [`super::notifications`].
@@ -50,6 +51,8 @@ pub(crate) enum Route {
 struct Data {
     token_requests: u64,
     tokens_issued: u64,
+    /// Tokens revoked with `POST /__sim/tokens/revoke` while live.
+    tokens_revoked: u64,
     /// Live access tokens and when they expire.
     tokens: HashMap<String, Instant>,
     /// Customer attributes a test set with `PUT /__sim/conversations/{id}/attributes`.
@@ -438,6 +441,16 @@ impl Backend for Genesys {
                 })
             }
             (&Method::PUT, ["__sim", "genesys", "settings"]) => Some(self.settings(req)),
+            (&Method::POST, ["__sim", "tokens", "revoke"]) => {
+                // Every live token stops working before its `expires_in`, as when an
+                // admin revokes the client's tokens or rotates its secret; the client
+                // credentials still get new ones.
+                let mut data = lock(&self.data);
+                let revoked = data.tokens.len();
+                data.tokens.clear();
+                data.tokens_revoked += revoked as u64;
+                Some(Reply::ok(json!({ "revoked": revoked })))
+            }
             (&Method::PUT, ["__sim", "conversations", id, "attributes"]) if !id.is_empty() => {
                 Some(self.set_attributes(id, req))
             }
@@ -454,6 +467,7 @@ impl Backend for Genesys {
         let mut stats = Map::new();
         stats.insert("token_requests".into(), json!(data.token_requests));
         stats.insert("tokens_issued".into(), json!(data.tokens_issued));
+        stats.insert("tokens_revoked".into(), json!(data.tokens_revoked));
         stats.insert("triggers".into(), json!(data.triggers.len()));
         stats.insert("attribute_overrides".into(), json!(data.attributes.len()));
         stats.insert(

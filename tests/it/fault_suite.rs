@@ -7,8 +7,9 @@
 //!   10% of the writes it applies it then fails the answer (`apply_then_fail_rate`: a
 //!   503, a TCP reset, or no answer before the relay's `RELAY_HTTP_TIMEOUT`);
 //! - for three seconds the CMS answers only after 4 s, above the relay's 3 s timeout;
-//! - Genesys answers bursts of 429 with `Retry-After` (`rate_limit_next`, every 4 s), and
-//!   its tokens expire every 3 s (`token_ttl_s`);
+//! - Genesys answers bursts of 429 with `Retry-After` (`rate_limit_next`, every 4 s), its
+//!   tokens expire after 6 s (`token_ttl_s`) and every live token is revoked every 5 s
+//!   (`POST /__sim/tokens/revoke`: the next request with one is answered 401);
 //! - the broker (a dedicated Kafka node) is stopped gracefully and restarted, then later
 //!   SIGKILLed and restarted; the ingress answers 503 meanwhile and the load generator
 //!   redelivers until it gets 202, as Genesys Cloud does;
@@ -23,10 +24,11 @@
 //!   never synced, and the Genesys simulator answered 404 for each skipped event's own
 //!   conversation id (it lists the ids it answered 404 for);
 //! - no event is both synced and dead-lettered, unless every write of its key after the
-//!   applied one got an injected failure (the CMS logs each answer per key); in the run
-//!   with kills, any other such event counts toward the bound of the ownership loss
-//!   before its first 2xx, like a redundant send (docs/processing.md: the dead letter
-//!   and its mark are two writes, and a new owner's tail may not have read the mark yet);
+//!   applied one got an injected failure (the CMS logs each answer per key); any other
+//!   such event counts toward the bound of the ownership loss (a kill, or a session a
+//!   broker outage cost a worker) before its first 2xx, like a redundant send, and fails
+//!   the run when no loss came before it (docs/processing.md: the dead letter and its
+//!   mark are two writes, and a new owner's tail may not have read the mark yet);
 //! - dead letters only of the class the injected faults can cause (`exhausted`: all of
 //!   them are retryable; and `permanent` for a second Genesys 401, see
 //!   [`injected_faults_can_cause`]);
@@ -85,6 +87,10 @@ fn settle_deadline(events: usize, budget_per_minute: u64) -> Duration {
     Duration::from_secs_f64(120.0 + budget_bound + events * 0.015)
 }
 
+/// `expires_in` of the simulator's tokens during the run.
+const TOKEN_TTL_S: u64 = 6;
+/// Every this many seconds the simulator revokes every live token.
+const REVOKE_EVERY_S: u64 = 5;
 /// `RELAY_MAX_IN_FLIGHT` of the suite's workers: the bound of each of a worker's two
 /// consumer loops (raw and retry).
 const MAX_IN_FLIGHT: u64 = 32;
@@ -244,10 +250,8 @@ fn session_losses(dir: &std::path::Path) -> Vec<(i64, String)> {
 
 /// Every injected fault is retryable, so an event they defeat is dead-lettered
 /// `exhausted`. One exception: a Genesys 401 on the try after a token refresh is
-/// `permanent` (the relay takes it for wrong credentials). The 3 s token lifetime makes
-/// that reachable: the relay refreshes 10% (0.3 s) before expiry, and may retry with a
-/// token another task fetched just before, so 0.3 s of scheduling delay on this busy
-/// machine gets a second 401 with valid credentials.
+/// `permanent` (the relay takes it for wrong credentials). A revocation that lands
+/// between a refresh and the retry makes that reachable with valid credentials.
 fn injected_faults_can_cause(letter: &DeadLetter) -> bool {
     letter.class == "exhausted" || second_genesys_401(letter)
 }
@@ -547,7 +551,11 @@ async fn run(kills: bool) {
         format!("{prefix}.relay.idempotency"),
         tail_stop.clone(),
     );
-    sims.genesys_faults(json!({"token_ttl_s": 3, "retry_after_s": 1}))
+    // Genesys issues tokens for 5 minutes to 48 hours (the SDK's
+    // `OAuthClient.accessTokenValiditySeconds`); 6 s is this run's accelerated clock,
+    // above the relay's 5 s floor for `expires_in`, so the relay's own view of a token's
+    // life is right and it refreshes ahead of expiry. Early 401s come from revocations.
+    sims.genesys_faults(json!({"token_ttl_s": TOKEN_TTL_S, "retry_after_s": 1}))
         .await;
 
     let mut vars = {
@@ -662,6 +670,7 @@ async fn run(kills: bool) {
             let plan = schedule(kills);
             let mut next = 0;
             let mut last_burst = 0;
+            let mut last_revoke = 0;
             let mut last_step_done: Option<Instant> = None;
             while !(next == plan.len() && load_done.load(Ordering::Relaxed)) {
                 let now = t0.elapsed().as_secs();
@@ -673,6 +682,14 @@ async fn run(kills: bool) {
                         .send()
                         .await;
                     note("genesys: next 3 requests answer 429 Retry-After: 1".into());
+                }
+                if now >= last_revoke + REVOKE_EVERY_S {
+                    last_revoke = now;
+                    let _ = http
+                        .post(format!("{sims_genesys}/__sim/tokens/revoke"))
+                        .send()
+                        .await;
+                    note("genesys: every live token revoked".into());
                 }
                 // The slow-CMS window lasts its own length; every other step waits the gap.
                 let gap = match plan.get(next) {
@@ -848,7 +865,7 @@ async fn run(kills: bool) {
     let mut dead = 0;
     let mut synced_and_dead_ids = Vec::new();
     let mut synced_and_dead_unexplained = Vec::new();
-    // With kills: (first 2xx at, key) of the unexplained ones, attributed to a loss below.
+    // (first 2xx at, key) of the unexplained ones, attributed to an ownership loss below.
     let mut synced_after_dead_letter: Vec<(i64, String)> = Vec::new();
     let first_ok_at = |key: &str| cms["first_ok_at_by_key"][key].as_i64();
     let mut lost = Vec::new();
@@ -883,9 +900,12 @@ async fn run(kills: bool) {
                     .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)))
                     || dlq.get(&id).is_some_and(second_genesys_401);
                 if !explained {
+                    // A new owner may sync a redelivery before its tail has read the dead
+                    // letter's mark: counted toward the ownership loss before the 2xx
+                    // (a kill, or a session a broker outage cost a worker), if any.
                     match first_ok_at(&key) {
-                        Some(at) if kills => synced_after_dead_letter.push((at, key.clone())),
-                        _ => synced_and_dead_unexplained.push(format!("{key}: {answers:?}")),
+                        Some(at) => synced_after_dead_letter.push((at, key.clone())),
+                        None => synced_and_dead_unexplained.push(format!("{key}: {answers:?}")),
                     }
                 }
                 synced_and_dead_ids.push(id.clone());
@@ -1085,6 +1105,10 @@ async fn run(kills: bool) {
     );
     row("genesys token requests", g["token_requests"].to_string());
     row(
+        "genesys tokens revoked while live",
+        g["tokens_revoked"].to_string(),
+    );
+    row(
         "genesys guest 429s",
         g["requests"]["GET /api/v2/conversations/{conversationId}"]["429"].to_string(),
     );
@@ -1177,17 +1201,24 @@ async fn run(kills: bool) {
             .collect();
         eprintln!("redundant sends: {detail:?}");
     }
-    let logs = workers.lock().unwrap().logs();
+    // The workers' logs go before the failure, so the failure is the last thing printed
+    // (CI keeps only the end of a failing test's output).
+    if !crashed.is_empty() || !settled || !lost.is_empty() {
+        eprintln!("worker logs:\n{}", workers.lock().unwrap().logs());
+    }
     assert!(
         crashed.is_empty(),
-        "workers exited on their own: {crashed:?}\n{logs}"
+        "workers exited on their own: {crashed:?} (worker logs above)"
     );
-    assert!(settled, "consumer groups did not reach the end\n{logs}");
+    assert!(
+        settled,
+        "consumer groups did not reach the end (worker logs above)"
+    );
     assert!(
         missing_from_raw.is_empty(),
         "answered 202 but not in the raw topic: {missing_from_raw:?}"
     );
-    assert!(lost.is_empty(), "lost events: {lost:?}\n{logs}");
+    assert!(lost.is_empty(), "lost events: {lost:?} (worker logs above)");
     assert_eq!(accepted.len(), n);
     assert_eq!(synced + skipped.len() + dead, accepted.len());
     assert!(

@@ -268,6 +268,42 @@ async fn tokens_expire_after_token_ttl_s() {
 }
 
 #[tokio::test]
+async fn revoked_tokens_are_refused_and_new_ones_work() {
+    let sim = genesys().await;
+    let client = Client::new();
+    let old = token(&client, &sim).await;
+    let path = "/api/v2/conversations/c-1";
+    assert_eq!(
+        api_get(&client, &sim, &old, path).await.status(),
+        StatusCode::OK
+    );
+    let revoked = client
+        .post(format!("{}/__sim/tokens/revoke", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(revoked).await["revoked"], 1);
+    let stale = api_get(&client, &sim, &old, path).await;
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(stale).await["code"], "authentication.required");
+    let new = token(&client, &sim).await;
+    assert_eq!(
+        api_get(&client, &sim, &new, path).await.status(),
+        StatusCode::OK
+    );
+    let stats = body(
+        client
+            .get(format!("{}/__sim/stats", sim.base_url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(stats["tokens_revoked"], 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn customer_attributes_are_strings_gone_ids_404_and_overrides_win() {
     let sim = genesys().await;
     let client = Client::new();
