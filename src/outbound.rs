@@ -47,6 +47,15 @@ pub enum HttpError {
     /// An answer that is not the JSON shape we expect.
     #[error("cannot decode the answer: {0}")]
     Decode(String),
+    /// A freshly issued access token was refused too (HTTP 401 after one refresh): it was
+    /// revoked in between, or the service's own authentication is failing. Wrong client
+    /// credentials fail at the token endpoint instead, so this is worth trying later.
+    #[error("{service} refused a freshly issued access token (HTTP 401): {body}")]
+    TokenRefused {
+        service: &'static str,
+        /// The answer body, redacted and truncated to 512 bytes.
+        body: String,
+    },
     /// The request could not be built: an unusable id (empty, `.` or `..`, which would
     /// address a different resource) or a URL that does not parse. Never retriable.
     #[error("invalid request: {0}")]
@@ -54,12 +63,15 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// Whether trying again later can help: 408, 429, 5xx, transport failures and budget
-    /// deferrals; other statuses and undecodable answers are permanent.
+    /// Whether trying again later can help: 408, 429, 5xx, transport failures, budget
+    /// deferrals and a refused fresh token; other statuses and undecodable answers are
+    /// permanent.
     pub fn is_retriable(&self) -> bool {
         match self {
             HttpError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            HttpError::Transport { .. } | HttpError::Deferred { .. } => true,
+            HttpError::Transport { .. }
+            | HttpError::Deferred { .. }
+            | HttpError::TokenRefused { .. } => true,
             HttpError::Decode(_) | HttpError::InvalidRequest(_) => false,
         }
     }
@@ -68,6 +80,7 @@ impl HttpError {
     pub fn status(&self) -> Option<u16> {
         match self {
             HttpError::Status { status, .. } => Some(*status),
+            HttpError::TokenRefused { .. } => Some(401),
             _ => None,
         }
     }
@@ -319,6 +332,11 @@ mod tests {
             .to_string()
             .contains("genesys request failed (timeout)"));
         assert!(!HttpError::Decode("x".into()).is_retriable());
+        let refused = HttpError::TokenRefused {
+            service: "genesys",
+            body: String::new(),
+        };
+        assert!(refused.is_retriable() && refused.status() == Some(401));
         assert!(!HttpError::InvalidRequest("x".into()).is_retriable());
     }
 

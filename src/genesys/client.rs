@@ -1,6 +1,7 @@
 //! The Genesys Cloud API calls the relay makes (conversations, Process Automation
 //! triggers) and the handling every one of them shares: each request takes a slot of the
-//! process's [`RequestBudget`] first, a 401 refreshes the token and retries once, a 429
+//! process's [`RequestBudget`] first, a 401 refreshes the token and retries once (a
+//! second 401 comes back as the retryable [`HttpError::TokenRefused`]), a 429
 //! pauses the budget for `Retry-After` (capped) and retries through it a couple of times;
 //! a busy budget holds the lane in its turn; only a budget Genesys paused past
 //! `RELAY_GENESYS_BUDGET_MAX_WAIT` comes back as [`HttpError::Deferred`].
@@ -274,9 +275,17 @@ impl GenesysClient {
                 "genesys call"
             );
 
-            if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
-                // Revoked or expired early: one fresh token, one more try. A second 401
-                // means the credentials themselves are wrong, and goes to the caller.
+            if answer.status == StatusCode::UNAUTHORIZED && refreshed {
+                // The fresh token was refused too: revoked again in between, or Genesys's
+                // own authentication failing. Wrong client credentials fail at the token
+                // endpoint, not here, so the event is worth a retry tier, not a dead letter.
+                return Err(HttpError::TokenRefused {
+                    service: SERVICE,
+                    body: outbound::error_body(&answer.body, &[&token]),
+                });
+            }
+            if answer.status == StatusCode::UNAUTHORIZED {
+                // Revoked or expired early: one fresh token, one more try.
                 refreshed = true;
                 self.tokens.invalidate(&token);
                 tracing::debug!(

@@ -30,8 +30,7 @@
 //!   the run when no loss came before it (docs/processing.md: the dead letter and its
 //!   mark are two writes, and a new owner's tail may not have read the mark yet);
 //! - dead letters only of the class the injected faults can cause (`exhausted`: all of
-//!   them are retryable; and `permanent` for a second Genesys 401, see
-//!   [`injected_faults_can_cause`]);
+//!   them are retryable, a second Genesys 401 after a revocation too);
 //! - redundant sends (writes of a key the CMS had already answered 2xx; a retry after a
 //!   failed answer is not one): none before the first ownership loss (a worker SIGKILL,
 //!   or a group session a worker lost during a broker outage, read from its log); after
@@ -249,18 +248,10 @@ fn session_losses(dir: &std::path::Path) -> Vec<(i64, String)> {
 }
 
 /// Every injected fault is retryable, so an event they defeat is dead-lettered
-/// `exhausted`. One exception: a Genesys 401 on the try after a token refresh is
-/// `permanent` (the relay takes it for wrong credentials). A revocation that lands
-/// between a refresh and the retry makes that reachable with valid credentials.
+/// `exhausted`. That includes a Genesys 401 on the try after a token refresh, which a
+/// revocation landing between the refresh and the retry causes with valid credentials.
 fn injected_faults_can_cause(letter: &DeadLetter) -> bool {
-    letter.class == "exhausted" || second_genesys_401(letter)
-}
-
-fn second_genesys_401(letter: &DeadLetter) -> bool {
-    letter.class == "permanent"
-        && letter
-            .error
-            .starts_with("genesys answered HTTP 401: {\"code\":\"authentication.required\"")
+    letter.class == "exhausted"
 }
 
 /// Whether a CMS answer (`answers_by_key`) left the relay without a 2xx.
@@ -890,15 +881,11 @@ async fn run(kills: bool) {
             (true, true) => {
                 synced += 1;
                 // Allowed only when the relay never got a 2xx after the write was stored:
-                // every later write of the key got an injected failure. Or when the dead
-                // letter is a second Genesys 401 (see `injected_faults_can_cause`): that
-                // attempt never reached the CMS, and another record of the event (the
-                // ingress's 503 redelivery can write two) synced it.
+                // every later write of the key got an injected failure.
                 let answers = answers_of(&key);
                 let first_applied = answers.iter().position(|a| applied(a));
                 let explained = first_applied
-                    .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)))
-                    || dlq.get(&id).is_some_and(second_genesys_401);
+                    .is_some_and(|at| answers[at + 1..].iter().all(|a| failed_answer(a)));
                 if !explained {
                     // A new owner may sync a redelivery before its tail has read the dead
                     // letter's mark: counted toward the ownership loss before the 2xx
