@@ -6,7 +6,8 @@
 //!
 //! Invariant: a notification published with `POST /__sim/notify` reaches exactly the
 //! channels subscribed to its topic that have an open socket at that moment; a subscribed
-//! channel without a socket loses it (counted `undelivered`), as Genesys Cloud does.
+//! channel without a socket loses it (counted `undelivered`), as Genesys Cloud does; a
+//! notification that no socket received at all is counted `lost`.
 //!
 //! Behaviour modelled on the documented service (sources in docs/listen.md):
 //! - `POST .../channels` answers `{id, connectUri, expires}`; at most 20 channels per
@@ -143,6 +144,9 @@ struct Stats {
     deliveries: u64,
     /// Subscribed channels that had no open socket when a notification was published.
     undelivered: u64,
+    /// Notifications no socket received although a channel was subscribed to their topic
+    /// (a copy one channel missed while another delivered it is only `undelivered`).
+    lost: u64,
     heartbeats: u64,
 }
 
@@ -598,6 +602,9 @@ impl Notifications {
             }
         }
         state.stats.undelivered += subscribed - queued;
+        if subscribed > 0 && queued == 0 {
+            state.stats.lost += 1;
+        }
         Reply::ok(json!({"subscribedChannels": subscribed, "queued": queued}))
     }
 

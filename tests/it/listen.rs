@@ -1174,7 +1174,10 @@ async fn channels_rotate_ahead_of_their_token() {
     let missing: Vec<_> = want.iter().filter(|s| !got.contains_key(s)).collect();
     let stats = notif_stats(&sims).await;
     assert!(missing.is_empty(), "lost {missing:?}: {stats}");
-    assert_eq!(stats["undelivered"], 0, "{stats}");
+    // Every notification reached a socket. A new channel is subscribed just before its
+    // socket connects, so a copy it misses then while the old socket delivers it counts
+    // `undelivered`, not `lost`.
+    assert_eq!(stats["lost"], 0, "{stats}");
     let m = &relay.metrics;
     assert!(
         m.listen_reconnects_total

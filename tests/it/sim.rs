@@ -1436,6 +1436,7 @@ async fn a_silenced_socket_sends_nothing_and_does_not_close() {
     let s = stats(&client, &sim).await;
     assert_eq!(s["notifications"]["sockets_silenced"], 1, "{s}");
     assert_eq!(s["notifications"]["undelivered"], 1, "{s}");
+    assert_eq!(s["notifications"]["lost"], 1, "{s}");
     sim.shutdown().await;
 }
 
