@@ -855,6 +855,106 @@ async fn two_listeners_write_duplicates_with_one_event_id() {
     b.stop().await;
 }
 
+/// High availability (docs/listen.md): two `genesys-relay listen` processes on one topic,
+/// one SIGKILLed mid-stream. Every notification published reaches the raw topic, and the
+/// worker syncs each event once: the other copies are duplicates, never a second CMS write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_listeners_sigkilled_loses_nothing_and_each_event_syncs_once() {
+    use std::process::{Command, Stdio};
+    let broker = Broker::start();
+    let sims = Sims::start().await;
+    known_queue(&sims).await;
+    let prefix = unique_prefix("listen-kill");
+    let raw = Topics::new(&prefix, 3).raw;
+    let topic = queue_topic();
+    let extra = [("RELAY_LISTEN_TOPICS", topic.as_str())];
+    let mut vars = relay_vars_at(&broker.addr(), &prefix, &extra);
+    vars.extend(sims.vars());
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    /// A listen process, SIGKILLed and reaped when dropped (also when the test fails).
+    struct Listener(std::process::Child);
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let spawn = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_genesys-relay"))
+            .arg("listen")
+            .envs(&vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Listener(child)
+    };
+    let mut killed = Some(spawn());
+    let survivor = spawn();
+    assert!(wait_sockets(&sims, 2).await, "{}", notif_stats(&sims).await);
+    let worker = start_role(Role::Worker, &broker.addr(), &sims, &prefix, &extra).await;
+
+    let events = 40;
+    let mut want = HashSet::new();
+    for seq in 0..events {
+        if seq == events / 2 {
+            drop(killed.take()); // SIGKILL
+        }
+        assert!(
+            publish(&sims, seq).await,
+            "no socket took notification {seq}"
+        );
+        want.insert(seq);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = records_by_seq(&broker.addr(), &raw, &want);
+    let missing: Vec<_> = want.iter().filter(|s| !got.contains_key(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "lost {missing:?}: {}",
+        notif_stats(&sims).await
+    );
+    assert!(
+        got.values()
+            .all(|ids| ids.iter().collect::<HashSet<_>>().len() == 1),
+        "one event id per notification: {got:?}"
+    );
+    let copies: usize = got.values().map(Vec::len).sum();
+    assert!(copies > events, "both listeners wrote: {copies} records");
+
+    let processed = |outcome: &str| {
+        metric_value(
+            &worker.metrics.render(),
+            &format!("relay_events_processed_total{{outcome=\"{outcome}\",route=\"guest_sync\"}}"),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            processed("synced") + processed("duplicate") >= copies as f64
+        })
+        .await,
+        "synced {}, duplicate {}, records {copies}",
+        processed("synced"),
+        processed("duplicate")
+    );
+    // Let a send that raced the metric arrive before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = sims.cms_stats().await;
+    assert_nothing_sent_twice(&stats);
+    let writes = per_key(&stats, "writes_by_key");
+    assert_eq!(writes.len(), events, "{writes:?}");
+    assert!(writes.values().all(|n| *n == 1), "{writes:?}");
+    assert_eq!(processed("synced"), events as f64);
+    eprintln!(
+        "two listeners, one SIGKILLed: {copies} records for {events} notifications, {} duplicates",
+        processed("duplicate")
+    );
+    worker.stop().await;
+    drop(survivor);
+}
+
 /// Genesys removes the channel (as when a 21st channel or an expired token ends it): the
 /// socket closes, reconnecting to the channel answers `{"result":"404"}`, and the listener
 /// creates and subscribes a new channel.
