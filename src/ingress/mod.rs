@@ -217,7 +217,11 @@ impl Ingress {
         response
     }
 
-    async fn accept<S, B>(&self, headers: &HeaderMap, body: S) -> (StatusCode, serde_json::Value)
+    async fn accept<S, B>(
+        &self,
+        headers: &HeaderMap,
+        mut body: S,
+    ) -> (StatusCode, serde_json::Value)
     where
         S: Stream<Item = Result<B, warp::Error>> + Unpin,
         B: Buf,
@@ -234,7 +238,6 @@ impl Ingress {
                 "content type must be application/json".into(),
             );
         }
-        let mut body = body;
         let read_until = tokio::time::Instant::now() + self.limits.body_read_timeout;
         let read = read_limited(&mut body, headers, self.max_body_bytes);
         let body = match tokio::time::timeout_at(read_until, read)

@@ -1,8 +1,9 @@
 //! The one place where a failure is classified: every outbound call (Genesys, CMS,
 //! forward) fails as one [`HttpError`], converted here once (5xx, 408, 429, timeouts,
 //! connection errors and a Genesys 401 that a fresh token got too are retryable, other
-//! 4xx and answers the relay cannot use are permanent); undecodable records are poison. A Genesys budget deferral is retryable
-//! and marked as a deferral: it is no failure of anyone and spends no retry tier. Skips
+//! 4xx and answers the relay cannot use are permanent); undecodable records are poison.
+//! A Genesys budget deferral is retryable and marked as a deferral: it is no failure of
+//! anyone and spends no retry tier. Skips
 //! (a conversation that is gone) are outcomes, not failures, and never reach this module.
 
 use crate::kafka::ProduceError;

@@ -737,6 +737,34 @@ pub fn assert_nothing_sent_twice(stats: &serde_json::Value) {
     );
 }
 
+/// Waits until `relay` counted a `guest_sync` redelivery of CMS key `key` as a duplicate,
+/// or the CMS got a second write of it (a failing run ends early), then lets a send that
+/// raced the metric arrive; whether the redelivery was recognised.
+pub async fn redelivery_recognised(
+    relay: &genesys_relay::app::RunningRelay,
+    sims: &Sims,
+    key: &str,
+) -> bool {
+    let duplicate = "relay_events_processed_total{outcome=\"duplicate\",route=\"guest_sync\"}";
+    let recognised = wait_until(Duration::from_secs(30), || async {
+        metric_value(&relay.metrics.render(), duplicate) >= 1.0
+            || per_key(&sims.cms_stats().await, "writes_by_key")
+                .get(key)
+                .is_some_and(|n| *n > 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    recognised
+}
+
+/// A producer to `broker` with the client's defaults, for writing records by hand.
+pub fn test_producer(broker: &Broker) -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap()
+}
+
 /// The value of one sample in a Prometheus text exposition, e.g. `relay_dlq_total{class="poison"}`.
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()

@@ -10,7 +10,7 @@ use crate::browser::Browser;
 use crate::common::*;
 use genesys_relay::app::{self, Role};
 use genesys_relay::kafka::headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde_json::json;
 use std::time::Duration;
 
@@ -70,10 +70,7 @@ async fn console_finds_filters_and_replays_exactly_one_dead_letter() {
         post_event(&sims.http, relay.ingress_addr.unwrap(), &guest_event(i)).await;
     }
     assert_eq!(records(&broker, dlq.clone(), 3, 60).await.len(), 3);
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .unwrap();
+    let producer = test_producer(&broker);
     producer
         .send(
             FutureRecord::to(&raw)

@@ -122,13 +122,24 @@ async fn start_role(
     prefix: &str,
     extra: &[(&str, &str)],
 ) -> RunningRelay {
+    let vars = role_vars(broker_addr, sims, prefix, extra);
+    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
+    app::start(cfg, role).await.unwrap()
+}
+
+/// A relay's settings at the broker and the simulators, `extra` last.
+fn role_vars(
+    broker_addr: &str,
+    sims: &Sims,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
     let mut vars = relay_vars_at(broker_addr, prefix, extra);
     vars.extend(sims.vars());
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
-    let cfg = genesys_relay::app::Config::from_vars(&vars).unwrap();
-    app::start(cfg, role).await.unwrap()
+    vars
 }
 
 /// Raw-topic records by notification sequence number, with their event ids; reads until
@@ -868,11 +879,7 @@ async fn one_of_two_listeners_sigkilled_loses_nothing_and_each_event_syncs_once(
     let raw = Topics::new(&prefix, 3).raw;
     let topic = queue_topic();
     let extra = [("RELAY_LISTEN_TOPICS", topic.as_str())];
-    let mut vars = relay_vars_at(&broker.addr(), &prefix, &extra);
-    vars.extend(sims.vars());
-    for (k, v) in extra {
-        vars.insert(k.to_string(), v.to_string());
-    }
+    let vars = role_vars(&broker.addr(), &sims, &prefix, &extra);
     /// A listen process, SIGKILLed and reaped when dropped (also when the test fails).
     struct Listener(std::process::Child);
     impl Drop for Listener {

@@ -264,10 +264,7 @@ async fn a_poison_record_is_dead_lettered_and_the_partition_moves_on() {
     let relay = app::start(stack_config(&broker, &sims, &prefix, &[]), Role::Serve)
         .await
         .unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .unwrap();
+    let producer = test_producer(&broker);
     let raw = format!("{prefix}.events.raw");
     let garbage = b"\xc3\x01not avro at all".to_vec();
     producer
@@ -433,22 +430,10 @@ async fn a_restart_with_pending_retries_loses_none_and_fires_none_early() {
 
     // A retry record handled after the restart arrives again (a worker killed before its
     // commit leaves one behind): recognised as already synced, never sent again.
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .unwrap();
+    let producer = test_producer(&broker);
     reproduce(&producer, &format!("{prefix}.events.retry.1"), &retries[0]).await;
-    let duplicate = "relay_events_processed_total{outcome=\"duplicate\",route=\"guest_sync\"}";
     let redelivered_key = format!("guest_sync:{}", hdrs(&retries[0])[headers::EVENT_ID]);
-    let handled = wait_until(Duration::from_secs(30), || async {
-        metric_value(&relay.metrics.render(), duplicate) >= 1.0
-            || per_key(&sims.cms_stats().await, "writes_by_key")
-                .get(&redelivered_key)
-                .is_some_and(|n| *n > 1)
-    })
-    .await;
-    // Let a send that raced the metric arrive before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let handled = redelivery_recognised(&relay, &sims, &redelivered_key).await;
     let stats = sims.cms_stats().await;
     assert!(syncs_by_key(&stats).values().all(|n| *n == 1));
     assert_nothing_sent_twice(&stats);
@@ -511,10 +496,7 @@ async fn a_redelivery_of_a_dead_lettered_event_is_skipped_but_a_replay_is_synced
     assert_eq!(writes(&sims.cms_stats().await), 2);
 
     // Redeliveries with a healthy CMS: the raw record and the last retry record.
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .unwrap();
+    let producer = test_producer(&broker);
     reproduce(&producer, &raw_topic, &raw[0]).await;
     reproduce(&producer, &retry_topic, &retry[0]).await;
     let skipped = "relay_skipped_total{reason=\"already_dead_lettered\",route=\"guest_sync\"}";

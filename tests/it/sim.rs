@@ -291,15 +291,7 @@ async fn revoked_tokens_are_refused_and_new_ones_work() {
         api_get(&client, &sim, &new, path).await.status(),
         StatusCode::OK
     );
-    let stats = body(
-        client
-            .get(format!("{}/__sim/stats", sim.base_url()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(stats["tokens_revoked"], 1);
+    assert_eq!(stats(&client, &sim).await["tokens_revoked"], 1);
     sim.shutdown().await;
 }
 
